@@ -1,0 +1,43 @@
+package index
+
+import "encoding/binary"
+
+// Session is what a KindSession record says: a writer opened the file. It is encoded in
+// a Record's fields as follows (docs/FORMAT.md): Ckpt = process id, Version = next
+// transaction number, Offset and Length = the 16-byte boot id of the running kernel,
+// Hash = the sync policy's code, Time = when, Txn = KeepVersions, Slack = reserved.
+type Session struct {
+	PID     uint32
+	NextTxn uint64
+	BootID  [16]byte
+	Policy  uint64
+	Time    int64
+	Keep    uint64
+}
+
+// Record returns the session as a record.
+func (s Session) Record() Record {
+	return Record{
+		Kind:    KindSession,
+		Ckpt:    s.PID,
+		Version: s.NextTxn,
+		Offset:  binary.LittleEndian.Uint64(s.BootID[0:8]),
+		Length:  binary.LittleEndian.Uint64(s.BootID[8:16]),
+		Hash:    s.Policy,
+		Time:    s.Time,
+		Txn:     s.Keep,
+	}
+}
+
+// SessionOf decodes a KindSession record.
+func SessionOf(r *Record) Session {
+	var s Session
+	s.PID = r.Ckpt
+	s.NextTxn = r.Version
+	binary.LittleEndian.PutUint64(s.BootID[0:8], r.Offset)
+	binary.LittleEndian.PutUint64(s.BootID[8:16], r.Length)
+	s.Policy = r.Hash
+	s.Time = r.Time
+	s.Keep = r.Txn
+	return s
+}

@@ -1,0 +1,183 @@
+//go:build linux
+
+package mmapfile
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"github.com/edsrzf/mmap-go"
+	"golang.org/x/sys/unix"
+)
+
+// mapWritable reserves an aligned range and maps the file over all of it.
+func (m *File) mapWritable(o Options) error {
+	reserve := uintptr(o.Reserve)
+	// Reserve address space with room to align the start to HugePageSize.
+	raw, err := unix.MmapPtr(-1, 0, nil, reserve+HugePageSize, unix.PROT_NONE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return fmt.Errorf("reserve %d bytes: %w", reserve, err)
+	}
+	start := uintptr(raw)
+	skip := ((start+HugePageSize-1)&^(HugePageSize-1) - start)
+	base := unsafe.Add(raw, skip)
+	// Give back the slop on both sides of the aligned range.
+	if skip > 0 {
+		_ = unix.MunmapPtr(raw, skip)
+	}
+	if tail := HugePageSize - skip; tail > 0 {
+		_ = unix.MunmapPtr(unsafe.Add(base, reserve), tail)
+	}
+	p, err := unix.MmapPtr(int(m.f.Fd()), 0, base, reserve,
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED)
+	if err != nil {
+		_ = unix.MunmapPtr(base, reserve)
+		return err
+	}
+	m.mem = unsafe.Slice((*byte)(p), int(reserve))
+	if o.HugePages {
+		_ = unix.Madvise(m.mem, unix.MADV_HUGEPAGE) // a hint; fine to fail
+	}
+	m.release = func() error { return unix.MunmapPtr(p, reserve) }
+	return nil
+}
+
+// mapReadOnly maps the whole reserved range read-only with mmap-go.
+func (m *File) mapReadOnly(o Options) error {
+	mm, err := mmap.MapRegion(m.f, int(o.Reserve), mmap.RDONLY, 0, 0)
+	if err != nil {
+		return err
+	}
+	m.mem = mm
+	m.release = func() error { return mm.Unmap() }
+	return nil
+}
+
+// allocate extends the file with real blocks over [off, off+n).
+func (m *File) allocate(off, n int64) error {
+	for {
+		err := unix.Fallocate(int(m.f.Fd()), 0, off, n)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EOPNOTSUPP {
+			return fmt.Errorf("fallocate is not supported here (a sparse file could SIGBUS on a full disk): %w", err)
+		}
+		return err
+	}
+}
+
+func (m *File) datasync() error {
+	for {
+		err := unix.Fdatasync(int(m.f.Fd()))
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// SyncRange writes the dirty pages of [off, off+n) and the metadata needed to read them
+// to stable storage (msync MS_SYNC, which on Linux is a datasync of that range only).
+func (m *File) SyncRange(off, n int64) error {
+	if m.ro {
+		return nil
+	}
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	lo, hi := m.pageRange(off, n)
+	if lo == hi {
+		return nil
+	}
+	return unix.Msync(m.mem[lo:hi], unix.MS_SYNC)
+}
+
+// StartWriteback asks the kernel to start writing the dirty pages of [off, off+n) to the
+// device without waiting (sync_file_range SYNC_FILE_RANGE_WRITE). It makes nothing
+// durable by itself: it shortens the time the data spends only in memory.
+func (m *File) StartWriteback(off, n int64) error {
+	if m.ro {
+		return nil
+	}
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	lo, hi := m.pageRange(off, n)
+	if lo == hi {
+		return nil
+	}
+	return unix.SyncFileRange(int(m.f.Fd()), lo, hi-lo, unix.SYNC_FILE_RANGE_WRITE)
+}
+
+// ErrNoPopulate is returned by Populate where the kernel cannot pre-fault (before 5.14).
+var ErrNoPopulate = errors.New("mmapfile: MADV_POPULATE_WRITE is not supported")
+
+// Populate pre-faults [off, off+n) of the mapping writable (MADV_POPULATE_WRITE) without
+// changing its contents, so that later stores into it take no page fault. The range is
+// clipped to Size. It returns ErrNoPopulate where the kernel lacks it.
+func (m *File) Populate(off, n int64) error {
+	if m.ro {
+		return ErrReadOnly
+	}
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	lo, hi := m.pageRange(off, n)
+	if lo == hi {
+		return nil
+	}
+	for {
+		err := unix.Madvise(m.mem[lo:hi], unix.MADV_POPULATE_WRITE)
+		switch err {
+		case nil:
+			return nil
+		case unix.EINTR:
+			continue
+		case unix.EINVAL:
+			return ErrNoPopulate
+		default:
+			return fmt.Errorf("mmapfile: populate [%d, %d): %w", lo, hi, err)
+		}
+	}
+}
+
+// TryLock takes an exclusive advisory lock (flock) on the file without waiting. It
+// returns ErrLocked when another open file description, in this process or another,
+// holds it. The lock goes away with Close or with the process.
+func (m *File) TryLock() error {
+	for {
+		err := unix.Flock(int(m.f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		switch err {
+		case nil:
+			return nil
+		case unix.EINTR:
+			continue
+		case unix.EWOULDBLOCK:
+			return ErrLocked
+		default:
+			return fmt.Errorf("mmapfile: flock %s: %w", m.f.Name(), err)
+		}
+	}
+}
+
+// Locked reports whether some open file description holds the lock on the file at path.
+// It probes with a shared lock that it releases at once, so it never takes a writer's
+// lock away; a writer that tries to lock at the very same instant may see ErrLocked.
+func Locked(path string) (bool, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(fd)
+	err = unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB)
+	if err == unix.EWOULDBLOCK {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_ = unix.Flock(fd, unix.LOCK_UN)
+	return false, nil
+}

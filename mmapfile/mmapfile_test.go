@@ -1,0 +1,225 @@
+package mmapfile
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"syscall"
+	"testing"
+	"unsafe"
+)
+
+func openTemp(t *testing.T, o Options) (*File, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "f")
+	o.Create = true
+	if o.Reserve == 0 {
+		o.Reserve = 1 << 30
+	}
+	m, err := Open(path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, path
+}
+
+func TestGrowKeepsSlicesValidAndAllocatesBlocks(t *testing.T) {
+	m, path := openTemp(t, Options{Chunk: 1 << 20, HugePages: true})
+	if m.Size() != 0 || len(m.Bytes()) != 0 {
+		t.Fatalf("new file size %d", m.Size())
+	}
+	if err := m.Grow(10); err != nil {
+		t.Fatal(err)
+	}
+	if m.Size() != 1<<20 {
+		t.Fatalf("size %d, want one chunk", m.Size())
+	}
+	first := m.Bytes()
+	copy(first, "hello")
+	if err := m.Grow(5 << 20); err != nil {
+		t.Fatal(err)
+	}
+	b := m.Bytes()
+	if &b[0] != &first[0] || string(b[:5]) != "hello" {
+		t.Fatal("mapping moved or lost bytes on growth")
+	}
+	b[5<<20-1] = 7
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() != 5<<20 {
+		t.Fatalf("file size %d", st.Size())
+	}
+	if blocks := st.Sys().(*syscall.Stat_t).Blocks * 512; blocks < 5<<20 {
+		t.Fatalf("file is sparse: %d bytes allocated of %d", blocks, st.Size())
+	}
+	if uintptr(unsafe.Pointer(&b[0]))%HugePageSize != 0 {
+		t.Fatal("mapping is not 2 MiB aligned")
+	}
+}
+
+func TestGrowPastReserve(t *testing.T) {
+	m, _ := openTemp(t, Options{Reserve: 4 << 20, Chunk: 1 << 20})
+	if err := m.Grow(5 << 20); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err %v, want ErrTooLarge", err)
+	}
+	if err := m.Grow(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReadOnlyFollowsWriter(t *testing.T) {
+	w, path := openTemp(t, Options{Chunk: 4096})
+	if err := w.Grow(4096); err != nil {
+		t.Fatal(err)
+	}
+	copy(w.Bytes(), "abc")
+	r, err := Open(path, Options{ReadOnly: true, Reserve: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if string(r.Bytes()[:3]) != "abc" {
+		t.Fatal("reader does not see writer's bytes")
+	}
+	if err := w.Grow(3 * 4096); err != nil {
+		t.Fatal(err)
+	}
+	w.Bytes()[2*4096] = 'z'
+	if n, err := r.Refresh(); err != nil || n != 3*4096 {
+		t.Fatalf("refresh %d %v", n, err)
+	}
+	if r.Bytes()[2*4096] != 'z' {
+		t.Fatal("reader does not see grown bytes")
+	}
+	if err := r.Grow(1 << 20); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("read-only grow: %v", err)
+	}
+	if err := r.TryLock(); err != nil {
+		// a read-only File may still lock; we only check it does not panic
+		_ = err
+	}
+}
+
+func TestPopulateKeepsContents(t *testing.T) {
+	m, _ := openTemp(t, Options{Chunk: 1 << 20})
+	if err := m.Grow(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	b := m.Bytes()
+	for i := range b {
+		b[i] = byte(i)
+	}
+	want := bytes.Clone(b)
+	if err := m.Populate(0, 1<<20); err != nil && !errors.Is(err, ErrNoPopulate) {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, want) {
+		t.Fatal("populate changed the contents")
+	}
+	// Past the end: clipped, not a fault.
+	if err := m.Populate(1<<20, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSyncAndWriteback(t *testing.T) {
+	m, path := openTemp(t, Options{Chunk: 1 << 20})
+	if err := m.Grow(1); err != nil {
+		t.Fatal(err)
+	}
+	copy(m.Bytes()[100:], "durable")
+	if err := m.StartWriteback(0, 4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SyncRange(100, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got[100:107]) != "durable" {
+		t.Fatal("pread does not see mapped stores")
+	}
+}
+
+func TestLockIsExclusiveAcrossDescriptions(t *testing.T) {
+	a, path := openTemp(t, Options{})
+	if locked, err := Locked(path); err != nil || locked {
+		t.Fatalf("Locked before: %v %v", locked, err)
+	}
+	if err := a.TryLock(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(path, Options{Reserve: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.TryLock(); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second lock: %v", err)
+	}
+	b.Close()
+	if locked, err := Locked(path); err != nil || !locked {
+		t.Fatalf("Locked while held: %v %v", locked, err)
+	}
+	// Probing did not take the lock away.
+	c, _ := Open(path, Options{Reserve: 1 << 30})
+	defer c.Close()
+	if err := c.TryLock(); !errors.Is(err, ErrLocked) {
+		t.Fatalf("lock taken away by probe: %v", err)
+	}
+	a.Close()
+	if err := c.TryLock(); err != nil {
+		t.Fatalf("lock not released by Close: %v", err)
+	}
+}
+
+func TestTruncatedUnderneathFaultsRecoverably(t *testing.T) {
+	m, path := openTemp(t, Options{Chunk: 1 << 20})
+	if err := m.Grow(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	b := m.Bytes()
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	faulted := func() (ok bool) {
+		old := debug.SetPanicOnFault(true)
+		defer debug.SetPanicOnFault(old)
+		defer func() {
+			if r := recover(); r != nil {
+				ok = true
+			}
+		}()
+		b[8192] = 1
+		return false
+	}()
+	if !faulted {
+		t.Fatal("store past EOF did not fault")
+	}
+}
+
+func TestClosed(t *testing.T) {
+	m, _ := openTemp(t, Options{})
+	m.Close()
+	if err := m.Grow(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("grow after close: %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal("double close")
+	}
+}
+
+func TestOpenRejectsDirectory(t *testing.T) {
+	if _, err := Open(t.TempDir(), Options{}); err == nil {
+		t.Fatal("opened a directory")
+	}
+}
