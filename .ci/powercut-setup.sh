@@ -4,14 +4,18 @@
 #   - Debian's cloud kernel, downloaded (not installed) and extracted into a
 #     cache directory, plus the virtio modules the guest loads.
 # Idempotent: a second run with everything present makes no network access.
-# Prints the resulting paths as KEY=VALUE lines (eval-able).
+# Prints the resulting paths as KEY=VALUE lines. The Go harness finds them
+# by itself when CKP_POWERCUT_CACHE is the same (or unset) in both.
 #
 # Env:
 #   CKP_POWERCUT_CACHE  cache dir (default $HOME/.cache/ckp-powercut)
+# Remove the cache dir to pick up a newer kernel package.
 set -euo pipefail
 
 CACHE="${CKP_POWERCUT_CACHE:-${HOME:-/root}/.cache/ckp-powercut}"
-MODS=(virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk)
+# Modules the guest needs for /dev/vda. Their dependencies are added, and the
+# load order (modules/order) is derived from the modules' depends= fields.
+MODS=(virtio_pci virtio_blk)
 
 log() { echo "powercut-setup: $*" >&2; }
 
@@ -64,14 +68,24 @@ if [ ! -f "$CACHE/current/complete" ]; then
 	rm -rf "$dir.new"
 	mkdir -p "$dir.new/modules"
 	cp "$tmp"/x/boot/vmlinuz-* "$dir.new/vmlinuz"
-	for m in "${MODS[@]}"; do
-		f="$(find "$tmp/x/lib/modules" -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" -o -name "$m.ko.gz" | head -n1)"
+	# Extract each wanted module and, recursively, what it depends on (the
+	# "depends=" field of its .modinfo), writing them in load order
+	# (dependencies first). The .deb has no modules.dep.
+	: >"$dir.new/modules/order"
+	declare -A seen=()
+	visit() {
+		local m="$1" f d
+		m="${m//-/_}"
+		[ -n "${seen[$m]:-}" ] && return 0
+		seen[$m]=1
+		f="$(find "$tmp/x/lib/modules" \( -name "$m.ko*" -o -name "${m//_/-}.ko*" \) -print -quit)"
 		if [ -z "$f" ]; then
-			# Built into the kernel: nothing to load.
-			if grep -qx ".*/$m.ko" "$tmp"/x/lib/modules/*/modules.builtin 2>/dev/null; then
-				log "module $m is built in"; continue
+			if grep -Eq "/(${m}|${m//_/-})\.ko\$" "$tmp"/x/lib/modules/*/modules.builtin; then
+				log "module $m: built in"
+				return 0
 			fi
-			log "module $m not found in $pkg"; exit 1
+			log "module $m not found in $pkg"
+			exit 1
 		fi
 		log "module $m: ${f#"$tmp/x/"}"
 		case "$f" in
@@ -79,13 +93,14 @@ if [ ! -f "$CACHE/current/complete" ]; then
 		*.ko.xz) xz -dc "$f" >"$dir.new/modules/$m.ko" ;;
 		*.ko.zst) zstd -qdc "$f" >"$dir.new/modules/$m.ko" ;;
 		*.ko.gz) gzip -dc "$f" >"$dir.new/modules/$m.ko" ;;
+		*) log "unknown module file $f"; exit 1 ;;
 		esac
-	done
-	# Load order for the guest (only modules that are actually present).
-	: >"$dir.new/modules/order"
-	for m in "${MODS[@]}"; do
-		if [ -f "$dir.new/modules/$m.ko" ]; then echo "$m.ko" >>"$dir.new/modules/order"; fi
-	done
+		for d in $(tr '\0' '\n' <"$dir.new/modules/$m.ko" | sed -n 's/^depends=//p' | tr ',' ' '); do
+			visit "$d"
+		done
+		echo "$m.ko" >>"$dir.new/modules/order"
+	}
+	for m in "${MODS[@]}"; do visit "$m"; done
 	echo "$pkg" >"$dir.new/package"
 	touch "$dir.new/complete"
 	rm -rf "$dir"

@@ -1,0 +1,352 @@
+package engine
+
+import (
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/ckp-go/ckp/index"
+)
+
+// Checkpoint is a named memory region registered on a File. Each Save appends a new
+// version of the region's bytes; Restore copies a version back into the region.
+//
+// The caller must not write to the region while a Save or SaveAll that includes it is
+// running (the version would mix old and new bytes; its hash would still match what was
+// stored), nor read it while a Restore is running.
+type Checkpoint struct {
+	f      *File
+	st     *ckptState
+	name   string
+	region []byte
+
+	mu   sync.Mutex // serialises saves, restores and Unregister of this checkpoint
+	gone bool       // unregistered or closed (written under f.mu and mu)
+	slot slotPlan   // the save in progress
+}
+
+// slotPlan is where a save in progress writes.
+type slotPlan struct {
+	off, size int64
+	ver       uint64
+	hash      uint64
+}
+
+// VersionInfo describes one kept version of a checkpoint.
+type VersionInfo struct {
+	Version int       // absolute version number
+	Size    int64     // bytes saved
+	Saved   time.Time // when the save ran
+	Hash    uint64    // the payload hash (xxhash64; see docs/FORMAT.md)
+	Offset  int64     // where the payload starts in the data file
+	Txn     uint64    // the transaction (Save or SaveAll) that wrote it
+}
+
+func (v *version) info() VersionInfo {
+	return VersionInfo{
+		Version: int(v.num),
+		Size:    v.length,
+		Saved:   time.Unix(0, v.time),
+		Hash:    v.hash,
+		Offset:  v.off,
+		Txn:     v.txn,
+	}
+}
+
+// validName checks a checkpoint name: 1..MaxNameLen bytes, any bytes.
+func validName(name string) error {
+	if len(name) == 0 {
+		return errf(ErrInvalid, "empty checkpoint name")
+	}
+	if len(name) > MaxNameLen {
+		return errf(ErrInvalid, "checkpoint name of %d bytes (at most %d)", len(name), MaxNameLen)
+	}
+	return nil
+}
+
+// Register registers region under name. If the file holds versions saved under that
+// name earlier (in this process or another), the Checkpoint picks them up and new saves
+// continue their numbering; the region may differ in size from them (restoring a version
+// of another size returns ErrSize). The File keeps region and reads it on every save.
+func (f *File) Register(name string, region []byte) (*Checkpoint, error) {
+	if err := validName(name); err != nil {
+		return nil, err
+	}
+	if len(region) == 0 {
+		return nil, errf(ErrInvalid, "checkpoint %q: nil or empty region", name)
+	}
+	if err := f.begin(); err != nil {
+		return nil, err
+	}
+	defer f.end()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.ckpts[name]
+	if s != nil && s.reg != nil {
+		return nil, errf(ErrExists, "checkpoint %q", name)
+	}
+	if s == nil {
+		s = &ckptState{id: f.nextID, name: name, next: 1}
+		f.nextID++
+		f.ckpts[name] = s
+		f.byID[s.id] = s
+	}
+	c := &Checkpoint{f: f, st: s, name: name, region: region}
+	s.reg = c
+	f.nreg++
+	f.pf.wake()
+	return c, nil
+}
+
+// RegisterValue registers the memory of *v as a region: the bytes of a value of type T.
+// T must hold no pointers: pointers, slices, maps, strings, interfaces, channels and
+// funcs (at any depth, in arrays and struct fields too) are refused with ErrInvalid,
+// since their bytes would be meaningless in the process that restores them.
+func RegisterValue[T any](f *File, name string, v *T) (*Checkpoint, error) {
+	if v == nil {
+		return nil, errf(ErrInvalid, "checkpoint %q: nil pointer", name)
+	}
+	t := reflect.TypeFor[T]()
+	if err := pointerFree(t); err != nil {
+		return nil, errf(ErrInvalid, "checkpoint %q: type %v %v", name, t, err)
+	}
+	size := unsafe.Sizeof(*v)
+	if size == 0 {
+		return nil, errf(ErrInvalid, "checkpoint %q: type %v has size 0", name, t)
+	}
+	return f.Register(name, unsafe.Slice((*byte)(unsafe.Pointer(v)), size))
+}
+
+// pointerFree returns why t may hold pointers, or nil.
+func pointerFree(t reflect.Type) error {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return nil
+	case reflect.Array:
+		if err := pointerFree(t.Elem()); err != nil {
+			return err
+		}
+		return nil
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			if err := pointerFree(t.Field(i).Type); err != nil {
+				return errf(ErrInvalid, "field %s: %v", t.Field(i).Name, err)
+			}
+		}
+		return nil
+	default:
+		// Pointer, UnsafePointer, Uintptr (an address in disguise), Slice, Map, String,
+		// Interface, Chan, Func.
+		return errf(ErrInvalid, "holds a %v, which is not plain data", t.Kind())
+	}
+}
+
+// Locate returns the registered checkpoint called name, or ErrNotFound.
+func (f *File) Locate(name string) (*Checkpoint, error) {
+	if err := f.begin(); err != nil {
+		return nil, err
+	}
+	defer f.end()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s := f.ckpts[name]; s != nil && s.reg != nil {
+		return s.reg, nil
+	}
+	return nil, errf(ErrNotFound, "no registered checkpoint %q", name)
+}
+
+// Name returns the checkpoint's name.
+func (c *Checkpoint) Name() string { return c.name }
+
+// Region returns the registered region.
+func (c *Checkpoint) Region() []byte { return c.region }
+
+// Versions returns the kept versions of the checkpoint, oldest first. It returns nil on
+// a closed File or an unregistered Checkpoint.
+func (c *Checkpoint) Versions() []VersionInfo {
+	f := c.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || c.gone {
+		return nil
+	}
+	return infos(c.st)
+}
+
+func infos(s *ckptState) []VersionInfo {
+	k := s.kept()
+	out := make([]VersionInfo, len(k))
+	for i := range k {
+		out[i] = k[i].info()
+	}
+	return out
+}
+
+// Unregister removes the checkpoint from the File. Its saved versions stay in the file;
+// registering the name again picks them up. Afterwards the Checkpoint's methods return
+// ErrNotFound.
+func (c *Checkpoint) Unregister() error {
+	f := c.f
+	if err := f.begin(); err != nil {
+		return err
+	}
+	defer f.end()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c.gone {
+		return errf(ErrNotFound, "checkpoint %q is not registered", c.name)
+	}
+	c.gone = true
+	c.st.reg = nil
+	f.nreg--
+	return nil
+}
+
+// usable checks, under c.mu and f.begin, that the checkpoint may be used.
+func (c *Checkpoint) usable() error {
+	if c.gone {
+		return errf(ErrNotFound, "checkpoint %q is not registered", c.name)
+	}
+	return nil
+}
+
+// Save saves the region as a new version of the checkpoint.
+func (c *Checkpoint) Save() error {
+	f := c.f
+	if err := f.begin(); err != nil {
+		return err
+	}
+	defer f.end()
+	if f.ro {
+		return ErrReadOnly
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.usable(); err != nil {
+		return err
+	}
+	one := [1]*Checkpoint{c}
+	return f.save(one[:])
+}
+
+// SaveAll saves every registered region as one new version each, atomically: after a
+// crash at any point, either all of this SaveAll's versions exist or none does.
+func (f *File) SaveAll() error {
+	if err := f.begin(); err != nil {
+		return err
+	}
+	defer f.end()
+	if f.ro {
+		return ErrReadOnly
+	}
+	cs := f.lockRegistered()
+	defer unlockAll(cs)
+	if len(cs) == 0 {
+		return nil
+	}
+	return f.save(cs)
+}
+
+// lockRegistered returns the registered checkpoints in id order, each locked, skipping
+// any unregistered in the meantime.
+func (f *File) lockRegistered() []*Checkpoint {
+	f.mu.Lock()
+	cs := make([]*Checkpoint, 0, f.nreg)
+	for _, s := range f.ckpts {
+		if s.reg != nil {
+			cs = append(cs, s.reg)
+		}
+	}
+	f.mu.Unlock()
+	sort.Slice(cs, func(i, j int) bool { return cs[i].st.id < cs[j].st.id })
+	k := 0
+	for _, c := range cs {
+		c.mu.Lock()
+		if c.gone {
+			c.mu.Unlock()
+			continue
+		}
+		cs[k] = c
+		k++
+	}
+	return cs[:k]
+}
+
+func unlockAll(cs []*Checkpoint) {
+	for _, c := range cs {
+		c.mu.Unlock()
+	}
+}
+
+// Restore copies version v of the checkpoint into its region: v in 1..N is absolute,
+// v in 0, -1, ..., -(N-1) counts back from the newest. The version's hash is checked
+// before any byte reaches the region; on any error the region is left as it was.
+func (c *Checkpoint) Restore(v int) error {
+	f := c.f
+	if err := f.begin(); err != nil {
+		return err
+	}
+	defer f.end()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.usable(); err != nil {
+		return err
+	}
+	one := [1]*Checkpoint{c}
+	return f.restore(one[:], v)
+}
+
+// RestoreAll restores version v (as in Restore) of every registered checkpoint. All of
+// them are located and verified before any region is written: on error no region is
+// modified.
+func (f *File) RestoreAll(v int) error {
+	if err := f.begin(); err != nil {
+		return err
+	}
+	defer f.end()
+	cs := f.lockRegistered()
+	defer unlockAll(cs)
+	if len(cs) == 0 {
+		return nil
+	}
+	return f.restore(cs, v)
+}
+
+// Checkpoints returns the names of every checkpoint that has kept versions in the file
+// or is registered, sorted.
+func (f *File) Checkpoints() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var names []string
+	for n, s := range f.ckpts {
+		if s.reg != nil || len(s.kept()) > 0 {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// VersionsOf returns the kept versions of the checkpoint called name, registered or
+// not, oldest first; ErrNotFound when the file holds no such name.
+func (f *File) VersionsOf(name string) ([]VersionInfo, error) {
+	if err := f.begin(); err != nil {
+		return nil, err
+	}
+	defer f.end()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.ckpts[name]
+	if s == nil || (s.reg == nil && len(s.kept()) == 0) {
+		return nil, errf(ErrNotFound, "no checkpoint %q in %s", name, f.path)
+	}
+	return infos(s), nil
+}
+
+var _ = index.RecordSize

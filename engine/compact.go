@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"math"
+
+	"github.com/ckp-go/ckp/index"
+	"github.com/ckp-go/ckp/mmapfile"
+)
+
+// Compaction keeps the index bounded under retention: once the log holds more than
+// twice the records that describe what is kept (plus compactSlack), it is rewritten
+// with only those records into a new file that replaces the old one atomically
+// (write to path.idx.tmp, rename). Under a durable policy the data is synced first and
+// the new index is synced with its directory before the rename takes effect, so the
+// compaction is itself a durable point. Readers that opened the old index keep reading
+// it; they see the versions they opened with.
+
+// compactSlack is how many records beyond twice the live ones the log may hold.
+const compactSlack = 4096
+
+func (f *File) needCompact() bool {
+	return f.log.records > 2*f.live+compactSlack
+}
+
+// maybeCompact compacts if needed; the caller holds no lock.
+func (f *File) maybeCompact() {
+	f.mu.Lock()
+	need := f.needCompact()
+	f.mu.Unlock()
+	if need {
+		f.syncMu.Lock()
+		f.maybeCompactLocked()
+		f.syncMu.Unlock()
+	}
+}
+
+// maybeCompactLocked compacts if needed; the caller holds f.syncMu. A failure leaves the
+// old index in place (it is still correct) and is retried at a later save.
+func (f *File) maybeCompactLocked() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || !f.needCompact() {
+		return
+	}
+	_ = f.compact()
+}
+
+// compact rewrites the index. Caller holds f.syncMu and f.mu.
+func (f *File) compact() error {
+	durable := f.opts.Sync.durable()
+	if durable {
+		ranges, all := f.takeUnsynced()
+		if err := f.syncData(ranges, all); err != nil {
+			f.putUnsynced(ranges, all)
+			return err
+		}
+		f.syncBuf = ranges[:0]
+	}
+	recs := make([]index.Record, 0, f.live+2)
+	s := index.Session{NextTxn: f.nextTxn, BootID: f.bootID, Policy: f.opts.Sync.code(), Keep: uint64(f.opts.KeepVersions)}
+	sr := s.Record()
+	sr.Flags = index.FlagCommit
+	recs = append(recs, sr)
+	for _, st := range sortedStates(f.byID) {
+		if !st.named {
+			continue
+		}
+		recs = append(recs, index.NameRecords(st.id, st.name)...)
+		k := st.kept()
+		if len(k) == 0 {
+			recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: st.id, Version: st.next, Flags: index.FlagCommit})
+			continue
+		}
+		for i := range k {
+			v := &k[i]
+			recs = append(recs, index.Record{
+				Kind: index.KindVersion, Flags: index.FlagCommit, Ckpt: st.id, Version: v.num,
+				Offset: uint64(v.off), Length: uint64(v.length), Hash: v.hash, Time: v.time, Txn: v.txn,
+				Slack: uint32(v.size - footprint(v.length, len(st.name))),
+			})
+		}
+	}
+	if durable {
+		recs[len(recs)-1].Flags |= index.FlagDurable
+	}
+	h := index.Header{FileID: f.fileID, Generation: f.log.gen + 1, Created: sr.Time}
+	if err := f.writeIndexFile(f.idxPath, h, recs, durable); err != nil {
+		return err
+	}
+	nidx, err := mmapfile.Open(f.idxPath, mmapfile.Options{Perm: f.opts.Perm, Reserve: indexReserve, Chunk: indexChunk})
+	if err != nil {
+		// The new index is in place but we cannot map it: nothing more can be logged
+		// safely. Further appends would go to the unlinked old file; fail loudly.
+		f.closed = true
+		return err
+	}
+	b := nidx.Bytes()
+	_, prev, err := index.DecodeHeader(b)
+	if err != nil {
+		nidx.Close()
+		f.closed = true
+		return err
+	}
+	res, _ := index.Scan(b[index.HeaderSize:], prev, nil)
+	old := f.idx
+	f.idx = nidx
+	n := int64(len(recs))
+	pos := index.HeaderSize + n*index.RecordSize
+	f.log = logState{pos: pos, crc: res.CRC, synced: index.HeaderSize, gen: h.Generation, records: n}
+	if durable {
+		f.log.synced = pos
+		f.log.durable = n
+		f.alloc.release(math.MaxInt64)
+	}
+	f.pf.indexSwapped()
+	old.Close()
+	return nil
+}

@@ -1,0 +1,164 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ckp-go/ckp/index"
+)
+
+// Durability. Saves land in the page cache through the shared mapping, so a completed
+// save survives the death of the process under every policy. A durable point makes
+// saves survive an OS crash or power loss too:
+//
+//  1. the data of the saves it covers is written to stable storage (msync MS_SYNC of
+//     exactly the slots written since the previous durable point, or fdatasync when
+//     they are too many);
+//  2. a record that claims this (FlagDurable on the save's commit record, or a mark
+//     record) is appended to the index;
+//  3. the index's new records are written to stable storage.
+//
+// Step 1 before step 2 means an index record that claims durability never reaches the
+// disk before the data it covers. Records written between durable points may reach the
+// disk before their data (the kernel writes pages back when it likes): recovery after a
+// reboot therefore checks the data of every version above the last durable claim.
+
+// maxRanges is how many separate unsynced ranges are tracked before a durable point
+// falls back to syncing the whole data file.
+const maxRanges = 64
+
+// takeUnsynced moves the unsynced ranges into the syncer's buffer. Caller holds f.mu and
+// f.syncMu.
+func (f *File) takeUnsynced() ([]extent, bool) {
+	all := len(f.unsynced) > maxRanges
+	r := append(f.syncBuf[:0], f.unsynced...)
+	f.unsynced = f.unsynced[:0]
+	return r, all
+}
+
+// putUnsynced gives ranges back after a failed sync. Caller holds f.mu.
+func (f *File) putUnsynced(r []extent, all bool) {
+	f.unsynced = append(f.unsynced, r...)
+	_ = all
+}
+
+// syncData makes the given data ranges durable.
+func (f *File) syncData(ranges []extent, all bool) error {
+	var err error
+	if all || len(ranges) > maxRanges {
+		err = f.data.Sync()
+	} else {
+		for _, r := range ranges {
+			if err = f.data.SyncRange(r.off, r.end-r.off); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("ckp: sync %s: %w", f.path, err)
+	}
+	return nil
+}
+
+// syncIndex makes the index records written so far durable and frees the slots whose
+// drop is now durable. Caller holds f.syncMu (so the index is not swapped underneath).
+func (f *File) syncIndex() error {
+	f.mu.Lock()
+	lo, hi := f.log.synced, f.log.pos
+	f.mu.Unlock()
+	if hi > lo {
+		if err := f.idx.SyncRange(lo, hi-lo); err != nil {
+			return fmt.Errorf("ckp: sync %s: %w", f.idxPath, err)
+		}
+	}
+	f.mu.Lock()
+	f.log.synced = max(f.log.synced, hi)
+	f.alloc.release(min(f.log.durable, (f.log.synced-index.HeaderSize)/index.RecordSize))
+	f.mu.Unlock()
+	return nil
+}
+
+// Sync makes every version saved so far durable, whatever the policy: when it returns,
+// they survive an OS crash or power loss.
+func (f *File) Sync() error {
+	if err := f.begin(); err != nil {
+		return err
+	}
+	defer f.end()
+	if f.ro {
+		return nil
+	}
+	return f.syncAll(false)
+}
+
+// syncAll runs a durable point covering everything published so far.
+func (f *File) syncAll(closing bool) (err error) {
+	defer catch(&err)
+	defer guard()()
+	f.syncMu.Lock()
+	defer f.syncMu.Unlock()
+	f.mu.Lock()
+	if !f.dirty && f.log.synced == f.log.pos {
+		f.mu.Unlock()
+		return nil
+	}
+	ranges, all := f.takeUnsynced()
+	covered := f.log.records
+	snap := f.pubSeq
+	needMark := f.log.durable < covered
+	f.mu.Unlock()
+	if err := f.syncData(ranges, all); err != nil {
+		f.mu.Lock()
+		f.putUnsynced(ranges, all)
+		f.mu.Unlock()
+		return err
+	}
+	f.syncBuf = ranges[:0]
+	f.mu.Lock()
+	if needMark {
+		r := index.Record{Kind: index.KindMark, Flags: index.FlagCommit | index.FlagDurable,
+			Version: uint64(covered), Txn: f.nextTxn - 1, Time: time.Now().UnixNano()}
+		if err := f.appendRecords([]index.Record{r}); err != nil {
+			f.mu.Unlock()
+			return err
+		}
+		f.log.durable = max(f.log.durable, covered)
+	}
+	if f.pubSeq == snap {
+		f.dirty = false
+	}
+	f.mu.Unlock()
+	_ = closing
+	return f.syncIndex()
+}
+
+// intervalSyncer is the SyncInterval goroutine.
+func (f *File) intervalSyncer(d time.Duration) {
+	defer f.bgDone.Done()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stopBg:
+			return
+		case <-t.C:
+			_ = f.syncAll(false) // a failure is retried at the next tick, by Sync or by Close
+		}
+	}
+}
+
+// startWriteback starts writing back the slots of a save and the index's new records
+// (SyncAsync). Failures are ignored: nothing is promised.
+func (f *File) startWriteback(cs []*Checkpoint) {
+	f.mu.Lock()
+	for _, c := range cs {
+		if v := c.st.kept(); len(v) > 0 {
+			last := v[len(v)-1]
+			_ = f.data.StartWriteback(last.off, last.size)
+		}
+	}
+	lo, hi := f.log.synced, f.log.pos
+	idx := f.idx
+	f.mu.Unlock()
+	_ = idx.StartWriteback(lo, hi-lo)
+}

@@ -1,0 +1,36 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned by the engine. Every error a method returns wraps one of them (or an
+// operating-system error such as ENOSPC, wrapped with context), so callers test with
+// errors.Is.
+var (
+	// ErrInvalid: a bad argument (empty or over-long name, nil or empty region, a type
+	// that holds pointers, a bad option) or an operation the File does not allow.
+	ErrInvalid = errors.New("ckp: invalid argument")
+	// ErrNotFound: no checkpoint is registered under that name, or the Checkpoint was
+	// unregistered.
+	ErrNotFound = errors.New("ckp: checkpoint not found")
+	// ErrExists: a checkpoint of that name is already registered on this File.
+	ErrExists = errors.New("ckp: checkpoint already registered")
+	// ErrVersion: the version number names no kept version (never saved, dropped by
+	// retention, or out of the relative range).
+	ErrVersion = errors.New("ckp: no such version")
+	// ErrSize: the saved version's size differs from the registered region's.
+	ErrSize = errors.New("ckp: size mismatch")
+	// ErrClosed: the File was closed.
+	ErrClosed = errors.New("ckp: file closed")
+	// ErrLocked: another writer (in this process or another) holds the file.
+	ErrLocked = errors.New("ckp: file locked by another writer")
+	// ErrCorrupt: the file is not a ckp file, or the bytes of a version do not match
+	// their hash; damaged data is never handed back.
+	ErrCorrupt = errors.New("ckp: corrupt checkpoint data")
+)
+
+// ErrReadOnly is returned by operations that would write to a File opened with
+// Options.ReadOnly. It wraps ErrInvalid.
+var ErrReadOnly = fmt.Errorf("%w: file is open read-only", ErrInvalid)

@@ -1,0 +1,462 @@
+package engine
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ckp-go/ckp/index"
+	"github.com/ckp-go/ckp/mmapfile"
+)
+
+// File is an open checkpoint file: the data file at its path and the index file beside
+// it (path + ".idx"). Its methods, and those of its Checkpoints, are safe for concurrent
+// use.
+type File struct {
+	path, idxPath string
+	opts          Options
+	ro            bool
+	data          *mmapfile.File
+	idx           *mmapfile.File
+	fileID        [16]byte
+	seed          uint32 // trailer CRC seed
+	bootID        [16]byte
+	pool          *pool
+
+	opMu sync.RWMutex // every operation holds it shared; Close holds it exclusively
+
+	mu      sync.Mutex // guards everything below
+	closed  bool
+	ckpts   map[string]*ckptState
+	byID    map[uint32]*ckptState
+	nextID  uint32
+	nreg    int // registered checkpoints
+	alloc   allocator
+	nextTxn uint64
+	saveSeq uint64 // saves allocated so far (SyncEvery counts them)
+	log     logState
+	live    int64 // records a compaction would keep (versions and names)
+
+	unsynced []extent // data written by published saves not yet covered by a durable point
+	pubSeq   uint64   // bumped by every publish
+	dirty    bool     // something was published since the last durable point
+
+	syncMu   sync.Mutex // one durable point at a time
+	syncBuf  []extent   // the syncer's snapshot of unsynced
+	stopBg   chan struct{}
+	bgDone   sync.WaitGroup
+	pf       *prefaulter
+	batchBuf batch // the batch of the save in progress (guarded by batchMu)
+	batchMu  sync.Mutex
+	recBuf   []index.Record // records of the transaction being published (guarded by mu)
+
+	// Facts from recovery, for tools.
+	recovered Recovery
+}
+
+// logState is the writer's position in the index file.
+type logState struct {
+	pos     int64  // byte offset of the next record
+	crc     uint32 // chain CRC of the last record
+	synced  int64  // byte offset below which the index is durable
+	durable int64  // records whose data is durable (coverage)
+	gen     uint64
+	records int64 // records in the log
+}
+
+// Recovery reports what Open found and dropped.
+type Recovery struct {
+	// Records is the number of committed index records replayed.
+	Records int64
+	// DroppedRecords counts index records after the valid, committed prefix: a torn
+	// tail, an unfinished transaction, or records after damage.
+	DroppedRecords int64
+	// TornTail is true when non-zero bytes followed the valid records.
+	TornTail bool
+	// Verified counts versions whose data was checked at open because the machine
+	// rebooted since they were written and no durable point covered them.
+	Verified int
+	// DroppedTxns counts transactions dropped because their data did not verify.
+	DroppedTxns int
+	// Invalid describes the first record that was well-formed but inconsistent (and
+	// was dropped with everything after it), if any.
+	Invalid string
+}
+
+// Open opens the checkpoint file at path, creating it (and its index file) if it does
+// not exist. A nil opts means the defaults. A second Open of a file that is open for
+// writing, in this process or another, returns ErrLocked; a file that is not a ckp file
+// returns ErrCorrupt and is left untouched.
+func Open(path string, opts *Options) (*File, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	f := &File{
+		path:    path,
+		idxPath: path + ".idx",
+		opts:    o,
+		ro:      o.ReadOnly,
+		ckpts:   make(map[string]*ckptState),
+		byID:    make(map[uint32]*ckptState),
+		bootID:  readBootID(),
+	}
+	if err := f.open(); err != nil {
+		f.release()
+		return nil, err
+	}
+	f.pool = newPool(o.Workers)
+	if !f.ro {
+		f.stopBg = make(chan struct{})
+		if !o.NoPrefault {
+			f.pf = newPrefaulter(f)
+			f.bgDone.Add(1)
+			go f.pf.loop()
+		}
+		if o.Sync.kind == syncInterval {
+			f.bgDone.Add(1)
+			go f.intervalSyncer(o.Sync.d)
+		}
+	}
+	return f, nil
+}
+
+func (f *File) open() (err error) {
+	defer catch(&err)
+	defer guard()()
+	mo := mmapfile.Options{
+		ReadOnly:  f.ro,
+		Create:    !f.ro,
+		Perm:      f.opts.Perm,
+		Reserve:   f.opts.MaxSize,
+		Chunk:     f.opts.ChunkSize,
+		HugePages: !f.opts.NoHugePages,
+	}
+	f.data, err = mmapfile.Open(f.path, mo)
+	if err != nil {
+		return fmt.Errorf("ckp: open %s: %w", f.path, err)
+	}
+	if !f.ro {
+		if err := f.data.TryLock(); err != nil {
+			if errors.Is(err, mmapfile.ErrLocked) {
+				return fmt.Errorf("%w: %s", ErrLocked, f.path)
+			}
+			return err
+		}
+	}
+	hdr := f.data.Bytes()
+	fresh := len(hdr) == 0 || (len(hdr) >= dataHeaderLen && allZero(hdr[:dataHeaderLen]))
+	idxInfo, idxErr := os.Stat(f.idxPath)
+	if fresh {
+		if idxErr == nil && idxInfo.Size() > index.HeaderSize {
+			if !f.indexHasNoRecords() {
+				return errf(ErrCorrupt, "%s is empty but its index %s holds records: the data file was lost or truncated", f.path, f.idxPath)
+			}
+		} else if idxErr != nil && !errors.Is(idxErr, fs.ErrNotExist) {
+			return fmt.Errorf("ckp: %w", idxErr)
+		}
+		if f.ro {
+			return errf(ErrCorrupt, "%s is not an initialised ckp file", f.path)
+		}
+		return f.create()
+	}
+	h, err := decodeDataHeader(hdr)
+	if err != nil {
+		return fmt.Errorf("%w (%s)", err, f.path)
+	}
+	f.fileID = h.FileID
+	f.seed = trailerSeed(h.FileID)
+	if idxErr != nil {
+		if errors.Is(idxErr, fs.ErrNotExist) {
+			return errf(ErrCorrupt, "index file %s is missing (rebuild it with `ckp repair %s`)", f.idxPath, f.path)
+		}
+		return fmt.Errorf("ckp: %w", idxErr)
+	}
+	mo.Create = false
+	mo.Reserve = indexReserve
+	mo.Chunk = indexChunk
+	mo.HugePages = false
+	f.idx, err = mmapfile.Open(f.idxPath, mo)
+	if err != nil {
+		return fmt.Errorf("ckp: open %s: %w", f.idxPath, err)
+	}
+	ih, seed, err := index.DecodeHeader(f.idx.Bytes())
+	if err != nil {
+		return errf(ErrCorrupt, "%s: %v", f.idxPath, err)
+	}
+	if ih.FileID != f.fileID {
+		return errf(ErrCorrupt, "%s belongs to another data file than %s", f.idxPath, f.path)
+	}
+	f.log.gen = ih.Generation
+	if err := f.recover(seed); err != nil {
+		return err
+	}
+	if !f.ro {
+		return f.beginSession()
+	}
+	return nil
+}
+
+// indexHasNoRecords reports whether the index file at idxPath holds a header and no
+// record (what a crash during creation leaves).
+func (f *File) indexHasNoRecords() bool {
+	b, err := os.ReadFile(f.idxPath)
+	if err != nil || len(b) < index.HeaderSize {
+		return false
+	}
+	_, seed, err := index.DecodeHeader(b)
+	if err != nil {
+		return false
+	}
+	res, _ := index.Scan(b[index.HeaderSize:], seed, nil)
+	return res.Records == 0 && !res.Torn
+}
+
+// create initialises a new pair of files: the index first, then the data header, so a
+// crash in between leaves a state that the next Open recognises as fresh.
+func (f *File) create() error {
+	if _, err := rand.Read(f.fileID[:]); err != nil {
+		return fmt.Errorf("ckp: random file id: %w", err)
+	}
+	f.seed = trailerSeed(f.fileID)
+	now := time.Now().UnixNano()
+	if err := f.writeIndexFile(f.idxPath, index.Header{FileID: f.fileID, Created: now}, nil, true); err != nil {
+		return err
+	}
+	var err error
+	f.idx, err = mmapfile.Open(f.idxPath, mmapfile.Options{Perm: f.opts.Perm, Reserve: indexReserve, Chunk: indexChunk})
+	if err != nil {
+		return fmt.Errorf("ckp: open %s: %w", f.idxPath, err)
+	}
+	_, seed, err := index.DecodeHeader(f.idx.Bytes())
+	if err != nil {
+		return errf(ErrCorrupt, "%s: %v", f.idxPath, err)
+	}
+	if err := f.data.Grow(dataHeaderSize); err != nil {
+		return fmt.Errorf("ckp: %w", err)
+	}
+	encodeDataHeader(f.data.Bytes(), dataHeader{FileID: f.fileID, Created: now})
+	if err := f.data.Sync(); err != nil {
+		return fmt.Errorf("ckp: sync %s: %w", f.path, err)
+	}
+	if err := syncDir(f.path); err != nil {
+		return err
+	}
+	f.log = logState{pos: index.HeaderSize, crc: seed, synced: index.HeaderSize}
+	f.alloc.reset(dataHeaderSize, nil)
+	f.nextTxn = 1
+	f.nextID = 1
+	return f.beginSession()
+}
+
+// writeIndexFile writes a whole index file (header and records, the last one flagged as
+// given by the caller) to path via a temporary file and a rename; with durable it
+// syncs the file and the directory.
+func (f *File) writeIndexFile(path string, h index.Header, recs []index.Record, durable bool) error {
+	buf := make([]byte, index.HeaderSize+len(recs)*index.RecordSize)
+	prev := index.EncodeHeader(buf, h)
+	for i := range recs {
+		prev = index.Encode(buf[index.HeaderSize+i*index.RecordSize:], &recs[i], prev)
+	}
+	tmp := path + ".tmp"
+	t, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, f.opts.Perm)
+	if err != nil {
+		return fmt.Errorf("ckp: %w", err)
+	}
+	_, err = t.Write(buf)
+	if err == nil && durable {
+		err = t.Sync()
+	}
+	if cerr := t.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("ckp: write %s: %w", path, err)
+	}
+	if durable {
+		return syncDir(path)
+	}
+	return nil
+}
+
+// syncDir makes a directory entry change under dir(path) durable.
+func syncDir(path string) error {
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("ckp: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("ckp: sync directory of %s: %w", path, err)
+	}
+	return nil
+}
+
+// beginSession appends the writer's session record.
+func (f *File) beginSession() error {
+	s := index.Session{
+		PID:     uint32(os.Getpid()),
+		NextTxn: f.nextTxn,
+		BootID:  f.bootID,
+		Policy:  f.opts.Sync.code(),
+		Time:    time.Now().UnixNano(),
+		Keep:    uint64(f.opts.KeepVersions),
+	}
+	r := s.Record()
+	r.Flags = index.FlagCommit
+	return f.appendRecords([]index.Record{r})
+}
+
+// appendRecords writes records at the end of the index (the caller holds f.mu or is
+// alone) and advances the log. It grows the index file as needed.
+func (f *File) appendRecords(recs []index.Record) error {
+	need := f.log.pos + int64(len(recs))*index.RecordSize
+	if need > f.idx.Size() {
+		if err := f.idx.Grow(need); err != nil {
+			return fmt.Errorf("ckp: grow index: %w", err)
+		}
+	}
+	b := f.idx.Bytes()
+	for i := range recs {
+		f.log.crc = index.Encode(b[f.log.pos:], &recs[i], f.log.crc)
+		f.log.pos += index.RecordSize
+	}
+	f.log.records += int64(len(recs))
+	return nil
+}
+
+// Close makes every saved version durable, unregisters every checkpoint, stops the
+// background goroutines and releases the lock. Afterwards every method of the File and
+// of its Checkpoints returns ErrClosed. Closing twice returns ErrClosed.
+func (f *File) Close() error {
+	f.opMu.Lock()
+	defer f.opMu.Unlock()
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return ErrClosed
+	}
+	f.closed = true
+	for _, s := range f.ckpts {
+		if s.reg != nil {
+			s.reg.gone = true
+			s.reg = nil
+		}
+	}
+	f.nreg = 0
+	f.mu.Unlock()
+	if f.stopBg != nil {
+		close(f.stopBg)
+		f.bgDone.Wait()
+	}
+	var err error
+	if !f.ro {
+		err = f.syncAll(true)
+	}
+	if rerr := f.release(); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// release unmaps and closes both files (and so drops the lock).
+func (f *File) release() error {
+	var err error
+	if f.pool != nil {
+		f.pool.close()
+	}
+	if f.idx != nil {
+		err = f.idx.Close()
+	}
+	if f.data != nil {
+		if cerr := f.data.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// Path returns the data file's path as given to Open.
+func (f *File) Path() string { return f.path }
+
+// IndexPath returns the index file's path.
+func (f *File) IndexPath() string { return f.idxPath }
+
+// Recovered returns what Open found when it read the index: records replayed and
+// anything dropped.
+func (f *File) Recovered() Recovery { return f.recovered }
+
+// begin starts an operation: it holds the File open until end.
+func (f *File) begin() error {
+	f.opMu.RLock()
+	f.mu.Lock()
+	closed := f.closed
+	f.mu.Unlock()
+	if closed {
+		f.opMu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (f *File) end() { f.opMu.RUnlock() }
+
+// readBootID returns the running kernel's boot id (zero where there is none): a
+// changed boot id tells recovery that the page cache may have lost writes.
+func readBootID() [16]byte {
+	var id [16]byte
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return id
+	}
+	b = bytes.TrimSpace(bytes.ReplaceAll(b, []byte("-"), nil))
+	if len(b) != 32 {
+		return id
+	}
+	for i := 0; i < 16; i++ {
+		var v byte
+		for _, c := range b[2*i : 2*i+2] {
+			v <<= 4
+			switch {
+			case c >= '0' && c <= '9':
+				v |= c - '0'
+			case c >= 'a' && c <= 'f':
+				v |= c - 'a' + 10
+			case c >= 'A' && c <= 'F':
+				v |= c - 'A' + 10
+			}
+		}
+		id[i] = v
+	}
+	return id
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// sortedStates returns the states in id order.
+func sortedStates(m map[uint32]*ckptState) []*ckptState {
+	s := make([]*ckptState, 0, len(m))
+	for _, st := range m {
+		s = append(s, st)
+	}
+	sort.Slice(s, func(i, j int) bool { return s[i].id < s[j].id })
+	return s
+}

@@ -1,0 +1,89 @@
+package engine
+
+import (
+	"os"
+	"runtime"
+)
+
+// Options configure Open. A nil *Options, and every field left at its zero value, mean
+// the defaults documented on each field.
+type Options struct {
+	// Sync is the durability policy. The zero value is SyncNone: every completed save
+	// survives the death of the process, but not a crash of the operating system or a
+	// power loss unless File.Sync or Close ran after it. See docs/DURABILITY.md.
+	Sync SyncPolicy
+
+	// KeepVersions bounds the versions kept per checkpoint: after each save only the
+	// newest KeepVersions versions of that checkpoint stay, and the space of the others
+	// is reused. 0 keeps every version. Negative values are invalid.
+	KeepVersions int
+
+	// ReadOnly opens an existing file without writing to it and without taking the
+	// writer's lock: it may run while a writer is active and sees the versions that were
+	// complete when it opened. Saves return ErrReadOnly.
+	ReadOnly bool
+
+	// Perm is the mode of newly created files; 0 means 0600 (the files hold process
+	// memory).
+	Perm os.FileMode
+
+	// MaxSize is the largest the data file may grow to, in bytes; it reserves that much
+	// virtual address space (not memory). 0 means 1 TiB.
+	MaxSize int64
+
+	// ChunkSize is the step in which the data file grows; 0 means 8 MiB.
+	ChunkSize int64
+
+	// Workers is the number of goroutines that copy and hash one large save or restore
+	// together, the caller's included. 0 means GOMAXPROCS; 1 does all work on the
+	// caller's goroutine.
+	Workers int
+
+	// NoPrefault turns off the background goroutine that allocates and pre-faults the
+	// space the next saves will write, while the program computes.
+	NoPrefault bool
+
+	// NoHugePages turns off the request for 2 MiB page-cache folios on the data mapping.
+	NoHugePages bool
+}
+
+const (
+	defaultMaxSize    = 1 << 40
+	defaultChunk      = 8 << 20
+	indexReserve      = 64 << 30
+	indexChunk        = 1 << 20
+	defaultPerm       = 0o600
+	maxWorkers        = 64
+	parallelThreshold = 4 << 20 // saves of at least this many bytes use the workers
+)
+
+// withDefaults returns a copy of o with the zero values replaced, or an error.
+func (o *Options) withDefaults() (Options, error) {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.KeepVersions < 0 {
+		return r, errf(ErrInvalid, "KeepVersions %d is negative", r.KeepVersions)
+	}
+	if err := r.Sync.validate(); err != nil {
+		return r, err
+	}
+	if r.Perm == 0 {
+		r.Perm = defaultPerm
+	}
+	if r.MaxSize < 0 || r.ChunkSize < 0 || r.Workers < 0 {
+		return r, errf(ErrInvalid, "negative MaxSize, ChunkSize or Workers")
+	}
+	if r.MaxSize == 0 {
+		r.MaxSize = defaultMaxSize
+	}
+	if r.ChunkSize == 0 {
+		r.ChunkSize = defaultChunk
+	}
+	if r.Workers == 0 {
+		r.Workers = runtime.GOMAXPROCS(0)
+	}
+	r.Workers = min(r.Workers, maxWorkers)
+	return r, nil
+}

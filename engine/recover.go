@@ -1,0 +1,361 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/ckp-go/ckp/crc"
+	"github.com/ckp-go/ckp/index"
+)
+
+// Recovery: Open replays the committed transactions of the index into the in-memory
+// state. A transaction that is well-formed (its CRCs verify) but inconsistent (a version
+// of an unknown checkpoint, a version number that does not increase, a slot outside the
+// file's limits) ends the replay: it and everything after it are dropped, as for a torn
+// record. Then, if the machine has rebooted since the transactions that no durable point
+// covers were written, their data may have been lost with the page cache: each of their
+// versions that is still kept is checked against its trailer and hash, and the first
+// transaction with a damaged version is dropped with everything after it.
+
+// errStop ends a replay at the current transaction.
+var errStop = errors.New("stop")
+
+type sessionAt struct {
+	pos  int64
+	boot [16]byte
+}
+
+type replay struct {
+	f        *File
+	pos      int64 // records replayed so far (committed)
+	durable  int64
+	maxTxn   uint64
+	maxID    uint32
+	sessions []sessionAt
+	invalid  string
+	// per-transaction overlay
+	names map[uint32]string
+}
+
+func (f *File) recover(seed uint32) error {
+	recs := f.idx.Bytes()[index.HeaderSize:]
+	rp, res, err := f.replay(recs, seed, -1)
+	if err != nil {
+		return err
+	}
+	f.recovered.Invalid = rp.invalid
+	f.recovered.TornTail = res.Torn
+	total := f.countRecords(recs, seed)
+	cut := int64(-1)
+	if rp.needVerify(f.bootID) {
+		cut = f.verifyTail(rp.durable)
+	}
+	if cut >= 0 {
+		// Replay again, up to the first damaged transaction.
+		f.ckpts = make(map[string]*ckptState)
+		f.byID = make(map[uint32]*ckptState)
+		rp, res, err = f.replay(recs[:cut*index.RecordSize], seed, cut)
+		if err != nil {
+			return err
+		}
+	}
+	f.recovered.Records = rp.pos
+	f.recovered.DroppedRecords = total - rp.pos
+	f.log = logState{
+		pos:     index.HeaderSize + res.End,
+		crc:     res.CRC,
+		synced:  index.HeaderSize + res.End,
+		durable: rp.durable,
+		gen:     f.log.gen,
+		records: rp.pos,
+	}
+	f.nextTxn = rp.maxTxn + 1
+	f.nextID = rp.maxID + 1
+	// Rebuild the free space from the kept versions' slots.
+	var used []extent
+	for _, s := range f.byID {
+		for i := range s.kept() {
+			used = append(used, s.kept()[i].slot())
+		}
+		f.live += int64(len(s.kept())) + int64(index.NameRecordCount(len(s.name)))
+	}
+	f.alloc.reset(dataHeaderSize, used)
+	return nil
+}
+
+// countRecords counts the records that verify, committed or not, for the report.
+func (f *File) countRecords(recs []byte, seed uint32) int64 {
+	var n int64
+	prev := seed
+	var r index.Record
+	for off := 0; off+index.RecordSize <= len(recs); off += index.RecordSize {
+		c, ok := index.Decode(recs[off:], prev, &r)
+		if !ok {
+			break
+		}
+		prev = c
+		n++
+	}
+	return n
+}
+
+// replay applies the committed transactions of recs. limit, when not negative, is the
+// number of records to replay at most (already cut by the caller).
+func (f *File) replay(recs []byte, seed uint32, limit int64) (*replay, index.Result, error) {
+	rp := &replay{f: f, names: make(map[uint32]string)}
+	res, err := index.Scan(recs, seed, rp.apply)
+	if err != nil && err != errStop {
+		return nil, res, err
+	}
+	if err == errStop {
+		// Recompute the end of what was applied: the scan stopped inside the bad txn.
+		res, _ = index.Scan(recs[:rp.pos*index.RecordSize], seed, nil)
+		res.Torn = true
+	}
+	_ = limit
+	return rp, res, nil
+}
+
+// apply validates one committed transaction and applies it, or stops the replay.
+func (rp *replay) apply(txn []index.Record) error {
+	if msg := rp.check(txn); msg != "" {
+		rp.invalid = fmt.Sprintf("record %d: %s", rp.pos, msg)
+		return errStop
+	}
+	f := rp.f
+	start := rp.pos
+	for i := 0; i < len(txn); i++ {
+		r := &txn[i]
+		switch r.Kind {
+		case index.KindName:
+			n := int(r.Aux)
+			name := make([]byte, 0, n)
+			name = append(name, r.Name[:min(n, len(r.Name))]...)
+			for len(name) < n {
+				i++
+				name = append(name, txn[i].Name[:min(n-len(name), len(txn[i].Name))]...)
+			}
+			s := &ckptState{id: r.Ckpt, name: string(name), named: true, next: 1}
+			f.byID[r.Ckpt] = s
+			f.ckpts[s.name] = s
+			rp.maxID = max(rp.maxID, r.Ckpt)
+		case index.KindVersion:
+			s := f.byID[r.Ckpt]
+			s.push(version{
+				num:    r.Version,
+				off:    int64(r.Offset),
+				length: int64(r.Length),
+				hash:   r.Hash,
+				time:   r.Time,
+				txn:    r.Txn,
+				size:   footprintFor(int64(r.Length), len(s.name), r.Slack),
+				pos:    start,
+			})
+			rp.maxTxn = max(rp.maxTxn, r.Txn)
+		case index.KindDrop:
+			s := f.byID[r.Ckpt]
+			s.dropBelow(r.Version)
+			if s.next < r.Version {
+				s.next = r.Version
+			}
+		case index.KindSession:
+			ss := index.SessionOf(r)
+			rp.sessions = append(rp.sessions, sessionAt{start, ss.BootID})
+			if ss.NextTxn > 0 {
+				rp.maxTxn = max(rp.maxTxn, ss.NextTxn-1)
+			}
+		case index.KindMark:
+			if r.Flags&index.FlagDurable != 0 {
+				rp.durable = max(rp.durable, int64(r.Version))
+			}
+			rp.maxTxn = max(rp.maxTxn, r.Txn)
+		}
+	}
+	rp.pos += int64(len(txn))
+	last := &txn[len(txn)-1]
+	if last.Flags&index.FlagDurable != 0 && last.Kind != index.KindMark {
+		rp.durable = max(rp.durable, rp.pos)
+	}
+	return nil
+}
+
+// footprintFor is the slot size of a version from its record.
+func footprintFor(length int64, nameLen int, slack uint32) int64 {
+	return footprint(length, nameLen) + int64(slack)
+}
+
+// maxLength bounds a version's length in a record we trust: 1 PiB.
+const maxLength = 1 << 50
+
+// check returns why a transaction cannot be applied, or "".
+func (rp *replay) check(txn []index.Record) string {
+	f := rp.f
+	clear(rp.names)
+	// last version number per checkpoint within this transaction
+	type lastVer struct {
+		id uint32
+		v  uint64
+	}
+	var lasts [8]lastVer
+	lv := lasts[:0]
+	nameOf := func(id uint32) (string, bool) {
+		if n, ok := rp.names[id]; ok {
+			return n, true
+		}
+		if s, ok := f.byID[id]; ok {
+			return s.name, true
+		}
+		return "", false
+	}
+	lastOf := func(id uint32) uint64 {
+		for i := len(lv) - 1; i >= 0; i-- {
+			if lv[i].id == id {
+				return lv[i].v
+			}
+		}
+		if s, ok := f.byID[id]; ok {
+			if k := s.kept(); len(k) > 0 {
+				return k[len(k)-1].num
+			}
+			return s.next - 1
+		}
+		return 0
+	}
+	for i := 0; i < len(txn); i++ {
+		r := &txn[i]
+		switch r.Kind {
+		case index.KindName:
+			n := int(r.Aux)
+			if n < 1 || n > MaxNameLen {
+				return fmt.Sprintf("name length %d", n)
+			}
+			if _, ok := nameOf(r.Ckpt); ok {
+				return fmt.Sprintf("checkpoint id %d named twice", r.Ckpt)
+			}
+			if r.Ckpt == 0 {
+				return "checkpoint id 0"
+			}
+			name := make([]byte, 0, n)
+			name = append(name, r.Name[:min(n, len(r.Name))]...)
+			for len(name) < n {
+				i++
+				if i >= len(txn) || txn[i].Kind != index.KindNameMore || txn[i].Ckpt != r.Ckpt {
+					return "name continuation missing"
+				}
+				name = append(name, txn[i].Name[:min(n-len(name), len(txn[i].Name))]...)
+			}
+			if _, dup := f.ckpts[string(name)]; dup {
+				return fmt.Sprintf("name %q bound to two ids", name)
+			}
+			for _, other := range rp.names {
+				if other == string(name) {
+					return fmt.Sprintf("name %q bound to two ids", name)
+				}
+			}
+			rp.names[r.Ckpt] = string(name)
+		case index.KindNameMore:
+			return "stray name continuation"
+		case index.KindVersion:
+			name, ok := nameOf(r.Ckpt)
+			if !ok {
+				return fmt.Sprintf("version of unknown checkpoint id %d", r.Ckpt)
+			}
+			if r.Version <= lastOf(r.Ckpt) || r.Version > 1<<62 {
+				return fmt.Sprintf("version %d of %q does not increase", r.Version, name)
+			}
+			if r.Length == 0 || r.Length > maxLength {
+				return fmt.Sprintf("version %d of %q has length %d", r.Version, name, r.Length)
+			}
+			end := int64(r.Offset) + footprintFor(int64(r.Length), len(name), r.Slack)
+			if int64(r.Offset) < dataHeaderSize || r.Offset%8 != 0 || r.Offset > 1<<60 || end > f.opts.MaxSize {
+				return fmt.Sprintf("version %d of %q has a slot outside the file (offset %d)", r.Version, name, r.Offset)
+			}
+			lv = append(lv, lastVer{r.Ckpt, r.Version})
+		case index.KindDrop:
+			if _, ok := nameOf(r.Ckpt); !ok {
+				return fmt.Sprintf("drop of unknown checkpoint id %d", r.Ckpt)
+			}
+			if r.Version > lastOf(r.Ckpt)+1 {
+				return fmt.Sprintf("drop below %d beyond the newest version", r.Version)
+			}
+		case index.KindMark:
+			if int64(r.Version) > rp.pos+int64(len(txn)) {
+				return "durable mark beyond its own position"
+			}
+		}
+	}
+	return ""
+}
+
+// needVerify reports whether data written after the last durable point may have been
+// lost: some session that wrote it ran under another boot than this one.
+func (rp *replay) needVerify(boot [16]byte) bool {
+	if rp.pos <= rp.durable {
+		return false
+	}
+	var zero [16]byte
+	if boot == zero {
+		return true
+	}
+	cur := -1 // the session in effect at the durable point
+	for i, s := range rp.sessions {
+		if s.pos <= rp.durable {
+			cur = i
+		}
+	}
+	if cur < 0 {
+		return true
+	}
+	for _, s := range rp.sessions[cur:] {
+		if s.boot != boot {
+			return true
+		}
+	}
+	return false
+}
+
+// verifyTail checks the kept versions of transactions above the durable coverage and
+// returns the index position of the first transaction with a damaged one, or -1.
+func (f *File) verifyTail(durable int64) int64 {
+	var cands []*version
+	names := map[*version]int{}
+	for _, s := range f.byID {
+		k := s.kept()
+		for i := range k {
+			if k[i].pos >= durable {
+				cands = append(cands, &k[i])
+				names[&k[i]] = len(s.name)
+			}
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].pos < cands[j].pos })
+	for _, v := range cands {
+		f.recovered.Verified++
+		if f.checkVersion(v, names[v]) != nil {
+			f.recovered.DroppedTxns++
+			return v.pos
+		}
+	}
+	return -1
+}
+
+// checkVersion verifies a version's trailer and payload hash in the mapping. It does not
+// touch any caller memory.
+func (f *File) checkVersion(v *version, nameLen int) (err error) {
+	defer catch(&err)
+	defer guard()()
+	data := f.data.Bytes()
+	end := v.off + footprint(v.length, nameLen)
+	if v.off < dataHeaderSize || end > int64(len(data)) || end < v.off {
+		return errf(ErrCorrupt, "version %d lies beyond the end of the data file", v.num)
+	}
+	t, ok := readTrailer(data[v.off+pad8(v.length):end], f.seed)
+	if !ok || t.Length != uint64(v.length) || t.Version != v.num || t.Txn != v.txn || t.Hash != v.hash {
+		return errf(ErrCorrupt, "version %d: trailer does not match the index", v.num)
+	}
+	if crc.Payload(data[v.off:v.off+v.length]) != v.hash {
+		return errf(ErrCorrupt, "version %d: payload hash mismatch", v.num)
+	}
+	return nil
+}

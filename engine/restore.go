@@ -1,0 +1,100 @@
+package engine
+
+import (
+	"github.com/ckp-go/ckp/crc"
+)
+
+// restore copies version v of each checkpoint in cs into its region. The caller holds
+// f.begin and every c.mu. Nothing is written to any region until every version has
+// been located, sized and verified.
+func (f *File) restore(cs []*Checkpoint, v int) (err error) {
+	defer catch(&err)
+	defer guard()()
+	vs := make([]version, len(cs))
+	f.mu.Lock()
+	for i, c := range cs {
+		p, err := c.st.resolve(v)
+		if err != nil {
+			f.mu.Unlock()
+			return err
+		}
+		if p.length != int64(len(c.region)) {
+			f.mu.Unlock()
+			return errf(ErrSize, "version %d of %q holds %d bytes, the region has %d", p.num, c.name, p.length, len(c.region))
+		}
+		vs[i] = *p
+	}
+	f.mu.Unlock()
+	data := f.data.Bytes()
+	for i, c := range cs {
+		end := vs[i].off + footprint(vs[i].length, len(c.name))
+		if end > int64(len(data)) {
+			return errf(ErrCorrupt, "version %d of %q lies beyond the end of the data file", vs[i].num, c.name)
+		}
+	}
+	if f.ro {
+		return f.restoreCopied(cs, vs)
+	}
+	// Verify in the mapping (both cores for large versions), then copy out.
+	f.batchMu.Lock()
+	defer f.batchMu.Unlock()
+	b := &f.batchBuf
+	b.reset(jobVerify)
+	hashes := make([]uint64, len(cs))
+	for i, c := range cs {
+		ver := &vs[i]
+		src := data[ver.off : ver.off+ver.length]
+		j := job{src: src}
+		if ts := crc.TableSize(ver.length); ts > 0 {
+			t0 := ver.off + pad8(ver.length) + trailerFixed
+			j.table = data[t0 : t0+int64(ts)]
+			if crc.Combine(j.table) != ver.hash {
+				return errf(ErrCorrupt, "version %d of %q: block table does not match its hash", ver.num, c.name)
+			}
+		} else {
+			hashes[i] = ver.hash
+			j.hash = &hashes[i]
+		}
+		b.add(j)
+	}
+	f.pool.run(b)
+	if err := b.err(); err != nil {
+		return err
+	}
+	if b.bad.Load() {
+		// Say which one.
+		for i, c := range cs {
+			if crc.Payload(data[vs[i].off:vs[i].off+vs[i].length]) != vs[i].hash {
+				return errf(ErrCorrupt, "version %d of %q: hash mismatch", vs[i].num, c.name)
+			}
+		}
+		return errf(ErrCorrupt, "hash mismatch")
+	}
+	b.reset(jobCopy)
+	for i, c := range cs {
+		b.add(job{src: data[vs[i].off : vs[i].off+vs[i].length], dst: c.region})
+	}
+	f.pool.run(b)
+	return b.err()
+}
+
+// restoreCopied is the read-only path: a writer may reuse a slot while we read it, so the
+// bytes are copied out first, verified in the copy, and only then copied into the
+// regions.
+func (f *File) restoreCopied(cs []*Checkpoint, vs []version) error {
+	data := f.data.Bytes()
+	bufs := make([][]byte, len(cs))
+	for i, c := range cs {
+		ver := &vs[i]
+		buf := make([]byte, ver.length)
+		copy(buf, data[ver.off:ver.off+ver.length])
+		if crc.Payload(buf) != ver.hash {
+			return errf(ErrCorrupt, "version %d of %q: hash mismatch (damaged, or reused by a writer since this File opened)", ver.num, c.name)
+		}
+		bufs[i] = buf
+	}
+	for i, c := range cs {
+		copy(c.region, bufs[i])
+	}
+	return nil
+}

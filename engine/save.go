@@ -1,0 +1,291 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ckp-go/ckp/crc"
+	"github.com/ckp-go/ckp/index"
+)
+
+// save writes one new version of each checkpoint in cs as one transaction. The caller
+// holds f.begin and every c.mu. The steps:
+//
+//  1. allocate a slot per region (under f.mu), growing the data file if needed;
+//  2. copy and hash each region into its slot (on both cores when large), then write
+//     each slot's trailer;
+//  3. at a durable point, make the data durable (this save's and every earlier
+//     unsynced one's);
+//  4. publish: append the transaction's records to the index (under f.mu) and apply
+//     them: new versions become visible, retention drops the oldest;
+//  5. at a durable point, make the index durable; under SyncAsync, start write-back.
+//
+// Until step 4 nothing is visible: an error or a crash before it leaves every earlier
+// version as it was, and the slots are free again.
+func (f *File) save(cs []*Checkpoint) (err error) {
+	defer guard()()
+	durablePoint, txn, err := f.allocate(cs)
+	if err != nil {
+		return err
+	}
+	published := false
+	defer func() {
+		if !published {
+			f.unallocate(cs)
+		}
+	}()
+	now, err := f.fill(cs, txn)
+	if err != nil {
+		return err
+	}
+	if durablePoint {
+		f.syncMu.Lock()
+		defer f.syncMu.Unlock()
+		return f.publishDurable(cs, txn, now, &published)
+	}
+	if err := f.publish(cs, txn, now, false, 0); err != nil {
+		return err
+	}
+	published = true
+	if f.opts.Sync.kind == syncAsync {
+		f.startWriteback(cs)
+	}
+	f.maybeCompact()
+	return nil
+}
+
+// allocate reserves a slot for each checkpoint and a transaction number.
+func (f *File) allocate(cs []*Checkpoint) (durablePoint bool, txn uint64, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	txn = f.nextTxn
+	f.nextTxn++
+	f.saveSeq++
+	switch f.opts.Sync.kind {
+	case syncAlways:
+		durablePoint = true
+	case syncEvery:
+		durablePoint = f.saveSeq%uint64(f.opts.Sync.n) == 0
+	}
+	var top int64
+	for i, c := range cs {
+		n := int64(len(c.region))
+		off, size := f.alloc.alloc(footprint(n, len(c.name)), payloadAlign(n))
+		c.slot = slotPlan{off: off, size: size, ver: c.st.next}
+		top = max(top, off+size)
+		_ = i
+	}
+	if top > f.data.Size() {
+		if err := f.data.Grow(top); err != nil {
+			for _, c := range cs {
+				f.alloc.free(extent{c.slot.off, c.slot.off + c.slot.size})
+				c.slot = slotPlan{}
+			}
+			return false, 0, fmt.Errorf("ckp: save: %w", err)
+		}
+	}
+	return durablePoint, txn, nil
+}
+
+// unallocate gives back the slots of a save that failed before it was published.
+func (f *File) unallocate(cs []*Checkpoint) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range cs {
+		if c.slot.size > 0 {
+			f.alloc.free(extent{c.slot.off, c.slot.off + c.slot.size})
+			c.slot = slotPlan{}
+		}
+	}
+}
+
+// fill copies and hashes every region into its slot and writes the trailers.
+func (f *File) fill(cs []*Checkpoint, txn uint64) (now int64, err error) {
+	defer catch(&err)
+	data := f.data.Bytes()
+	total := 0
+	for _, c := range cs {
+		total += len(c.region)
+	}
+	if total >= parallelThreshold && f.pool.n > 0 {
+		f.activeSaves(1)
+		defer f.activeSaves(-1)
+		f.batchMu.Lock()
+		b := &f.batchBuf
+		b.reset(jobSave)
+		for _, c := range cs {
+			b.add(saveJob(data, c))
+		}
+		f.pool.run(b)
+		err = b.err()
+		f.batchMu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+	} else {
+		for _, c := range cs {
+			j := saveJob(data, c)
+			if j.table == nil {
+				*j.hash = copyHash(j.dst, j.src)
+				continue
+			}
+			for blk := 0; blk < len(j.src); blk += crc.BlockSize {
+				end := min(blk+crc.BlockSize, len(j.src))
+				h := copyHash(j.dst[blk:end], j.src[blk:end])
+				putTable(j.table, blk/crc.BlockSize, h)
+			}
+		}
+	}
+	now = time.Now().UnixNano()
+	for _, c := range cs {
+		n := int64(len(c.region))
+		t0 := c.slot.off + pad8(n)
+		if ts := crc.TableSize(n); ts > 0 {
+			c.slot.hash = crc.Combine(data[t0+trailerFixed : t0+trailerFixed+int64(ts)])
+		}
+		// The padding between payload and trailer is zeroed so the slot's bytes are
+		// fully determined by the save.
+		clear(data[c.slot.off+n : t0])
+		t := trailer{Hash: c.slot.hash, Length: uint64(n), Version: c.slot.ver, Txn: txn, Time: now, TxnCount: uint32(len(cs))}
+		writeTrailer(data[t0:t0+trailerLen(n, len(c.name))], f.seed, &t, c.name)
+	}
+	return now, nil
+}
+
+// saveJob describes the copy of c's region into its slot.
+func saveJob(data []byte, c *Checkpoint) job {
+	n := int64(len(c.region))
+	j := job{src: c.region, dst: data[c.slot.off : c.slot.off+n], hash: &c.slot.hash}
+	if ts := crc.TableSize(n); ts > 0 {
+		t0 := c.slot.off + pad8(n) + trailerFixed
+		j.table = data[t0 : t0+int64(ts)]
+	}
+	return j
+}
+
+// publishDurable runs steps 3 to 5 of a save at a durable point. The caller holds
+// f.syncMu.
+func (f *File) publishDurable(cs []*Checkpoint, txn uint64, now int64, published *bool) error {
+	// Snapshot what earlier saves left unsynced; add this save's slots.
+	f.mu.Lock()
+	ranges, all := f.takeUnsynced()
+	snap := f.pubSeq
+	f.mu.Unlock()
+	for _, c := range cs {
+		ranges = addRange(ranges, extent{c.slot.off, c.slot.off + c.slot.size})
+	}
+	if err := f.syncData(ranges, all); err != nil {
+		f.mu.Lock()
+		f.putUnsynced(ranges[:len(ranges)-len(cs)], all)
+		f.mu.Unlock()
+		return err
+	}
+	f.syncBuf = ranges[:0]
+	if err := f.publish(cs, txn, now, true, snap); err != nil {
+		return err
+	}
+	*published = true
+	if err := f.syncIndex(); err != nil {
+		return err
+	}
+	f.maybeCompactLocked()
+	return nil
+}
+
+// publish appends the transaction's records and applies them. With durable, the data
+// of this transaction and of every save published before snap was made durable.
+func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool, snap uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return ErrClosed
+	}
+	recs := f.recBuf[:0]
+	keep := f.opts.KeepVersions
+	for _, c := range cs {
+		s := c.st
+		if !s.named {
+			recs = append(recs, index.NameRecords(s.id, s.name)...)
+		}
+		n := int64(len(c.region))
+		recs = append(recs, index.Record{
+			Kind:    index.KindVersion,
+			Ckpt:    s.id,
+			Version: c.slot.ver,
+			Offset:  uint64(c.slot.off),
+			Length:  uint64(n),
+			Hash:    c.slot.hash,
+			Time:    now,
+			Txn:     txn,
+			Slack:   uint32(c.slot.size - footprint(n, len(s.name))),
+		})
+		if old := s.kept(); keep > 0 && len(old)+1 > keep {
+			// After this version is added, the newest keep remain.
+			first := c.slot.ver
+			if i := len(old) + 1 - keep; i < len(old) {
+				first = old[i].num
+			}
+			recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: s.id, Version: first})
+		}
+	}
+	recs[len(recs)-1].Flags |= index.FlagCommit
+	exact := durable && f.pubSeq == snap
+	if exact {
+		recs[len(recs)-1].Flags |= index.FlagDurable
+	}
+	start := f.log.records
+	if err := f.appendRecords(recs); err != nil {
+		f.recBuf = recs[:0]
+		return err
+	}
+	f.recBuf = recs[:0]
+	end := f.log.records
+	durablePolicy := f.opts.Sync.durable()
+	for _, c := range cs {
+		s := c.st
+		if !s.named {
+			s.named = true
+			f.live += int64(index.NameRecordCount(len(s.name)))
+		}
+		n := int64(len(c.region))
+		s.push(version{num: c.slot.ver, off: c.slot.off, length: n, hash: c.slot.hash,
+			time: now, txn: txn, size: c.slot.size, pos: start})
+		f.live++
+		if keep > 0 && len(s.kept()) > keep {
+			for _, d := range s.dropBelow(s.kept()[len(s.kept())-keep].num) {
+				f.live--
+				if durablePolicy {
+					f.alloc.freeLater(d.slot(), end)
+				} else {
+					f.alloc.free(d.slot())
+				}
+			}
+		}
+		if !durable {
+			f.unsynced = addRange(f.unsynced, extent{c.slot.off, c.slot.off + c.slot.size})
+		}
+		c.slot.size = 0 // published: no longer ours to free
+	}
+	if exact {
+		f.log.durable = end
+	}
+	f.pubSeq++
+	f.dirty = true
+	f.pf.afterSave(cs)
+	return nil
+}
+
+// addRange appends e to rs, merging it with the last range when they touch.
+func addRange(rs []extent, e extent) []extent {
+	if n := len(rs); n > 0 && rs[n-1].end == e.off {
+		rs[n-1].end = e.end
+		return rs
+	}
+	return append(rs, e)
+}
+
+func putTable(table []byte, i int, h uint64) {
+	e := table[8*i : 8*i+8]
+	e[0], e[1], e[2], e[3] = byte(h), byte(h>>8), byte(h>>16), byte(h>>24)
+	e[4], e[5], e[6], e[7] = byte(h>>32), byte(h>>40), byte(h>>48), byte(h>>56)
+}
