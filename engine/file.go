@@ -328,10 +328,12 @@ func (f *File) appendRecords(recs []index.Record) error {
 		}
 	}
 	b := f.idx.Bytes()
+	pos, c := f.log.pos, f.log.crc
 	for i := range recs {
-		f.log.crc = index.Encode(b[f.log.pos:], &recs[i], f.log.crc)
-		f.log.pos += index.RecordSize
+		c = index.Encode(b[pos:], &recs[i], c)
+		pos += index.RecordSize
 	}
+	f.log.pos, f.log.crc = pos, c
 	f.log.records += int64(len(recs))
 	return nil
 }

@@ -46,7 +46,6 @@ func (f *File) recover(seed uint32) error {
 	}
 	f.recovered.Invalid = rp.invalid
 	f.recovered.TornTail = res.Torn
-	total := f.countRecords(recs, seed)
 	cut := int64(-1)
 	if rp.needVerify(f.bootID) {
 		cut = f.verifyTail(rp.durable)
@@ -61,7 +60,7 @@ func (f *File) recover(seed uint32) error {
 		}
 	}
 	f.recovered.Records = rp.pos
-	f.recovered.DroppedRecords = total - rp.pos
+	f.recovered.DroppedRecords = droppedRecords(recs[res.End:])
 	f.log = logState{
 		pos:     index.HeaderSize + res.End,
 		crc:     res.CRC,
@@ -84,20 +83,14 @@ func (f *File) recover(seed uint32) error {
 	return nil
 }
 
-// countRecords counts the records that verify, committed or not, for the report.
-func (f *File) countRecords(recs []byte, seed uint32) int64 {
-	var n int64
-	prev := seed
-	var r index.Record
-	for off := 0; off+index.RecordSize <= len(recs); off += index.RecordSize {
-		c, ok := index.Decode(recs[off:], prev, &r)
-		if !ok {
-			break
-		}
-		prev = c
-		n++
+// droppedRecords counts the record slots after the valid prefix that hold anything:
+// torn or unverifiable records and unfinished transactions.
+func droppedRecords(tail []byte) int64 {
+	last := len(tail) - 1
+	for last >= 0 && tail[last] == 0 {
+		last--
 	}
-	return n
+	return int64(last+index.RecordSize) / index.RecordSize
 }
 
 // replay applies the committed transactions of recs. limit, when not negative, is the

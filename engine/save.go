@@ -23,6 +23,7 @@ import (
 // Until step 4 nothing is visible: an error or a crash before it leaves every earlier
 // version as it was, and the slots are free again.
 func (f *File) save(cs []*Checkpoint) (err error) {
+	defer catch(&err)
 	defer guard()()
 	durablePoint, txn, err := f.allocate(cs)
 	if err != nil {

@@ -307,7 +307,7 @@ func (d *Disk) Fsck() (FsckResult, error) {
 // Dump copies the file fsPath (absolute, in the image) to hostPath. It
 // returns an error wrapping fs.ErrNotExist if the file is not in the image.
 func (d *Disk) Dump(fsPath, hostPath string) error {
-	return d.debugfs("dump -p", fsPath, hostPath)
+	return d.debugfs("dump", fsPath, hostPath)
 }
 
 // DumpDir copies the directory fsDir recursively into hostDir (which must
@@ -383,6 +383,9 @@ type VM struct {
 
 // Boot starts qemu. The caller must end it with Kill, Wait or Close.
 func (e *Env) Boot(opts BootOptions) (*VM, error) {
+	if opts.Initramfs == "" {
+		return nil, errors.New("BootOptions.Initramfs is required")
+	}
 	mem := opts.MemoryMB
 	if mem == 0 {
 		mem = 512
@@ -408,7 +411,11 @@ func (e *Env) Boot(opts BootOptions) (*VM, error) {
 		"-append", strings.Join(cmdline, " "),
 	}
 	if opts.Disk != "" {
-		args = append(args, "-drive", "file="+opts.Disk+",format=raw,if=virtio,cache=unsafe")
+		// cache=unsafe: qemu ignores the guest's flushes, but every write
+		// the guest saw complete is already in the host's page cache, which
+		// survives SIGKILL. So a kill loses exactly what the guest had not
+		// written to the virtual disk.
+		args = append(args, "-drive", "file="+strings.ReplaceAll(opts.Disk, ",", ",,")+",format=raw,if=virtio,cache=unsafe")
 	}
 	vm := &VM{cmd: exec.Command(e.Qemu, args...), console: opts.Console,
 		changed: make(chan struct{}), done: make(chan struct{})}

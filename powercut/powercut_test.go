@@ -137,7 +137,7 @@ func (c *logCycle) String() string {
 	s := fmt.Sprintf("%s %s: acked=%d intact=%d log=%dKiB | boot=%v ran=%v mkfs=%v e2fsck=%v(exit %d) dump=%v verify=%v total=%v",
 		c.mode, cut, c.acked, c.intact, c.logLen>>10, ms(c.Boot), ms(c.Ran), ms(c.MkfsTime),
 		ms(c.FsckTime), c.Fsck.Code, ms(c.dump), ms(c.verify), ms(c.total))
-	if c.finished {
+	if c.finished && c.Cut {
 		s += " (workload done before the cut)"
 	}
 	if c.check != nil {
