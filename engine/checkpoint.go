@@ -42,6 +42,7 @@ type VersionInfo struct {
 	Hash    uint64    // the payload hash (xxhash64; see docs/FORMAT.md)
 	Offset  int64     // where the payload starts in the data file
 	Txn     uint64    // the transaction (Save or SaveAll) that wrote it
+	Stored  int64     // bytes its slot takes in the data file, trailer included
 }
 
 func (v *version) info() VersionInfo {
@@ -52,6 +53,7 @@ func (v *version) info() VersionInfo {
 		Hash:    v.hash,
 		Offset:  v.off,
 		Txn:     v.txn,
+		Stored:  v.size,
 	}
 }
 

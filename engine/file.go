@@ -58,7 +58,8 @@ type File struct {
 	recBuf   []index.Record // records of the transaction being published (guarded by mu)
 
 	// Facts from recovery, for tools.
-	recovered Recovery
+	recovered   Recovery
+	lastSession *SessionInfo
 }
 
 // logState is the writer's position in the index file.
@@ -315,7 +316,11 @@ func (f *File) beginSession() error {
 	}
 	r := s.Record()
 	r.Flags = index.FlagCommit
-	return f.appendRecords([]index.Record{r})
+	if err := f.appendRecords([]index.Record{r}); err != nil {
+		return err
+	}
+	f.lastSession = sessionInfo(s)
+	return nil
 }
 
 // appendRecords writes records at the end of the index (the caller holds f.mu or is

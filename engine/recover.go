@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/ckp-go/ckp/crc"
 	"github.com/ckp-go/ckp/index"
@@ -33,6 +34,7 @@ type replay struct {
 	maxTxn   uint64
 	maxID    uint32
 	sessions []sessionAt
+	last     *SessionInfo
 	invalid  string
 	// per-transaction overlay
 	names map[uint32]string
@@ -59,6 +61,7 @@ func (f *File) recover(seed uint32) error {
 			return err
 		}
 	}
+	f.lastSession = rp.last
 	f.recovered.Records = rp.pos
 	f.recovered.DroppedRecords = droppedRecords(recs[res.End:])
 	f.log = logState{
@@ -155,6 +158,7 @@ func (rp *replay) apply(txn []index.Record) error {
 		case index.KindSession:
 			ss := index.SessionOf(r)
 			rp.sessions = append(rp.sessions, sessionAt{start, ss.BootID})
+			rp.last = sessionInfo(ss)
 			if ss.NextTxn > 0 {
 				rp.maxTxn = max(rp.maxTxn, ss.NextTxn-1)
 			}
@@ -351,4 +355,8 @@ func (f *File) checkVersion(v *version, nameLen int) (err error) {
 		return errf(ErrCorrupt, "version %d: payload hash mismatch", v.num)
 	}
 	return nil
+}
+
+func sessionInfo(s index.Session) *SessionInfo {
+	return &SessionInfo{PID: int(s.PID), Opened: time.Unix(0, s.Time), Sync: policyFromCode(s.Policy), KeepVersions: int(s.Keep)}
 }

@@ -1,0 +1,192 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/ckp-go/ckp/crc"
+	"github.com/ckp-go/ckp/mmapfile"
+)
+
+// Inspection: what tools (the ckp command) need to look into a file without a
+// registered region: every checkpoint in it, a verified copy of any version, a check of
+// every version, and facts about the file.
+
+// FileInfo describes an open checkpoint file.
+type FileInfo struct {
+	Path, IndexPath string
+	FormatVersion   int
+	Created         time.Time
+	DataSize        int64 // bytes of the data file (allocated in chunks)
+	DataUsed        int64 // bytes below the allocation frontier
+	IndexSize       int64
+	IndexRecords    int64
+	IndexGeneration uint64 // times the index was rewritten by compaction
+	Checkpoints     int    // names with kept versions
+	Versions        int    // kept versions, all names together
+	LastWriter      *SessionInfo
+	ReadOnly        bool
+	Recovery        Recovery
+}
+
+// SessionInfo describes the last writer that opened the file.
+type SessionInfo struct {
+	PID          int
+	Opened       time.Time
+	Sync         SyncPolicy
+	KeepVersions int
+}
+
+// Info returns facts about the file.
+func (f *File) Info() (FileInfo, error) {
+	if err := f.begin(); err != nil {
+		return FileInfo{}, err
+	}
+	defer f.end()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fi := FileInfo{
+		Path:            f.path,
+		IndexPath:       f.idxPath,
+		FormatVersion:   FormatVersion,
+		DataSize:        f.data.Size(),
+		DataUsed:        f.alloc.end,
+		IndexSize:       f.idx.Size(),
+		IndexRecords:    f.log.records,
+		IndexGeneration: f.log.gen,
+		ReadOnly:        f.ro,
+		Recovery:        f.recovered,
+		LastWriter:      f.lastSession,
+	}
+	if h, err := decodeDataHeader(f.data.Bytes()); err == nil {
+		fi.Created = time.Unix(0, h.Created)
+	}
+	for _, s := range f.byID {
+		if n := len(s.kept()); n > 0 {
+			fi.Checkpoints++
+			fi.Versions += n
+		}
+	}
+	return fi, nil
+}
+
+// WriterActive reports whether a writer holds the checkpoint file at path (its lock on
+// the data file). It never takes the lock away from a writer.
+func WriterActive(path string) (bool, error) {
+	return mmapfile.Locked(path)
+}
+
+// ReadVersion returns a verified copy of version v (absolute or relative, as in
+// Restore) of the checkpoint called name, registered or not, with its description.
+func (f *File) ReadVersion(name string, v int) ([]byte, VersionInfo, error) {
+	if err := f.begin(); err != nil {
+		return nil, VersionInfo{}, err
+	}
+	defer f.end()
+	f.mu.Lock()
+	s := f.ckpts[name]
+	if s == nil || len(s.kept()) == 0 {
+		f.mu.Unlock()
+		return nil, VersionInfo{}, errf(ErrNotFound, "no checkpoint %q in %s", name, f.path)
+	}
+	p, err := s.resolve(v)
+	if err != nil {
+		f.mu.Unlock()
+		return nil, VersionInfo{}, err
+	}
+	ver := *p
+	f.mu.Unlock()
+	buf, err := f.copyOut(&ver, len(name))
+	return buf, ver.info(), err
+}
+
+// copyOut copies a version out of the mapping and verifies the copy.
+func (f *File) copyOut(v *version, nameLen int) (buf []byte, err error) {
+	defer catch(&err)
+	defer guard()()
+	data := f.data.Bytes()
+	if end := v.off + footprint(v.length, nameLen); end > int64(len(data)) || v.off < dataHeaderSize {
+		return nil, errf(ErrCorrupt, "version %d lies beyond the end of the data file", v.num)
+	}
+	buf = make([]byte, v.length)
+	copy(buf, data[v.off:v.off+v.length])
+	if crc.Payload(buf) != v.hash {
+		return nil, errf(ErrCorrupt, "version %d: hash mismatch", v.num)
+	}
+	return buf, nil
+}
+
+// Damaged describes a version that failed verification.
+type Damaged struct {
+	Name    string
+	Version int
+	Offset  int64
+	Reason  string
+}
+
+// VerifyReport is the result of Verify.
+type VerifyReport struct {
+	Checkpoints int
+	Versions    int // versions checked
+	Bytes       int64
+	Damaged     []Damaged
+	Overlaps    []string // kept versions whose slots overlap (an inconsistent index)
+	Recovery    Recovery
+}
+
+// OK reports whether everything checked is intact.
+func (r *VerifyReport) OK() bool {
+	return len(r.Damaged) == 0 && len(r.Overlaps) == 0 && r.Recovery.Invalid == "" && !r.Recovery.TornTail
+}
+
+// Verify checks every kept version: its trailer, and its payload against its hash. It
+// also reports what recovery dropped when the file was opened and any kept versions
+// whose slots overlap. progress, if not nil, is called with the bytes checked so far.
+func (f *File) Verify(progress func(done, total int64)) (VerifyReport, error) {
+	if err := f.begin(); err != nil {
+		return VerifyReport{}, err
+	}
+	defer f.end()
+	type item struct {
+		name string
+		v    version
+	}
+	var items []item
+	var total int64
+	f.mu.Lock()
+	for _, s := range sortedStates(f.byID) {
+		for _, v := range s.kept() {
+			items = append(items, item{s.name, v})
+			total += v.length
+		}
+	}
+	rep := VerifyReport{Recovery: f.recovered}
+	f.mu.Unlock()
+	names := map[string]bool{}
+	var done int64
+	for i := range items {
+		it := &items[i]
+		names[it.name] = true
+		rep.Versions++
+		rep.Bytes += it.v.length
+		if err := f.checkVersion(&it.v, len(it.name)); err != nil {
+			rep.Damaged = append(rep.Damaged, Damaged{Name: it.name, Version: int(it.v.num), Offset: it.v.off, Reason: err.Error()})
+		}
+		done += it.v.length
+		if progress != nil {
+			progress(done, total)
+		}
+	}
+	rep.Checkpoints = len(names)
+	sort.Slice(items, func(i, j int) bool { return items[i].v.off < items[j].v.off })
+	for i := 1; i < len(items); i++ {
+		a, b := &items[i-1], &items[i]
+		if a.v.off+a.v.size > b.v.off {
+			rep.Overlaps = append(rep.Overlaps, fmt.Sprintf("%q@%d [%d,%d) overlaps %q@%d [%d,%d)",
+				a.name, a.v.num, a.v.off, a.v.off+a.v.size, b.name, b.v.num, b.v.off, b.v.off+b.v.size))
+		}
+	}
+	return rep, nil
+}
+
