@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"cmp"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -98,6 +100,7 @@ func (f *File) Register(name string, region []byte) (*Checkpoint, error) {
 	c := &Checkpoint{f: f, st: s, name: name, region: region}
 	s.reg = c
 	f.nreg++
+	f.rebuildRegList()
 	f.pf.wake()
 	return c, nil
 }
@@ -207,6 +210,7 @@ func (c *Checkpoint) Unregister() error {
 	c.gone = true
 	c.st.reg = nil
 	f.nreg--
+	f.rebuildRegList()
 	return nil
 }
 
@@ -255,29 +259,42 @@ func (f *File) SaveAll() error {
 	return f.save(cs)
 }
 
-// lockRegistered returns the registered checkpoints in id order, each locked, skipping
-// any unregistered in the meantime.
+// lockRegistered returns the registered checkpoints in id order, each locked. It
+// allocates nothing unless a checkpoint is unregistered in the meantime.
 func (f *File) lockRegistered() []*Checkpoint {
 	f.mu.Lock()
-	cs := make([]*Checkpoint, 0, f.nreg)
-	for _, s := range f.ckpts {
-		if s.reg != nil {
-			cs = append(cs, s.reg)
-		}
-	}
+	cs := f.regList // immutable: replaced, never modified
 	f.mu.Unlock()
-	sort.Slice(cs, func(i, j int) bool { return cs[i].st.id < cs[j].st.id })
-	k := 0
-	for _, c := range cs {
+	for i, c := range cs {
 		c.mu.Lock()
 		if c.gone {
+			// Unregistered since: continue on a filtered copy.
 			c.mu.Unlock()
-			continue
+			out := append([]*Checkpoint{}, cs[:i]...)
+			for _, d := range cs[i+1:] {
+				d.mu.Lock()
+				if d.gone {
+					d.mu.Unlock()
+					continue
+				}
+				out = append(out, d)
+			}
+			return out
 		}
-		cs[k] = c
-		k++
 	}
-	return cs[:k]
+	return cs
+}
+
+// rebuildRegList replaces the sorted list of registered checkpoints. Caller holds f.mu.
+func (f *File) rebuildRegList() {
+	l := make([]*Checkpoint, 0, f.nreg)
+	for _, s := range f.ckpts {
+		if s.reg != nil {
+			l = append(l, s.reg)
+		}
+	}
+	slices.SortFunc(l, func(a, b *Checkpoint) int { return cmp.Compare(a.st.id, b.st.id) })
+	f.regList = l
 }
 
 func unlockAll(cs []*Checkpoint) {

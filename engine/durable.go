@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/ckp-go/ckp/index"
@@ -94,7 +95,7 @@ func (f *File) Sync() error {
 // syncAll runs a durable point covering everything published so far.
 func (f *File) syncAll(closing bool) (err error) {
 	defer catch(&err)
-	defer guard()()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	f.syncMu.Lock()
 	defer f.syncMu.Unlock()
 	f.mu.Lock()

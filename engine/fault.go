@@ -1,17 +1,14 @@
 package engine
 
-import "runtime/debug"
-
-// guard turns on SetPanicOnFault for the calling goroutine and returns the function that
-// restores the previous setting. Every path that touches a mapping runs under it, so a
+// Every path that touches a mapping turns on SetPanicOnFault for its goroutine, so a
 // page that cannot be read or written (the file was truncated underneath the mapping,
-// the disk returned an I/O error) becomes an error instead of killing the process.
+// the disk returned an I/O error) becomes an error instead of killing the process:
 //
-//	defer guard()()
-func guard() func() {
-	old := debug.SetPanicOnFault(true)
-	return func() { debug.SetPanicOnFault(old) }
-}
+//	defer catch(&err)
+//	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // on now, restored on return
+//
+// (The inner call runs at once; the outer one, deferred, restores the old setting.
+// Unlike a helper returning a closure, this allocates nothing.)
 
 // faultError converts a recovered panic into an error. Memory faults (the runtime
 // reports them as errors with an Addr method) become ErrCorrupt; anything else is a bug

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -37,7 +38,8 @@ type File struct {
 	ckpts   map[string]*ckptState
 	byID    map[uint32]*ckptState
 	nextID  uint32
-	nreg    int // registered checkpoints
+	nreg    int           // registered checkpoints
+	regList []*Checkpoint // the registered checkpoints in id order (replaced, never modified)
 	alloc   allocator
 	nextTxn uint64
 	saveSeq uint64 // saves allocated so far (SyncEvery counts them)
@@ -131,7 +133,7 @@ func Open(path string, opts *Options) (*File, error) {
 
 func (f *File) open() (err error) {
 	defer catch(&err)
-	defer guard()()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	mo := mmapfile.Options{
 		ReadOnly:  f.ro,
 		Create:    !f.ro,
@@ -362,6 +364,7 @@ func (f *File) Close() error {
 		}
 	}
 	f.nreg = 0
+	f.regList = nil
 	f.mu.Unlock()
 	if f.stopBg != nil {
 		close(f.stopBg)

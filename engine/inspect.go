@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"time"
 
@@ -104,7 +105,7 @@ func (f *File) ReadVersion(name string, v int) ([]byte, VersionInfo, error) {
 // copyOut copies a version out of the mapping and verifies the copy.
 func (f *File) copyOut(v *version, nameLen int) (buf []byte, err error) {
 	defer catch(&err)
-	defer guard()()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	data := f.data.Bytes()
 	if end := v.off + footprint(v.length, nameLen); end > int64(len(data)) || v.off < dataHeaderSize {
 		return nil, errf(ErrCorrupt, "version %d lies beyond the end of the data file", v.num)
@@ -189,4 +190,3 @@ func (f *File) Verify(progress func(done, total int64)) (VerifyReport, error) {
 	}
 	return rep, nil
 }
-

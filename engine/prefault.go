@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 
 	"github.com/ckp-go/ckp/mmapfile"
@@ -37,6 +39,7 @@ type prefaulter struct {
 	swap   atomic.Bool  // the index file was replaced
 
 	// owned by the loop goroutine
+	regs          []*ckptState
 	needs, aligns []int64
 	plan, scratch []extent
 	last          []extent
@@ -119,7 +122,14 @@ func (p *prefaulter) round() {
 		return
 	}
 	p.needs, p.aligns = p.needs[:0], p.aligns[:0]
-	for _, s := range sortedRegistered(f) {
+	p.regs = p.regs[:0]
+	for _, s := range f.byID {
+		if s.reg != nil {
+			p.regs = append(p.regs, s)
+		}
+	}
+	slices.SortFunc(p.regs, func(a, b *ckptState) int { return cmp.Compare(a.id, b.id) })
+	for _, s := range p.regs {
 		n := int64(len(s.reg.region))
 		p.needs = append(p.needs, footprint(n, len(s.name)))
 		p.aligns = append(p.aligns, payloadAlign(n))
@@ -201,16 +211,4 @@ func (p *prefaulter) populate(m *mmapfile.File, off, n int64) bool {
 		n -= k
 	}
 	return true
-}
-
-// sortedRegistered returns the registered states in id order (the order SaveAll uses).
-// The caller holds f.mu.
-func sortedRegistered(f *File) []*ckptState {
-	out := make([]*ckptState, 0, f.nreg)
-	for _, s := range sortedStates(f.byID) {
-		if s.reg != nil {
-			out = append(out, s)
-		}
-	}
-	return out
 }

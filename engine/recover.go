@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"time"
 
@@ -34,6 +36,8 @@ type replay struct {
 	maxTxn   uint64
 	maxID    uint32
 	sessions []sessionAt
+	hint     []int      // version records per checkpoint id (a capacity hint)
+	cache    *ckptState // the last state looked up
 	last     *SessionInfo
 	invalid  string
 	// per-transaction overlay
@@ -42,7 +46,7 @@ type replay struct {
 
 func (f *File) recover(seed uint32) error {
 	recs := f.idx.Bytes()[index.HeaderSize:]
-	rp, res, err := f.replay(recs, seed, -1)
+	rp, res, err := f.replay(recs, seed)
 	if err != nil {
 		return err
 	}
@@ -56,7 +60,7 @@ func (f *File) recover(seed uint32) error {
 		// Replay again, up to the first damaged transaction.
 		f.ckpts = make(map[string]*ckptState)
 		f.byID = make(map[uint32]*ckptState)
-		rp, res, err = f.replay(recs[:cut*index.RecordSize], seed, cut)
+		rp, res, err = f.replay(recs[:cut*index.RecordSize], seed)
 		if err != nil {
 			return err
 		}
@@ -75,7 +79,11 @@ func (f *File) recover(seed uint32) error {
 	f.nextTxn = rp.maxTxn + 1
 	f.nextID = rp.maxID + 1
 	// Rebuild the free space from the kept versions' slots.
-	var used []extent
+	n := 0
+	for _, s := range f.byID {
+		n += len(s.kept())
+	}
+	used := make([]extent, 0, n)
 	for _, s := range f.byID {
 		for i := range s.kept() {
 			used = append(used, s.kept()[i].slot())
@@ -98,8 +106,8 @@ func droppedRecords(tail []byte) int64 {
 
 // replay applies the committed transactions of recs. limit, when not negative, is the
 // number of records to replay at most (already cut by the caller).
-func (f *File) replay(recs []byte, seed uint32, limit int64) (*replay, index.Result, error) {
-	rp := &replay{f: f, names: make(map[uint32]string)}
+func (f *File) replay(recs []byte, seed uint32) (*replay, index.Result, error) {
+	rp := &replay{f: f, names: make(map[uint32]string), hint: versionCounts(recs)}
 	res, err := index.Scan(recs, seed, rp.apply)
 	if err != nil && err != errStop {
 		return nil, res, err
@@ -109,8 +117,31 @@ func (f *File) replay(recs []byte, seed uint32, limit int64) (*replay, index.Res
 		res, _ = index.Scan(recs[:rp.pos*index.RecordSize], seed, nil)
 		res.Torn = true
 	}
-	_ = limit
 	return rp, res, nil
+}
+
+// versionCounts counts the version records per checkpoint id in recs without checking
+// them: a capacity hint, so that a file with a million versions is replayed without
+// growing slices. Ids are small and dense (assigned from 1).
+func versionCounts(recs []byte) []int {
+	var counts []int
+	for off := 0; off+index.RecordSize <= len(recs); off += index.RecordSize {
+		if index.Kind(recs[off]) != index.KindVersion {
+			if recs[off] == 0 {
+				break
+			}
+			continue
+		}
+		id := int(binary.LittleEndian.Uint32(recs[off+4:]))
+		if id >= 1<<20 {
+			continue
+		}
+		for id >= len(counts) {
+			counts = append(counts, 0)
+		}
+		counts[id]++
+	}
+	return counts
 }
 
 // apply validates one committed transaction and applies it, or stops the replay.
@@ -133,11 +164,14 @@ func (rp *replay) apply(txn []index.Record) error {
 				name = append(name, txn[i].Name[:min(n-len(name), len(txn[i].Name))]...)
 			}
 			s := &ckptState{id: r.Ckpt, name: string(name), named: true, next: 1}
+			if int(r.Ckpt) < len(rp.hint) {
+				s.vs = make([]version, 0, rp.hint[r.Ckpt])
+			}
 			f.byID[r.Ckpt] = s
 			f.ckpts[s.name] = s
 			rp.maxID = max(rp.maxID, r.Ckpt)
 		case index.KindVersion:
-			s := f.byID[r.Ckpt]
+			s := rp.state(r.Ckpt)
 			s.push(version{
 				num:    r.Version,
 				off:    int64(r.Offset),
@@ -177,6 +211,15 @@ func (rp *replay) apply(txn []index.Record) error {
 	return nil
 }
 
+// state returns the state of checkpoint id, remembering the last one.
+func (rp *replay) state(id uint32) *ckptState {
+	if c := rp.cache; c != nil && c.id == id {
+		return c
+	}
+	rp.cache = rp.f.byID[id]
+	return rp.cache
+}
+
 // footprintFor is the slot size of a version from its record.
 func footprintFor(length int64, nameLen int, slack uint32) int64 {
 	return footprint(length, nameLen) + int64(slack)
@@ -188,7 +231,9 @@ const maxLength = 1 << 50
 // check returns why a transaction cannot be applied, or "".
 func (rp *replay) check(txn []index.Record) string {
 	f := rp.f
-	clear(rp.names)
+	if len(rp.names) > 0 {
+		clear(rp.names)
+	}
 	// last version number per checkpoint within this transaction
 	type lastVer struct {
 		id uint32
@@ -200,7 +245,7 @@ func (rp *replay) check(txn []index.Record) string {
 		if n, ok := rp.names[id]; ok {
 			return n, true
 		}
-		if s, ok := f.byID[id]; ok {
+		if s := rp.state(id); s != nil {
 			return s.name, true
 		}
 		return "", false
@@ -211,7 +256,7 @@ func (rp *replay) check(txn []index.Record) string {
 				return lv[i].v
 			}
 		}
-		if s, ok := f.byID[id]; ok {
+		if s := rp.state(id); s != nil {
 			if k := s.kept(); len(k) > 0 {
 				return k[len(k)-1].num
 			}
@@ -341,7 +386,7 @@ func (f *File) verifyTail(durable int64) int64 {
 // touch any caller memory.
 func (f *File) checkVersion(v *version, nameLen int) (err error) {
 	defer catch(&err)
-	defer guard()()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	data := f.data.Bytes()
 	end := v.off + footprint(v.length, nameLen)
 	if v.off < dataHeaderSize || end > int64(len(data)) || end < v.off {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"time"
 
@@ -63,7 +64,7 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 	}
 	rep = &RepairReport{DryRun: o.DryRun, Index: path + ".idx"}
 	defer catch(&err)
-	defer guard()()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	data, err := mmapfile.Open(path, mmapfile.Options{ReadOnly: true, Reserve: defaultMaxSize})
 	if err != nil {
 		return rep, fmt.Errorf("ckp: open %s: %w", path, err)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"github.com/ckp-go/ckp/crc"
+	"runtime/debug"
 )
 
 // restore copies version v of each checkpoint in cs into its region. The caller holds
@@ -9,7 +10,7 @@ import (
 // been located, sized and verified.
 func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 	defer catch(&err)
-	defer guard()()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	vs := make([]version, len(cs))
 	f.mu.Lock()
 	for i, c := range cs {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/ckp-go/ckp/crc"
@@ -24,7 +25,7 @@ import (
 // version as it was, and the slots are free again.
 func (f *File) save(cs []*Checkpoint) (err error) {
 	defer catch(&err)
-	defer guard()()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	durablePoint, txn, err := f.allocate(cs)
 	if err != nil {
 		return err

@@ -30,14 +30,19 @@ func Scan(recs []byte, seed uint32, fn func(txn []Record) error) (Result, error)
 	off := int64(0)
 	n := int64(len(recs)) / RecordSize * RecordSize
 	for off < n {
-		var r Record
-		c, ok := Decode(recs[off:off+RecordSize], prev, &r)
+		// Decode straight into the next slot of txn: no copy of the record.
+		if len(txn) == cap(txn) {
+			txn = append(txn, Record{})[:len(txn)]
+		}
+		txn = txn[:len(txn)+1]
+		r := &txn[len(txn)-1]
+		c, ok := Decode(recs[off:off+RecordSize], prev, r)
 		if !ok {
+			txn = txn[:len(txn)-1]
 			break
 		}
 		prev = c
 		off += RecordSize
-		txn = append(txn, r)
 		if r.Flags&FlagCommit != 0 {
 			if fn != nil {
 				if err := fn(txn); err != nil {

@@ -1,0 +1,302 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ckp-go/ckp/bench"
+)
+
+// row is one variant of one section: the median of its rounds.
+type row struct {
+	Section     string             `json:"section"`
+	Variant     string             `json:"variant"`
+	Policy      string             `json:"policy,omitempty"`
+	Size        int                `json:"size"`
+	Regions     int                `json:"regions"`
+	Saves       int                `json:"saves"`
+	Keep        int                `json:"keep,omitempty"`
+	Compute     float64            `json:"compute,omitempty"`
+	BytesPerSec float64            `json:"bytes_per_sec"`
+	SavesPerSec float64            `json:"saves_per_sec"`
+	Mean        time.Duration      `json:"mean_ns"`
+	P50         time.Duration      `json:"p50_ns"`
+	P99         time.Duration      `json:"p99_ns"`
+	Ratios      map[string]float64 `json:"ratios,omitempty"` // this row's throughput / each baseline's
+	baseline    bool
+}
+
+type goal struct {
+	Goal   string  `json:"goal"`
+	Value  float64 `json:"value"`
+	Target string  `json:"target"`
+	Met    bool    `json:"met"`
+	Detail string  `json:"detail"`
+}
+
+type report struct {
+	Started    time.Time           `json:"started"`
+	Elapsed    time.Duration       `json:"elapsed_ns"`
+	GOMAXPROCS int                 `json:"gomaxprocs"`
+	GoVersion  string              `json:"go_version"`
+	GOOS       string              `json:"goos"`
+	Kernel     string              `json:"kernel"`
+	Rows       []*row              `json:"rows"`
+	Reopen     *bench.ReopenResult `json:"reopen,omitempty"`
+	Allocs     []allocResult       `json:"allocs,omitempty"`
+	Sweep      []*row              `json:"sweep,omitempty"`
+	Goals      []goal              `json:"goals"`
+}
+
+func rowOf(section, label, policy string, r *bench.Result) *row {
+	return &row{
+		Section: section, Variant: label, Policy: policy,
+		Size: r.Config.Size, Regions: max(1, r.Config.Regions), Saves: len(r.Lat),
+		Keep: r.Config.Keep, Compute: r.Config.Compute,
+		BytesPerSec: r.Throughput(), SavesPerSec: r.Rate(),
+		Mean: r.Mean(), P50: r.Percentile(50), P99: r.Percentile(99),
+		baseline: !strings.HasPrefix(label, "engine"),
+	}
+}
+
+func (rep *report) add(j *job) {
+	r := rowOf(j.section, j.label, j.policy, j.median())
+	if j.section == "restore" && !r.baseline {
+		r.Variant = "engine restore"
+	}
+	rep.Rows = append(rep.Rows, r)
+	// Ratios against every baseline of the section (recomputed as rows arrive).
+	for _, a := range rep.Rows {
+		if a.Section != j.section {
+			continue
+		}
+		a.Ratios = map[string]float64{}
+		for _, b := range rep.Rows {
+			if b.Section == a.Section && b.baseline && b != a {
+				a.Ratios[b.Variant] = a.BytesPerSec / b.BytesPerSec
+			}
+		}
+	}
+}
+
+func (rep *report) find(section, variant, policy string) *row {
+	for _, r := range rep.Rows {
+		if r.Section == section && r.Variant == variant && (policy == "" || r.Policy == policy) {
+			return r
+		}
+	}
+	return nil
+}
+
+// findSize finds an engine row of a parallel run by size.
+func (rep *report) findParallel(variant string, regions int) *row {
+	for _, r := range rep.Rows {
+		if r.Section == "parallel" && r.Variant == variant && r.Regions == regions {
+			return r
+		}
+	}
+	return nil
+}
+
+func (rep *report) goals() {
+	ratio := func(n, d float64) float64 { return n / d }
+	addGoal := func(g string, v float64, target string, met bool, detail string) {
+		rep.Goals = append(rep.Goals, goal{g, v, target, met, detail})
+	}
+	if e, a := rep.find("save", "engine", "none"), rep.find("save", "append", ""); e != nil && a != nil {
+		v := ratio(e.BytesPerSec, a.BytesPerSec)
+		addGoal(fmt.Sprintf("1. %s saves, SyncNone, vs hand-written append (throughput)", sizeLabel(e.Size, e.Regions)), v, ">= 2.0x", v >= 2.0,
+			fmt.Sprintf("%s vs %s", gbs(e.BytesPerSec), gbs(a.BytesPerSec)))
+	}
+	if e, m := rep.find("compute", "engine", ""), rep.find("compute", "ram", ""); e != nil && m != nil {
+		v := ratio(e.Mean.Seconds(), m.Mean.Seconds())
+		addGoal(fmt.Sprintf("2. %s saves in a compute loop: time in Save vs copy+hash into RAM", sizeLabel(e.Size, e.Regions)), v, "<= 1.0x", v <= 1.0,
+			fmt.Sprintf("%v vs %v per save", e.Mean.Round(time.Microsecond), m.Mean.Round(time.Microsecond)))
+	}
+	if e, a := rep.find("save", "engine", "always"), rep.find("save", "append+fdatasync", ""); e != nil && a != nil {
+		v := ratio(e.P50.Seconds(), a.P50.Seconds())
+		addGoal(fmt.Sprintf("3. %s saves, SyncAlways: p50 latency vs pwrite+fdatasync", sizeLabel(e.Size, e.Regions)), v, "<= 1.0x", v <= 1.0,
+			fmt.Sprintf("%v vs %v", e.P50.Round(time.Microsecond), a.P50.Round(time.Microsecond)))
+	}
+	if e, a := rep.find("small", "engine", "none"), rep.find("small", "append", ""); e != nil && a != nil {
+		v := ratio(e.SavesPerSec, a.SavesPerSec)
+		addGoal("4. 4 KiB saves per second vs hand-written append", v, ">= 6x", v >= 6,
+			fmt.Sprintf("%.0f/s vs %.0f/s", e.SavesPerSec, a.SavesPerSec))
+	}
+	for _, regions := range []int{1, 16} {
+		if e, s := rep.findParallel("engine", regions), rep.findParallel("engine/1 worker", regions); e != nil && s != nil {
+			v := ratio(e.BytesPerSec, s.BytesPerSec)
+			addGoal(fmt.Sprintf("5. %s: all cores vs one goroutine", sizeLabel(e.Size, e.Regions)), v, ">= 1.6x", v >= 1.6,
+				fmt.Sprintf("%s vs %s", gbs(e.BytesPerSec), gbs(s.BytesPerSec)))
+		}
+	}
+	if e, m := rep.find("restore", "engine restore", ""), rep.find("restore", "ram", ""); e != nil && m != nil {
+		v := ratio(e.BytesPerSec, m.BytesPerSec)
+		addGoal(fmt.Sprintf("6. restore of a cached %s version vs copy+hash into RAM", sizeLabel(e.Size, e.Regions)), v, ">= 0.8x", v >= 0.8,
+			fmt.Sprintf("%s vs %s", gbs(e.BytesPerSec), gbs(m.BytesPerSec)))
+	}
+	if len(rep.Allocs) > 0 {
+		worst := 0.0
+		var parts []string
+		for _, a := range rep.Allocs {
+			worst = math.Max(worst, a.AllocsPerSave)
+			parts = append(parts, fmt.Sprintf("%s: %.1f allocs/save, heap %+d B", sizeLabel(a.Size, 1), a.AllocsPerSave, a.HeapGrowth))
+		}
+		addGoal("7. engine heap allocations per save in steady state", worst, "0", worst == 0, strings.Join(parts, "; "))
+	}
+	if r := rep.Reopen; r != nil {
+		v := r.Ratio()
+		addGoal(fmt.Sprintf("8. reopen a file of %d versions vs reading its index once", r.Versions), v, "<= 3x", v <= 3,
+			fmt.Sprintf("%v vs %v (%d MiB index)", r.Open.Round(time.Microsecond), r.ReadIndex.Round(time.Microsecond), r.IndexBytes>>20))
+	}
+	if k, a := rep.keepRows(); k != nil && a != nil {
+		v := ratio(k.BytesPerSec, a.BytesPerSec)
+		addGoal(fmt.Sprintf("retention: %s saves with KeepVersions=%d vs keep-all", sizeLabel(k.Size, k.Regions), k.Keep), v, "(report)", true,
+			fmt.Sprintf("%s vs %s", gbs(k.BytesPerSec), gbs(a.BytesPerSec)))
+	}
+}
+
+func (rep *report) keepRows() (k, all *row) {
+	for _, r := range rep.Rows {
+		if r.Section == "keep" {
+			if r.Keep > 0 {
+				k = r
+			} else {
+				all = r
+			}
+		}
+	}
+	return k, all
+}
+
+func sizeLabel(size, regions int) string {
+	s := humanSize(size)
+	if regions > 1 {
+		return fmt.Sprintf("%d x %s", regions, s)
+	}
+	return s
+}
+
+func humanSize(n int) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func gbs(bps float64) string {
+	switch {
+	case bps >= 1e9:
+		return fmt.Sprintf("%.2f GB/s", bps/1e9)
+	case bps >= 1e6:
+		return fmt.Sprintf("%.0f MB/s", bps/1e6)
+	}
+	return fmt.Sprintf("%.0f kB/s", bps/1e3)
+}
+
+func dur(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	case d >= time.Microsecond:
+		return fmt.Sprintf("%.1fµs", float64(d)/1e3)
+	}
+	return fmt.Sprintf("%dns", d.Nanoseconds())
+}
+
+func (rep *report) writeTable(w io.Writer) error {
+	fmt.Fprintf(w, "ckpbench: %s, GOMAXPROCS=%d, %s, kernel %s; %s\n\n", rep.GOOS, rep.GOMAXPROCS, rep.GoVersion, rep.Kernel, rep.Elapsed.Round(time.Second))
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKLOAD\tVARIANT\tSYNC\tTHROUGHPUT\tSAVES/S\tP50\tP99\tRATIO TO BASELINES")
+	section := ""
+	for _, r := range rep.Rows {
+		if section != "" && r.Section != section {
+			fmt.Fprintln(tw, "\t\t\t\t\t\t\t")
+		}
+		section = r.Section
+		wl := r.Section + " " + sizeLabel(r.Size, r.Regions)
+		if r.Compute > 0 {
+			wl += fmt.Sprintf(" +%gx compute", r.Compute)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\n", wl, r.Variant, dash(r.Policy), gbs(r.BytesPerSec), r.SavesPerSec,
+			dur(r.P50), dur(r.P99), ratios(r))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(rep.Goals) > 0 {
+		fmt.Fprintln(w, "\nGOALS")
+		tw = tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+		for _, g := range rep.Goals {
+			mark := "met"
+			if !g.Met {
+				mark = "NOT MET"
+			}
+			if g.Target == "(report)" {
+				mark = ""
+			}
+			fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%s\n", g.Goal, g.Value, g.Target, mark, g.Detail)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func ratios(r *row) string {
+	var parts []string
+	for _, b := range []string{"ram", "append", "append+fdatasync", "rename", "bbolt-nosync", "bbolt", "engine/1 worker", "engine/keep all"} {
+		if v, ok := r.Ratios[b]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.2fx", b, v))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, "  ")
+}
+
+func (rep *report) writeJSON(w io.Writer) error {
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	return e.Encode(rep)
+}
+
+// writeBenchstat prints one Go benchmark line per row, so that two runs can be compared
+// with `benchstat old.txt new.txt`.
+func (rep *report) writeBenchstat(w io.Writer) error {
+	fmt.Fprintf(w, "goos: %s\ngoarch: %s\npkg: github.com/ckp-go/ckp/cmd/ckpbench\n", rep.GOOS, goarch())
+	for _, r := range append(append([]*row{}, rep.Rows...), rep.Sweep...) {
+		name := fmt.Sprintf("BenchmarkCkp/section=%s/size=%s/regions=%d/variant=%s", r.Section,
+			strings.ReplaceAll(humanSize(r.Size), " ", ""), r.Regions, strings.NewReplacer(" ", "-", "/", "-").Replace(r.Variant))
+		if r.Policy != "" {
+			name += "/sync=" + r.Policy
+		}
+		fmt.Fprintf(w, "%s-%d\t%d\t%d ns/op\t%.2f MB/s\t%d p50-ns\t%d p99-ns\n", name, rep.GOMAXPROCS, r.Saves,
+			r.Mean.Nanoseconds(), r.BytesPerSec/1e6, r.P50.Nanoseconds(), r.P99.Nanoseconds())
+	}
+	if r := rep.Reopen; r != nil {
+		fmt.Fprintf(w, "BenchmarkCkp/section=reopen/versions=%d-%d\t1\t%d ns/op\t%d read-index-ns\n", r.Versions, rep.GOMAXPROCS, r.Open.Nanoseconds(), r.ReadIndex.Nanoseconds())
+	}
+	return nil
+}

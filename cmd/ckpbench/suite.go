@@ -1,0 +1,399 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/ckp-go/ckp/bench"
+	"github.com/ckp-go/ckp/engine"
+)
+
+var allSections = []string{"save", "compute", "small", "parallel", "restore", "keep", "reopen", "alloc"}
+
+type options struct {
+	dir, sections, size, sync, plot, cpuprofile  string
+	regions, saves, keep, rounds, reopenVersions int
+	compute                                      float64
+	json, benchstat, quiet                       bool
+
+	sizeBytes int
+	policies  []namedPolicy
+	run       map[string]bool
+}
+
+type namedPolicy struct {
+	name string
+	p    engine.SyncPolicy
+}
+
+func (o *options) check() error {
+	o.sizeBytes = 64 << 20
+	if o.size != "" {
+		n, err := parseSize(o.size)
+		if err != nil {
+			return err
+		}
+		o.sizeBytes = n
+	}
+	if o.regions == 0 {
+		o.regions = 1
+	}
+	if o.regions < 0 || o.saves < 0 || o.keep < 1 || o.rounds < 1 || o.compute < 0 || o.reopenVersions < 1 {
+		return fmt.Errorf("-regions, -saves, -compute must not be negative; -keep, -rounds, -reopen-versions must be at least 1")
+	}
+	for _, s := range strings.Split(o.sync, ",") {
+		p, err := parsePolicy(strings.TrimSpace(s))
+		if err != nil {
+			return err
+		}
+		o.policies = append(o.policies, namedPolicy{p.String(), p})
+	}
+	o.run = map[string]bool{}
+	for _, s := range strings.Split(o.sections, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(allSections, s) {
+			return fmt.Errorf("unknown section %q (have %s)", s, strings.Join(allSections, ", "))
+		}
+		o.run[s] = true
+	}
+	if o.json && o.benchstat {
+		return fmt.Errorf("-json and -benchstat exclude each other")
+	}
+	return nil
+}
+
+// parseSize reads 4096, 4KiB, 64MiB, 1GiB (also K, M, G, KB, MB, GB as binary units).
+func parseSize(s string) (int, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := 1
+	for _, u := range []struct {
+		suf string
+		m   int
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suf) {
+			t, mult = strings.TrimSuffix(t, u.suf), u.m
+			break
+		}
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(t))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}
+
+// parsePolicy reads none, async, always, every(N), interval(D).
+func parsePolicy(s string) (engine.SyncPolicy, error) {
+	switch {
+	case s == "none":
+		return engine.SyncNone, nil
+	case s == "async":
+		return engine.SyncAsync, nil
+	case s == "always":
+		return engine.SyncAlways, nil
+	case strings.HasPrefix(s, "every(") && strings.HasSuffix(s, ")"):
+		n, err := strconv.Atoi(s[6 : len(s)-1])
+		if err != nil || n < 1 {
+			return engine.SyncPolicy{}, fmt.Errorf("bad policy %q", s)
+		}
+		return engine.SyncEvery(n), nil
+	case strings.HasPrefix(s, "interval(") && strings.HasSuffix(s, ")"):
+		d, err := time.ParseDuration(s[9 : len(s)-1])
+		if err != nil || d <= 0 {
+			return engine.SyncPolicy{}, fmt.Errorf("bad policy %q", s)
+		}
+		return engine.SyncInterval(d), nil
+	}
+	return engine.SyncPolicy{}, fmt.Errorf("unknown sync policy %q (none, async, always, every(N), interval(D))", s)
+}
+
+// job is one variant of one section, run o.rounds times.
+type job struct {
+	section string
+	v       bench.Variant
+	label   string // variant as shown (engine/1 worker, ...)
+	cfg     bench.Config
+	policy  string
+	results []*bench.Result
+}
+
+func (j *job) median() *bench.Result {
+	rs := slices.Clone(j.results)
+	slices.SortFunc(rs, func(a, b *bench.Result) int {
+		switch {
+		case a.Throughput() < b.Throughput():
+			return -1
+		case a.Throughput() > b.Throughput():
+			return 1
+		}
+		return 0
+	})
+	return rs[len(rs)/2]
+}
+
+func runSuite(o *options) (*report, error) {
+	dir := o.dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "ckpbench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	jobs := plan(o, dir)
+	steps := len(jobs) * o.rounds
+	if o.run["reopen"] {
+		steps++
+	}
+	if o.run["alloc"] {
+		steps++
+	}
+	if o.plot != "" {
+		steps += len(sweepSizes) * (len(o.policies) + 1)
+	}
+	bar := newBar(o, steps)
+	// Rounds are interleaved, so that every variant sees the machine in the same moods.
+	for r := 0; r < o.rounds; r++ {
+		for _, j := range jobs {
+			bar.Describe(fmt.Sprintf("%-8s %-18s round %d", j.section, j.label, r+1))
+			warmFor(j.cfg)
+			var res *bench.Result
+			var err error
+			if j.section == "restore" && j.v.Name == "engine" {
+				res, err = bench.Restore(j.cfg)
+			} else {
+				res, err = bench.Run(j.v, j.cfg)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s/%s: %w", j.section, j.label, err)
+			}
+			j.results = append(j.results, res)
+			bar.Add(1)
+		}
+	}
+	rep := &report{Started: start, GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), GOOS: runtime.GOOS}
+	rep.Kernel = kernelRelease()
+	for _, j := range jobs {
+		rep.add(j)
+	}
+	if o.run["reopen"] {
+		bar.Describe(fmt.Sprintf("reopen   %d versions", o.reopenVersions))
+		ro, err := bench.Reopen(dir, o.reopenVersions, 3)
+		if err != nil {
+			return nil, fmt.Errorf("reopen: %w", err)
+		}
+		rep.Reopen = &ro
+		bar.Add(1)
+	}
+	if o.run["alloc"] {
+		bar.Describe("alloc    engine heap per save")
+		a, err := measureAllocs(dir)
+		if err != nil {
+			return nil, fmt.Errorf("alloc: %w", err)
+		}
+		rep.Allocs = a
+		bar.Add(1)
+	}
+	if o.plot != "" {
+		if err := sweep(o, dir, rep, bar); err != nil {
+			return nil, err
+		}
+	}
+	bar.Finish()
+	rep.Elapsed = time.Since(start)
+	rep.goals()
+	return rep, nil
+}
+
+// plan lists the runs of the chosen sections.
+func plan(o *options, dir string) []*job {
+	var jobs []*job
+	add := func(section string, v bench.Variant, label string, cfg bench.Config, policy string) {
+		cfg.Dir = dir
+		jobs = append(jobs, &job{section: section, v: v, label: label, cfg: cfg, policy: policy})
+	}
+	saves := func(def int) int {
+		if o.saves > 0 {
+			return o.saves
+		}
+		return def
+	}
+	big := bench.Config{Size: o.sizeBytes, Regions: o.regions}
+	bigSaves := max(2, (512<<20)/max(1, o.sizeBytes*o.regions))
+	if o.run["save"] {
+		c := big
+		c.Saves, c.Warmup = saves(min(bigSaves, 2000)), 1
+		for _, p := range o.policies {
+			e := c
+			e.Policy = p.p
+			if p.p == engine.SyncAlways {
+				e.Saves = max(2, e.Saves/2)
+			}
+			add("save", bench.Engine, "engine", e, p.name)
+		}
+		add("save", bench.RAM, "ram", c, "")
+		add("save", bench.Append, "append", c, "")
+		cs := c
+		cs.Saves = max(2, c.Saves/2)
+		add("save", bench.AppendSync, "append+fdatasync", cs, "")
+		add("save", bench.Rename, "rename", cs, "")
+		cb := c
+		cb.Saves = max(2, c.Saves/4)
+		add("save", bench.BoltNoSync, "bbolt-nosync", cb, "")
+		add("save", bench.Bolt, "bbolt", cb, "")
+	}
+	if o.run["compute"] {
+		c := big
+		c.Saves, c.Warmup, c.Compute = saves(min(bigSaves, 1000)), 2, o.compute
+		add("compute", bench.Engine, "engine", c, "none")
+		add("compute", bench.RAM, "ram", c, "")
+		add("compute", bench.Append, "append", c, "")
+	}
+	if o.run["small"] {
+		c := bench.Config{Size: 4 << 10, Saves: saves(100_000), Warmup: 1000}
+		add("small", bench.Engine, "engine", c, "none")
+		add("small", bench.Append, "append", c, "")
+		add("small", bench.RAM, "ram", c, "")
+		s := c
+		s.Saves, s.Warmup, s.Policy = saves(300), 10, engine.SyncAlways
+		add("small", bench.Engine, "engine", s, "always")
+		s.Policy = engine.SyncNone
+		add("small", bench.AppendSync, "append+fdatasync", s, "")
+	}
+	if o.run["parallel"] {
+		one := bench.Config{Size: 256 << 20, Saves: saves(3), Warmup: 1, Keep: 1}
+		add("parallel", bench.Engine, "engine", one, "none")
+		one1 := one
+		one1.Workers = 1
+		add("parallel", bench.Engine, "engine/1 worker", one1, "none")
+		many := bench.Config{Size: 4 << 20, Regions: 16, Saves: saves(12), Warmup: 1, Keep: 1}
+		add("parallel", bench.Engine, "engine", many, "none")
+		many1 := many
+		many1.Workers = 1
+		add("parallel", bench.Engine, "engine/1 worker", many1, "none")
+	}
+	if o.run["restore"] {
+		c := bench.Config{Size: o.sizeBytes, Regions: o.regions, Saves: saves(10), Warmup: 1}
+		add("restore", bench.Engine, "engine", c, "")
+		add("restore", bench.RAM, "ram", c, "")
+	}
+	if o.run["keep"] {
+		c := big
+		c.Saves, c.Warmup = saves(min(bigSaves, 2000)), 2
+		k := c
+		k.Keep = o.keep
+		add("keep", bench.Engine, fmt.Sprintf("engine/keep %d", o.keep), k, "none")
+		add("keep", bench.Engine, "engine/keep all", c, "none")
+	}
+	return jobs
+}
+
+// warmFor warms as much memory as the run will write into new page-cache pages
+// (capped), so the host's reclaim of idle guest memory is not what we measure.
+func warmFor(cfg bench.Config) {
+	n := cfg.Bytes() * int64(cfg.Saves+cfg.Warmup)
+	bench.Warm(min(n, 1<<30))
+}
+
+// measureAllocs reports the engine's heap allocations per save in steady state, for a
+// small and a large region.
+func measureAllocs(dir string) ([]allocResult, error) {
+	var out []allocResult
+	for _, size := range []int{4 << 10, 64 << 20} {
+		d, err := os.MkdirTemp(dir, "alloc-")
+		if err != nil {
+			return nil, err
+		}
+		f, err := engine.Open(d+"/a.ckp", &engine.Options{KeepVersions: 2})
+		if err != nil {
+			return nil, err
+		}
+		region := make([]byte, size)
+		c, err := f.Register("r", region)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		var serr error
+		for i := 0; i < 5; i++ {
+			serr = c.Save()
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		n := testing.AllocsPerRun(50, func() {
+			if err := c.Save(); err != nil {
+				serr = err
+			}
+		})
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		f.Close()
+		os.RemoveAll(d)
+		if serr != nil {
+			return nil, serr
+		}
+		out = append(out, allocResult{Size: size, AllocsPerSave: n, HeapGrowth: int64(after.HeapAlloc) - int64(before.HeapAlloc)})
+	}
+	return out, nil
+}
+
+type allocResult struct {
+	Size          int     `json:"size"`
+	AllocsPerSave float64 `json:"allocs_per_save"`
+	HeapGrowth    int64   `json:"heap_growth_bytes"`
+}
+
+func kernelRelease() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return runtime.GOOS
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// bar is a progress bar on stderr, or nothing when stderr is not a terminal.
+type bar struct{ pb *progressbar.ProgressBar }
+
+func newBar(o *options, steps int) *bar {
+	if o.quiet || !isatty.IsTerminal(os.Stderr.Fd()) {
+		return &bar{}
+	}
+	return &bar{progressbar.NewOptions(steps,
+		progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSetPredictTime(true))}
+}
+
+func (b *bar) Describe(s string) {
+	if b.pb != nil {
+		b.pb.Describe(s)
+	}
+}
+
+func (b *bar) Add(n int) {
+	if b.pb != nil {
+		_ = b.pb.Add(n)
+	}
+}
+
+func (b *bar) Finish() {
+	if b.pb != nil {
+		_ = b.pb.Finish()
+	}
+}
