@@ -2,6 +2,8 @@ package engine
 
 import (
 	"math"
+	"os"
+	"time"
 
 	"github.com/ckp-go/ckp/index"
 	"github.com/ckp-go/ckp/mmapfile"
@@ -57,7 +59,12 @@ func (f *File) compact() error {
 		f.syncBuf = ranges[:0]
 	}
 	recs := make([]index.Record, 0, f.live+2)
-	s := index.Session{NextTxn: f.nextTxn, BootID: f.bootID, Policy: f.opts.Sync.code(), Keep: uint64(f.opts.KeepVersions)}
+	// The writer's own session, as it opened the file.
+	s := index.Session{PID: uint32(os.Getpid()), NextTxn: f.nextTxn, BootID: f.bootID, Policy: f.opts.Sync.code(),
+		Keep: uint64(f.opts.KeepVersions), Time: time.Now().UnixNano()}
+	if ls := f.lastSession; ls != nil {
+		s.Time = ls.Opened.UnixNano()
+	}
 	sr := s.Record()
 	sr.Flags = index.FlagCommit
 	recs = append(recs, sr)
@@ -83,7 +90,7 @@ func (f *File) compact() error {
 	if durable {
 		recs[len(recs)-1].Flags |= index.FlagDurable
 	}
-	h := index.Header{FileID: f.fileID, Generation: f.log.gen + 1, Created: sr.Time}
+	h := index.Header{FileID: f.fileID, Generation: f.log.gen + 1, Created: time.Now().UnixNano()}
 	if err := f.writeIndexFile(f.idxPath, h, recs, durable); err != nil {
 		return err
 	}

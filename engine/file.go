@@ -83,6 +83,9 @@ type Recovery struct {
 	DroppedRecords int64
 	// TornTail is true when non-zero bytes followed the valid records.
 	TornTail bool
+	// Unfinished counts valid records of a transaction that has no commit yet: a save
+	// that a writer had not finished (or was killed in).
+	Unfinished int64
 	// Verified counts versions whose data was checked at open because the machine
 	// rebooted since they were written and no durable point covered them.
 	Verified int
@@ -110,6 +113,9 @@ func Open(path string, opts *Options) (*File, error) {
 		ckpts:   make(map[string]*ckptState),
 		byID:    make(map[uint32]*ckptState),
 		bootID:  readBootID(),
+	}
+	if o.bootID != nil {
+		f.bootID = *o.bootID
 	}
 	if err := f.open(); err != nil {
 		f.release()
@@ -203,6 +209,11 @@ func (f *File) open() (err error) {
 	}
 	if !f.ro {
 		return f.beginSession()
+	}
+	// A writer may have grown the data file and published versions in it since we
+	// mapped it: take its size now that the index is read (it never shrinks).
+	if _, err := f.data.Refresh(); err != nil {
+		return fmt.Errorf("ckp: %w", err)
 	}
 	return nil
 }

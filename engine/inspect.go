@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sort"
@@ -99,8 +100,13 @@ func (f *File) ReadVersion(name string, v int) ([]byte, VersionInfo, error) {
 	ver := *p
 	f.mu.Unlock()
 	buf, err := f.copyOut(&ver, len(name))
+	if errors.Is(err, errMismatch) {
+		err = f.mismatch(name, ver.num)
+	}
 	return buf, ver.info(), err
 }
+
+var errMismatch = errors.New("hash mismatch")
 
 // copyOut copies a version out of the mapping and verifies the copy.
 func (f *File) copyOut(v *version, nameLen int) (buf []byte, err error) {
@@ -113,7 +119,7 @@ func (f *File) copyOut(v *version, nameLen int) (buf []byte, err error) {
 	buf = make([]byte, v.length)
 	copy(buf, data[v.off:v.off+v.length])
 	if crc.Payload(buf) != v.hash {
-		return nil, errf(ErrCorrupt, "version %d: hash mismatch", v.num)
+		return nil, errMismatch
 	}
 	return buf, nil
 }

@@ -45,6 +45,9 @@ type Options struct {
 
 	// NoHugePages turns off the request for 2 MiB page-cache folios on the data mapping.
 	NoHugePages bool
+
+	// bootID, when set, replaces the kernel's boot id (tests simulate a reboot with it).
+	bootID *[16]byte
 }
 
 const (

@@ -52,6 +52,7 @@ func (f *File) recover(seed uint32) error {
 	}
 	f.recovered.Invalid = rp.invalid
 	f.recovered.TornTail = res.Torn
+	f.recovered.Unfinished = int64(res.Uncommitted)
 	cut := int64(-1)
 	if rp.needVerify(f.bootID) {
 		cut = f.verifyTail(rp.durable)

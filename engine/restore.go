@@ -90,7 +90,7 @@ func (f *File) restoreCopied(cs []*Checkpoint, vs []version) error {
 		buf := make([]byte, ver.length)
 		copy(buf, data[ver.off:ver.off+ver.length])
 		if crc.Payload(buf) != ver.hash {
-			return errf(ErrCorrupt, "version %d of %q: hash mismatch (damaged, or reused by a writer since this File opened)", ver.num, c.name)
+			return f.mismatch(c.name, ver.num)
 		}
 		bufs[i] = buf
 	}
@@ -98,4 +98,25 @@ func (f *File) restoreCopied(cs []*Checkpoint, vs []version) error {
 		copy(c.region, bufs[i])
 	}
 	return nil
+}
+
+// mismatch is the error for a version whose bytes do not match its hash. On a
+// read-only File the writer may have dropped the version (retention) and reused its
+// slot since this File opened: then the version is gone, not damaged, and the error is
+// ErrVersion. The index is read afresh to tell.
+func (f *File) mismatch(name string, num uint64) error {
+	if f.ro {
+		if g, err := Open(f.path, &Options{ReadOnly: true, MaxSize: f.opts.MaxSize, Workers: 1}); err == nil {
+			vs, _ := g.VersionsOf(name)
+			g.Close()
+			kept := false
+			for _, v := range vs {
+				kept = kept || uint64(v.Version) == num
+			}
+			if !kept {
+				return errf(ErrVersion, "version %d of %q was dropped by the writer since this File opened", num, name)
+			}
+		}
+	}
+	return errf(ErrCorrupt, "version %d of %q: hash mismatch", num, name)
 }

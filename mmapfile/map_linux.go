@@ -5,6 +5,8 @@ package mmapfile
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"unsafe"
 
 	"github.com/edsrzf/mmap-go"
@@ -162,10 +164,19 @@ func (m *File) TryLock() error {
 	}
 }
 
-// Locked reports whether some open file description holds the lock on the file at path.
-// It probes with a shared lock that it releases at once, so it never takes a writer's
-// lock away; a writer that tries to lock at the very same instant may see ErrLocked.
+// Locked reports whether some open file description holds an exclusive flock on the
+// file at path. It reads /proc/locks and takes no lock itself, so it can never make a
+// writer's TryLock fail; where /proc/locks cannot be read it probes with a shared lock
+// that it releases at once (a writer locking at that very instant would then see
+// ErrLocked).
 func Locked(path string) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return false, err
+	}
+	if b, err := os.ReadFile("/proc/locks"); err == nil {
+		return lockedIn(string(b), unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino), nil
+	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false, err
@@ -180,4 +191,21 @@ func Locked(path string) (bool, error) {
 	}
 	_ = unix.Flock(fd, unix.LOCK_UN)
 	return false, nil
+}
+
+// lockedIn reports whether the /proc/locks text holds an exclusive FLOCK on the inode.
+// Lines look like "1: FLOCK  ADVISORY  WRITE 1234 fd:01:123456 0 EOF" (device numbers
+// in hex, inode in decimal); lines of waiters start with "1: ->".
+func lockedIn(locks string, major, minor uint32, ino uint64) bool {
+	want := fmt.Sprintf("%02x:%02x:%d", major, minor, ino)
+	for _, line := range strings.Split(locks, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[1] != "FLOCK" || f[3] != "WRITE" {
+			continue
+		}
+		if f[5] == want {
+			return true
+		}
+	}
+	return false
 }

@@ -223,3 +223,41 @@ func TestOpenRejectsDirectory(t *testing.T) {
 		t.Fatal("opened a directory")
 	}
 }
+
+func TestLockedDoesNotLock(t *testing.T) {
+	a, path := openTemp(t, Options{})
+	if err := a.TryLock(); err != nil {
+		t.Fatal(err)
+	}
+	// Many probes, and a second description trying to lock in between: the probe must
+	// never be what makes TryLock fail once the holder is gone.
+	a.Close()
+	for i := 0; i < 100; i++ {
+		if locked, err := Locked(path); err != nil || locked {
+			t.Fatalf("Locked after Close: %v %v", locked, err)
+		}
+	}
+	b, err := Open(path, Options{Reserve: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	done := make(chan bool)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				Locked(path)
+			}
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		if err := b.TryLock(); err != nil {
+			close(done)
+			t.Fatalf("TryLock failed while another goroutine probed: %v", err)
+		}
+	}
+	close(done)
+}
