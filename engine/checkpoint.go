@@ -176,7 +176,7 @@ func (c *Checkpoint) Versions() []VersionInfo {
 	f := c.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed || c.gone {
+	if f.closed.Load() || c.gone {
 		return nil
 	}
 	return infos(c.st)

@@ -17,8 +17,10 @@ import (
 // compaction is itself a durable point. Readers that opened the old index keep reading
 // it; they see the versions they opened with.
 
-// compactSlack is how many records beyond twice the live ones the log may hold.
-const compactSlack = 4096
+// compactSlack is how many records beyond twice the live ones the log may hold (16 MiB
+// of index): compaction rewrites the index, so it must be rare enough that its cost per
+// save stays a few nanoseconds.
+const compactSlack = 1 << 18
 
 func (f *File) needCompact() bool {
 	return f.log.records > 2*f.live+compactSlack
@@ -41,10 +43,13 @@ func (f *File) maybeCompact() {
 func (f *File) maybeCompactLocked() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed || !f.needCompact() {
+	if f.closed.Load() || !f.needCompact() {
+		f.compactDue.Store(false)
 		return
 	}
-	_ = f.compact()
+	if f.compact() == nil {
+		f.compactDue.Store(false)
+	}
 }
 
 // compact rewrites the index. Caller holds f.syncMu and f.mu.
@@ -98,14 +103,14 @@ func (f *File) compact() error {
 	if err != nil {
 		// The new index is in place but we cannot map it: nothing more can be logged
 		// safely. Further appends would go to the unlinked old file; fail loudly.
-		f.closed = true
+		f.closed.Store(true)
 		return err
 	}
 	b := nidx.Bytes()
 	_, prev, err := index.DecodeHeader(b)
 	if err != nil {
 		nidx.Close()
-		f.closed = true
+		f.closed.Store(true)
 		return err
 	}
 	res, _ := index.Scan(b[index.HeaderSize:], prev, nil)

@@ -147,6 +147,11 @@ func (b *batch) piece(j *job, k int) {
 // copyHash copies src to dst and returns the xxhash64 of src, hashing each L1-sized
 // piece just before copying it so the copy reads it from cache.
 func copyHash(dst, src []byte) uint64 {
+	if len(src) <= l1Chunk {
+		h := xxhash.Sum64(src)
+		copy(dst, src)
+		return h
+	}
 	var d xxhash.Digest
 	d.Reset()
 	for i := 0; i < len(src); i += l1Chunk {

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ckp-go/ckp/index"
@@ -33,8 +34,10 @@ type File struct {
 
 	opMu sync.RWMutex // every operation holds it shared; Close holds it exclusively
 
+	closed     atomic.Bool // set once, under mu, by Close (or by a failed compaction)
+	compactDue atomic.Bool // the index holds enough dead records to compact
+
 	mu      sync.Mutex // guards everything below
-	closed  bool
 	ckpts   map[string]*ckptState
 	byID    map[uint32]*ckptState
 	nextID  uint32
@@ -363,11 +366,11 @@ func (f *File) Close() error {
 	f.opMu.Lock()
 	defer f.opMu.Unlock()
 	f.mu.Lock()
-	if f.closed {
+	if f.closed.Load() {
 		f.mu.Unlock()
 		return ErrClosed
 	}
-	f.closed = true
+	f.closed.Store(true)
 	for _, s := range f.ckpts {
 		if s.reg != nil {
 			s.reg.gone = true
@@ -421,10 +424,7 @@ func (f *File) Recovered() Recovery { return f.recovered }
 // begin starts an operation: it holds the File open until end.
 func (f *File) begin() error {
 	f.opMu.RLock()
-	f.mu.Lock()
-	closed := f.closed
-	f.mu.Unlock()
-	if closed {
+	if f.closed.Load() {
 		f.opMu.RUnlock()
 		return ErrClosed
 	}

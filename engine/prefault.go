@@ -117,7 +117,7 @@ func (p *prefaulter) round() {
 	}()
 	f := p.f
 	f.mu.Lock()
-	if f.closed {
+	if f.closed.Load() {
 		f.mu.Unlock()
 		return
 	}

@@ -183,6 +183,9 @@ func (rp *replay) apply(txn []index.Record) error {
 				size:   footprintFor(int64(r.Length), len(s.name), r.Slack),
 				pos:    start,
 			})
+			if r.Aux > 0 { // retention: the r.Aux oldest kept versions go
+				s.dropBelow(s.kept()[r.Aux].num)
+			}
 			rp.maxTxn = max(rp.maxTxn, r.Txn)
 		case index.KindDrop:
 			s := f.byID[r.Ckpt]
@@ -313,6 +316,20 @@ func (rp *replay) check(txn []index.Record) string {
 			end := int64(r.Offset) + footprintFor(int64(r.Length), len(name), r.Slack)
 			if int64(r.Offset) < dataHeaderSize || r.Offset%8 != 0 || r.Offset > 1<<60 || end > f.opts.MaxSize {
 				return fmt.Sprintf("version %d of %q has a slot outside the file (offset %d)", r.Version, name, r.Offset)
+			}
+			if r.Aux > 0 {
+				have := 0
+				if s := rp.state(r.Ckpt); s != nil {
+					have = len(s.kept())
+				}
+				for _, l := range lv {
+					if l.id == r.Ckpt {
+						have++
+					}
+				}
+				if int(r.Aux) > have {
+					return fmt.Sprintf("version %d of %q drops %d versions, %d are kept", r.Version, name, r.Aux, have)
+				}
 			}
 			lv = append(lv, lastVer{r.Ckpt, r.Version})
 		case index.KindDrop:

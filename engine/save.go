@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"runtime/debug"
 	"time"
 
@@ -52,7 +53,9 @@ func (f *File) save(cs []*Checkpoint) (err error) {
 	if f.opts.Sync.kind == syncAsync {
 		f.startWriteback(cs)
 	}
-	f.maybeCompact()
+	if f.compactDue.Load() {
+		f.maybeCompact()
+	}
 	return nil
 }
 
@@ -199,7 +202,7 @@ func (f *File) publishDurable(cs []*Checkpoint, txn uint64, now int64, published
 func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool, snap uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed {
+	if f.closed.Load() {
 		return ErrClosed
 	}
 	recs := f.recBuf[:0]
@@ -222,12 +225,15 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool, sn
 			Slack:   uint32(c.slot.size - footprint(n, len(s.name))),
 		})
 		if old := s.kept(); keep > 0 && len(old)+1 > keep {
-			// After this version is added, the newest keep remain.
-			first := c.slot.ver
-			if i := len(old) + 1 - keep; i < len(old) {
-				first = old[i].num
+			// After this version is added, the newest keep remain: the version record
+			// says how many of the oldest go (one, in a steady hot loop); a drop record
+			// says it when that number does not fit.
+			d := len(old) + 1 - keep
+			if d <= math.MaxUint16 {
+				recs[len(recs)-1].Aux = uint16(d)
+			} else {
+				recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: s.id, Version: old[d].num})
 			}
-			recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: s.id, Version: first})
 		}
 	}
 	recs[len(recs)-1].Flags |= index.FlagCommit
@@ -274,6 +280,9 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool, sn
 	f.pubSeq++
 	f.dirty = true
 	f.pf.afterSave(cs)
+	if f.needCompact() {
+		f.compactDue.Store(true)
+	}
 	return nil
 }
 

@@ -267,8 +267,9 @@ func at(name string, v int) string {
 // reader reads verified versions from a file a writer may be changing. The view a
 // read-only File gives is the one at Open: a writer may since have dropped a version of
 // that view (retention) and reused its slot, or published versions past the end of the
-// data file as the view measured it. Such a version reads back as ErrCorrupt; reader
-// then looks again with a fresh view before it believes the damage.
+// data file as the view measured it. Such a version reads back as ErrVersion (the engine
+// saw it dropped) or ErrCorrupt; reader then looks again with a fresh view before it
+// believes the error.
 type reader struct {
 	path string
 	f    *engine.File
@@ -291,7 +292,12 @@ func (r *reader) refresh() error {
 // A relative version is resolved in the view the copy comes from.
 func (r *reader) read(name string, v int) ([]byte, engine.VersionInfo, error) {
 	b, vi, err := r.f.ReadVersion(name, v)
-	for attempt := 0; err != nil && errors.Is(err, engine.ErrCorrupt) && attempt < 5; attempt++ {
+	// ErrVersion: the engine found the version dropped by the writer since the view
+	// opened (or never there): a fresh view resolves it again.
+	stale := func(err error) bool {
+		return errors.Is(err, engine.ErrCorrupt) || errors.Is(err, engine.ErrVersion)
+	}
+	for attempt := 0; err != nil && stale(err) && attempt < 5; attempt++ {
 		if attempt > 0 && !writerActive(r.path) {
 			break
 		}
