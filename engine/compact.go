@@ -93,7 +93,9 @@ func (f *File) compact() error {
 		}
 	}
 	if durable {
-		recs[len(recs)-1].Flags |= index.FlagDurable
+		// The data was synced above: a mark says all of it is durable.
+		recs = append(recs, index.Record{Kind: index.KindMark, Flags: index.FlagCommit | index.FlagDurable,
+			Version: uint64(len(recs)), Txn: f.nextTxn - 1, Time: time.Now().UnixNano()})
 	}
 	h := index.Header{FileID: f.fileID, Generation: f.log.gen + 1, Created: time.Now().UnixNano()}
 	if err := f.writeIndexFile(f.idxPath, h, recs, durable); err != nil {

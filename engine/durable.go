@@ -46,7 +46,7 @@ func (f *File) putUnsynced(r []extent, all bool) {
 // syncData makes the given data ranges durable.
 func (f *File) syncData(ranges []extent, all bool) error {
 	var err error
-	if all || len(ranges) > maxRanges {
+	if all || len(ranges) > maxRanges || f.opts.syncWhole {
 		err = f.data.Sync()
 	} else {
 		for _, r := range ranges {
@@ -61,22 +61,93 @@ func (f *File) syncData(ranges []extent, all bool) error {
 	return nil
 }
 
+// syncIndexRange makes the index's records from the last synced one to hi durable.
+// Caller holds f.syncMu (so the index is not swapped underneath).
+func (f *File) syncIndexRange(lo, hi int64) error {
+	if hi <= lo {
+		return nil
+	}
+	var err error
+	if f.opts.syncWhole {
+		err = f.idx.Sync()
+	} else {
+		err = f.idx.SyncRange(lo, hi-lo)
+	}
+	if err != nil {
+		return fmt.Errorf("ckp: sync %s: %w", f.idxPath, err)
+	}
+	return nil
+}
+
 // syncIndex makes the index records written so far durable and frees the slots whose
-// drop is now durable. Caller holds f.syncMu (so the index is not swapped underneath).
+// drop is now durable. Caller holds f.syncMu.
 func (f *File) syncIndex() error {
 	f.mu.Lock()
 	lo, hi := f.log.synced, f.log.pos
 	f.mu.Unlock()
-	if hi > lo {
-		if err := f.idx.SyncRange(lo, hi-lo); err != nil {
-			return fmt.Errorf("ckp: sync %s: %w", f.idxPath, err)
-		}
+	if err := f.syncIndexRange(lo, hi); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	f.log.synced = max(f.log.synced, hi)
-	f.alloc.release(min(f.log.durable, (f.log.synced-index.HeaderSize)/index.RecordSize))
+	f.releaseDurable()
 	f.mu.Unlock()
 	return nil
+}
+
+// syncBoth makes the given data ranges and the index's new records durable at the same
+// time: the index on the File's index syncer goroutine, the data on the caller's. Caller
+// holds f.syncMu.
+func (f *File) syncBoth(ranges []extent, all bool) error {
+	f.mu.Lock()
+	lo, hi := f.log.synced, f.log.pos
+	f.mu.Unlock()
+	var ierr error
+	idxAsync := hi > lo && f.idxSync != nil
+	if idxAsync {
+		f.idxSync.req <- [2]int64{lo, hi}
+	} else {
+		ierr = f.syncIndexRange(lo, hi)
+	}
+	derr := f.syncData(ranges, all)
+	if idxAsync {
+		ierr = <-f.idxSync.done
+	}
+	if derr != nil {
+		return derr
+	}
+	if ierr != nil {
+		return ierr
+	}
+	f.mu.Lock()
+	f.log.synced = max(f.log.synced, hi)
+	f.mu.Unlock()
+	return nil
+}
+
+// releaseDurable frees the slots held back for transactions that are now durable: their
+// data is durable and so is the index record that dropped them. Caller holds f.mu.
+func (f *File) releaseDurable() {
+	f.alloc.release(min(f.log.durable, (f.log.synced-index.HeaderSize)/index.RecordSize))
+}
+
+// indexSyncer syncs index ranges for syncBoth, so a durable point flushes the data and
+// the index at the same time.
+type indexSyncer struct {
+	req  chan [2]int64
+	done chan error
+}
+
+func (f *File) runIndexSyncer() {
+	defer f.bgDone.Done()
+	for {
+		select {
+		case <-f.stopBg:
+			return
+		case r := <-f.idxSync.req:
+			f.idxSync.done <- f.syncIndexRange(r[0], r[1])
+		}
+	}
 }
 
 // Sync makes every version saved so far durable, whatever the policy: when it returns,
@@ -116,14 +187,12 @@ func (f *File) syncAll(closing bool) (err error) {
 	}
 	f.syncBuf = ranges[:0]
 	f.mu.Lock()
+	f.log.durable = max(f.log.durable, covered)
 	if needMark {
-		r := index.Record{Kind: index.KindMark, Flags: index.FlagCommit | index.FlagDurable,
-			Version: uint64(covered), Txn: f.nextTxn - 1, Time: time.Now().UnixNano()}
-		if err := f.appendRecords([]index.Record{r}); err != nil {
+		if err := f.appendMark(covered); err != nil {
 			f.mu.Unlock()
 			return err
 		}
-		f.log.durable = max(f.log.durable, covered)
 	}
 	if f.pubSeq == snap {
 		f.dirty = false
@@ -162,4 +231,20 @@ func (f *File) startWriteback(cs []*Checkpoint) {
 	idx := f.idx
 	f.mu.Unlock()
 	_ = idx.StartWriteback(lo, hi-lo)
+}
+
+// appendMark appends a durable mark saying the data of the first covered records is
+// durable. A mark holds no data: when everything before it is durable, so is it.
+// Caller holds f.mu.
+func (f *File) appendMark(covered int64) error {
+	r := index.Record{Kind: index.KindMark, Flags: index.FlagCommit | index.FlagDurable,
+		Version: uint64(covered), Txn: f.nextTxn - 1, Time: time.Now().UnixNano()}
+	before := f.log.records
+	if err := f.appendRecords([]index.Record{r}); err != nil {
+		return err
+	}
+	if f.log.durable == before {
+		f.log.durable = f.log.records
+	}
+	return nil
 }

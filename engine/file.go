@@ -54,7 +54,8 @@ type File struct {
 	dirty    bool     // something was published since the last durable point
 
 	syncMu   sync.Mutex // one durable point at a time
-	syncBuf  []extent   // the syncer's snapshot of unsynced
+	idxSync  *indexSyncer
+	syncBuf  []extent // the syncer's snapshot of unsynced
 	stopBg   chan struct{}
 	bgDone   sync.WaitGroup
 	pf       *prefaulter
@@ -135,6 +136,11 @@ func Open(path string, opts *Options) (*File, error) {
 		if o.Sync.kind == syncInterval {
 			f.bgDone.Add(1)
 			go f.intervalSyncer(o.Sync.d)
+		}
+		if o.Sync.kind == syncAlways || o.Sync.kind == syncEvery {
+			f.idxSync = &indexSyncer{req: make(chan [2]int64), done: make(chan error)}
+			f.bgDone.Add(1)
+			go f.runIndexSyncer()
 		}
 	}
 	return f, nil
@@ -332,8 +338,12 @@ func (f *File) beginSession() error {
 	}
 	r := s.Record()
 	r.Flags = index.FlagCommit
+	before := f.log.records
 	if err := f.appendRecords([]index.Record{r}); err != nil {
 		return err
+	}
+	if f.log.durable == before { // a session record holds no data
+		f.log.durable = f.log.records
 	}
 	f.lastSession = sessionInfo(s)
 	return nil

@@ -48,6 +48,9 @@ type Options struct {
 
 	// bootID, when set, replaces the kernel's boot id (tests simulate a reboot with it).
 	bootID *[16]byte
+	// syncWhole makes durable points fdatasync whole files instead of msync'ing the
+	// written ranges (BenchmarkDurablePoint compares the two).
+	syncWhole bool
 }
 
 const (

@@ -210,7 +210,8 @@ func (rp *replay) apply(txn []index.Record) error {
 	rp.pos += int64(len(txn))
 	last := &txn[len(txn)-1]
 	if last.Flags&index.FlagDurable != 0 && last.Kind != index.KindMark {
-		rp.durable = max(rp.durable, rp.pos)
+		// Every transaction before this one was durable when it was written.
+		rp.durable = max(rp.durable, start)
 	}
 	return nil
 }

@@ -191,7 +191,8 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 		return rep, fmt.Errorf("ckp: sync %s: %w", path, err)
 	}
 	if len(recs) > 0 {
-		recs[len(recs)-1].Flags |= index.FlagDurable
+		recs = append(recs, index.Record{Kind: index.KindMark, Flags: index.FlagCommit | index.FlagDurable,
+			Version: uint64(len(recs)), Time: time.Now().UnixNano()})
 	}
 	idxPath := path + ".idx"
 	if _, err := os.Stat(idxPath); err == nil {

@@ -46,7 +46,7 @@ func (f *File) save(cs []*Checkpoint) (err error) {
 		defer f.syncMu.Unlock()
 		return f.publishDurable(cs, txn, now, &published)
 	}
-	if err := f.publish(cs, txn, now, false, 0); err != nil {
+	if err := f.publish(cs, txn, now, false); err != nil {
 		return err
 	}
 	published = true
@@ -169,37 +169,49 @@ func saveJob(data []byte, c *Checkpoint) job {
 }
 
 // publishDurable runs steps 3 to 5 of a save at a durable point. The caller holds
-// f.syncMu.
+// f.syncMu. The records are published first; then the data written since the last
+// durable point (this save's and every earlier unsynced one's) and the index's new
+// records are made durable at the same time, on two goroutines, so the save waits for
+// one round of device flushes, not two in a row. The save's records may reach the disk
+// before its data: they claim durability only for what came before them (FlagDurable),
+// and recovery after a reboot checks the data of the transactions after the last claim.
 func (f *File) publishDurable(cs []*Checkpoint, txn uint64, now int64, published *bool) error {
-	// Snapshot what earlier saves left unsynced; add this save's slots.
+	if err := f.publish(cs, txn, now, true); err != nil {
+		return err
+	}
+	*published = true
 	f.mu.Lock()
 	ranges, all := f.takeUnsynced()
+	covered := f.log.records
 	snap := f.pubSeq
 	f.mu.Unlock()
-	for _, c := range cs {
-		ranges = addRange(ranges, extent{c.slot.off, c.slot.off + c.slot.size})
-	}
-	if err := f.syncData(ranges, all); err != nil {
+	if err := f.syncBoth(ranges, all); err != nil {
 		f.mu.Lock()
-		f.putUnsynced(ranges[:len(ranges)-len(cs)], all)
+		f.putUnsynced(ranges, all)
 		f.mu.Unlock()
 		return err
 	}
 	f.syncBuf = ranges[:0]
-	if err := f.publish(cs, txn, now, true, snap); err != nil {
-		return err
+	f.mu.Lock()
+	f.log.durable = max(f.log.durable, covered)
+	if f.opts.Sync.kind == syncEvery {
+		// The next durable point is n saves away: a mark records this one, so that
+		// recovery after a reboot checks at most the saves since the one before.
+		_ = f.appendMark(covered)
 	}
-	*published = true
-	if err := f.syncIndex(); err != nil {
-		return err
+	if f.pubSeq == snap {
+		f.dirty = false
 	}
+	f.releaseDurable()
+	f.mu.Unlock()
 	f.maybeCompactLocked()
 	return nil
 }
 
-// publish appends the transaction's records and applies them. With durable, the data
-// of this transaction and of every save published before snap was made durable.
-func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool, snap uint64) error {
+// publish appends the transaction's records and applies them, and queues its slots as
+// unsynced data. At a durable point (durable), the commit record also claims that every
+// transaction before it is durable, when that is so.
+func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed.Load() {
@@ -232,16 +244,20 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool, sn
 			if d <= math.MaxUint16 {
 				recs[len(recs)-1].Aux = uint16(d)
 			} else {
-				recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: s.id, Version: old[d].num})
+				first := c.slot.ver // the first version kept
+				if d < len(old) {
+					first = old[d].num
+				}
+				recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: s.id, Version: first})
 			}
 		}
 	}
 	recs[len(recs)-1].Flags |= index.FlagCommit
-	exact := durable && f.pubSeq == snap
-	if exact {
+	start := f.log.records
+	if durable && f.log.durable == start {
+		// Every transaction before this one is durable: say so.
 		recs[len(recs)-1].Flags |= index.FlagDurable
 	}
-	start := f.log.records
 	if err := f.appendRecords(recs); err != nil {
 		f.recBuf = recs[:0]
 		return err
@@ -269,13 +285,8 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool, sn
 				}
 			}
 		}
-		if !durable {
-			f.unsynced = addRange(f.unsynced, extent{c.slot.off, c.slot.off + c.slot.size})
-		}
+		f.unsynced = addRange(f.unsynced, extent{c.slot.off, c.slot.off + c.slot.size})
 		c.slot.size = 0 // published: no longer ours to free
-	}
-	if exact {
-		f.log.durable = end
 	}
 	f.pubSeq++
 	f.dirty = true

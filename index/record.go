@@ -32,9 +32,10 @@ const (
 	// FlagCommit ends a transaction: it and the records before it since the previous
 	// commit take effect together, or not at all.
 	FlagCommit uint8 = 1 << 0
-	// FlagDurable says the data of this transaction and of every earlier one had been
-	// made durable before this record was written: recovery after a power loss trusts
-	// the data below the last such record and checks the data above it.
+	// FlagDurable, on a transaction's commit record, says the data of every earlier
+	// transaction had been made durable before this record was written; on a KindMark
+	// record, that the data of the first Version records had. Recovery after a power
+	// loss trusts the data below the newest such claim and checks the data above it.
 	FlagDurable uint8 = 1 << 1
 )
 
