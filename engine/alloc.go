@@ -23,6 +23,7 @@ type allocator struct {
 	end     int64    // frontier
 	holes   []extent // sorted by offset, coalesced, all below end
 	pending []pendingFree
+	held    int64 // bytes in pending
 }
 
 type pendingFree struct {
@@ -35,6 +36,7 @@ func (a *allocator) reset(base int64, used []extent) {
 	a.base, a.end = base, base
 	a.holes = a.holes[:0]
 	a.pending = a.pending[:0]
+	a.held = 0
 	if !sort.SliceIsSorted(used, func(i, j int) bool { return used[i].off < used[j].off }) {
 		sort.Slice(used, func(i, j int) bool { return used[i].off < used[j].off })
 	}
@@ -150,6 +152,7 @@ func (a *allocator) free(e extent) {
 // freeLater frees e once the transaction at index position pos is durable.
 func (a *allocator) freeLater(e extent, pos int64) {
 	a.pending = append(a.pending, pendingFree{e, pos})
+	a.held += e.end - e.off
 }
 
 // release frees every pending slot whose transaction is at or below durable.
@@ -158,6 +161,7 @@ func (a *allocator) release(durable int64) {
 	for _, p := range a.pending {
 		if p.pos <= durable {
 			a.free(p.ext)
+			a.held -= p.ext.end - p.ext.off
 		} else {
 			a.pending[k] = p
 			k++

@@ -12,9 +12,8 @@ import (
 // Compaction keeps the index bounded under retention: once the log holds more than
 // twice the records that describe what is kept (plus compactSlack), it is rewritten
 // with only those records into a new file that replaces the old one atomically
-// (write to path.idx.tmp, rename). Under a durable policy the data is synced first and
-// the new index is synced with its directory before the rename takes effect, so the
-// compaction is itself a durable point. Readers that opened the old index keep reading
+// (write to path.idx.tmp, sync, rename, sync the directory). The data is synced first,
+// so the compaction is itself a durable point. Readers that opened the old index keep reading
 // it; they see the versions they opened with.
 
 // compactSlack is how many records beyond twice the live ones the log may hold (16 MiB
@@ -52,17 +51,18 @@ func (f *File) maybeCompactLocked() {
 	}
 }
 
-// compact rewrites the index. Caller holds f.syncMu and f.mu.
+// compact rewrites the index. It is a durable point under every policy: the data is
+// synced, the new index ends with a durable mark and is synced with its directory
+// before it counts. (Under SyncNone too: an index replaced without a sync could reach
+// the disk as garbage after a power loss and take with it what File.Sync had made
+// durable. Compaction is rare: once per 256K records.) Caller holds f.syncMu and f.mu.
 func (f *File) compact() error {
-	durable := f.opts.Sync.durable()
-	if durable {
-		ranges, all := f.takeUnsynced()
-		if err := f.syncData(ranges, all); err != nil {
-			f.putUnsynced(ranges, all)
-			return err
-		}
-		f.syncBuf = ranges[:0]
+	ranges, all := f.takeUnsynced()
+	if err := f.syncData(ranges, all); err != nil {
+		f.putUnsynced(ranges, all)
+		return err
 	}
+	f.syncBuf = ranges[:0]
 	recs := make([]index.Record, 0, f.live+2)
 	// The writer's own session, as it opened the file.
 	s := index.Session{PID: uint32(os.Getpid()), NextTxn: f.nextTxn, BootID: f.bootID, Policy: f.opts.Sync.code(),
@@ -85,6 +85,7 @@ func (f *File) compact() error {
 		}
 		for i := range k {
 			v := &k[i]
+			v.pos = int64(len(recs)) // its place in the new log
 			recs = append(recs, index.Record{
 				Kind: index.KindVersion, Flags: index.FlagCommit, Ckpt: st.id, Version: v.num,
 				Offset: uint64(v.off), Length: uint64(v.length), Hash: v.hash, Time: v.time, Txn: v.txn,
@@ -92,13 +93,11 @@ func (f *File) compact() error {
 			})
 		}
 	}
-	if durable {
-		// The data was synced above: a mark says all of it is durable.
-		recs = append(recs, index.Record{Kind: index.KindMark, Flags: index.FlagCommit | index.FlagDurable,
-			Version: uint64(len(recs)), Txn: f.nextTxn - 1, Time: time.Now().UnixNano()})
-	}
+	// The data was synced above: a mark says all of it is durable.
+	recs = append(recs, index.Record{Kind: index.KindMark, Flags: index.FlagCommit | index.FlagDurable,
+		Version: uint64(len(recs)), Txn: f.nextTxn - 1, Time: time.Now().UnixNano()})
 	h := index.Header{FileID: f.fileID, Generation: f.log.gen + 1, Created: time.Now().UnixNano()}
-	if err := f.writeIndexFile(f.idxPath, h, recs, durable); err != nil {
+	if err := f.writeIndexFile(f.idxPath, h, recs, true); err != nil {
 		return err
 	}
 	nidx, err := mmapfile.Open(f.idxPath, mmapfile.Options{Perm: f.opts.Perm, Reserve: indexReserve, Chunk: indexChunk})
@@ -120,12 +119,10 @@ func (f *File) compact() error {
 	f.idx = nidx
 	n := int64(len(recs))
 	pos := index.HeaderSize + n*index.RecordSize
-	f.log = logState{pos: pos, crc: res.CRC, synced: index.HeaderSize, gen: h.Generation, records: n}
-	if durable {
-		f.log.synced = pos
-		f.log.durable = n
-		f.alloc.release(math.MaxInt64)
-	}
+	f.log = logState{pos: pos, crc: res.CRC, synced: pos, durable: n, gen: h.Generation, records: n}
+	f.dirty = false
+	// Every drop is durable now: the new index no longer lists what was dropped.
+	f.alloc.release(math.MaxInt64)
 	f.pf.indexSwapped()
 	old.Close()
 	return nil

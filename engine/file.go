@@ -34,20 +34,22 @@ type File struct {
 
 	opMu sync.RWMutex // every operation holds it shared; Close holds it exclusively
 
-	closed     atomic.Bool // set once, under mu, by Close (or by a failed compaction)
-	compactDue atomic.Bool // the index holds enough dead records to compact
+	closed      atomic.Bool // set once, under mu, by Close (or by a failed compaction)
+	compactDue  atomic.Bool // the index holds enough dead records to compact
+	heldTooMuch atomic.Bool // held-back slots outweigh the kept data: sync to free them
 
-	mu      sync.Mutex // guards everything below
-	ckpts   map[string]*ckptState
-	byID    map[uint32]*ckptState
-	nextID  uint32
-	nreg    int           // registered checkpoints
-	regList []*Checkpoint // the registered checkpoints in id order (replaced, never modified)
-	alloc   allocator
-	nextTxn uint64
-	saveSeq uint64 // saves allocated so far (SyncEvery counts them)
-	log     logState
-	live    int64 // records a compaction would keep (versions and names)
+	mu        sync.Mutex // guards everything below
+	ckpts     map[string]*ckptState
+	byID      map[uint32]*ckptState
+	nextID    uint32
+	nreg      int           // registered checkpoints
+	regList   []*Checkpoint // the registered checkpoints in id order (replaced, never modified)
+	alloc     allocator
+	nextTxn   uint64
+	saveSeq   uint64 // saves allocated so far (SyncEvery counts them)
+	log       logState
+	live      int64 // records a compaction would keep (versions and names)
+	liveBytes int64 // bytes of the kept versions' slots
 
 	unsynced []extent // data written by published saves not yet covered by a durable point
 	pubSeq   uint64   // bumped by every publish
@@ -217,6 +219,9 @@ func (f *File) open() (err error) {
 		return err
 	}
 	if !f.ro {
+		if err := f.settle(); err != nil {
+			return err
+		}
 		return f.beginSession()
 	}
 	// A writer may have grown the data file and published versions in it since we
@@ -224,6 +229,29 @@ func (f *File) open() (err error) {
 	if _, err := f.data.Refresh(); err != nil {
 		return fmt.Errorf("ckp: %w", err)
 	}
+	return nil
+}
+
+// settle makes the log durable when it goes past the last durable claim: the writer
+// that wrote it died before a durable point (same boot: its writes are in the page
+// cache, but not necessarily on the disk). Without this, the next durable point would
+// flush only what this writer writes and yet claim everything before it, and slots
+// whose drop never reached the disk could be reused.
+func (f *File) settle() error {
+	if f.log.durable >= f.log.records {
+		return nil
+	}
+	if err := f.data.Sync(); err != nil {
+		return fmt.Errorf("ckp: sync %s: %w", f.path, err)
+	}
+	if err := f.idx.Sync(); err != nil {
+		return fmt.Errorf("ckp: sync %s: %w", f.idxPath, err)
+	}
+	covered := f.log.records
+	if err := f.appendMark(covered); err != nil {
+		return err
+	}
+	f.log.durable = max(f.log.durable, covered)
 	return nil
 }
 

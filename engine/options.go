@@ -61,6 +61,7 @@ const (
 	defaultPerm       = 0o600
 	maxWorkers        = 64
 	parallelThreshold = 4 << 20 // saves of at least this many bytes use the workers
+	heldMin           = 1 << 20 // held-back slots below this never force a durable point
 )
 
 // withDefaults returns a copy of o with the zero values replaced, or an error.

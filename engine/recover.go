@@ -53,16 +53,17 @@ func (f *File) recover(seed uint32) error {
 	f.recovered.Invalid = rp.invalid
 	f.recovered.TornTail = res.Torn
 	f.recovered.Unfinished = int64(res.Uncommitted)
-	cut := int64(-1)
-	if rp.needVerify(f.bootID) {
-		cut = f.verifyTail(rp.durable)
-	}
-	if cut >= 0 {
-		// Replay again, up to the first damaged transaction.
+	// After a reboot, check the data the durable claims do not cover. Dropping a
+	// damaged transaction brings back the versions it and its successors had dropped
+	// (retention), unchecked so far: check again, until nothing is damaged.
+	for rp.needVerify(f.bootID) {
+		cut := f.verifyTail(rp.durable)
+		if cut < 0 {
+			break
+		}
 		f.ckpts = make(map[string]*ckptState)
 		f.byID = make(map[uint32]*ckptState)
-		rp, res, err = f.replay(recs[:cut*index.RecordSize], seed)
-		if err != nil {
+		if rp, res, err = f.replay(recs[:cut*index.RecordSize], seed); err != nil {
 			return err
 		}
 	}
@@ -90,6 +91,9 @@ func (f *File) recover(seed uint32) error {
 			used = append(used, s.kept()[i].slot())
 		}
 		f.live += int64(len(s.kept())) + int64(index.NameRecordCount(len(s.name)))
+		for _, v := range s.kept() {
+			f.liveBytes += v.size
+		}
 	}
 	f.alloc.reset(dataHeaderSize, used)
 	return nil

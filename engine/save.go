@@ -56,6 +56,14 @@ func (f *File) save(cs []*Checkpoint) (err error) {
 	if f.compactDue.Load() {
 		f.maybeCompact()
 	}
+	if f.heldTooMuch.Load() {
+		// Slots of durable versions wait for their drop to be durable. When they add up
+		// to more than what is kept (KeepVersions lowered on a big file, or saves that
+		// never reach a durable point), make the drops durable now so the space is
+		// reused instead of the file growing.
+		f.heldTooMuch.Store(false)
+		return f.syncAll(false)
+	}
 	return nil
 }
 
@@ -264,7 +272,6 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 	}
 	f.recBuf = recs[:0]
 	end := f.log.records
-	durablePolicy := f.opts.Sync.durable()
 	for _, c := range cs {
 		s := c.st
 		if !s.named {
@@ -275,10 +282,15 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 		s.push(version{num: c.slot.ver, off: c.slot.off, length: n, hash: c.slot.hash,
 			time: now, txn: txn, size: c.slot.size, pos: start})
 		f.live++
+		f.liveBytes += c.slot.size
 		if keep > 0 && len(s.kept()) > keep {
 			for _, d := range s.dropBelow(s.kept()[len(s.kept())-keep].num) {
 				f.live--
-				if durablePolicy {
+				f.liveBytes -= d.size
+				if d.pos+1 <= f.log.durable {
+					// A durable version: the durable index still lists it until this
+					// drop is durable too, so its slot waits for that (else a power
+					// loss would find it overwritten).
 					f.alloc.freeLater(d.slot(), end)
 				} else {
 					f.alloc.free(d.slot())
@@ -293,6 +305,9 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 	f.pf.afterSave(cs)
 	if f.needCompact() {
 		f.compactDue.Store(true)
+	}
+	if h := f.alloc.held; h > heldMin && h > f.liveBytes {
+		f.heldTooMuch.Store(true)
 	}
 	return nil
 }

@@ -9,13 +9,16 @@
 //
 // Parameters (all optional):
 //
-//	CKP_WORKLOAD  workload name (default "log")
-//	CKP_MODE      workload mode, e.g. fsync | nosync for "log"
+//	CKP_WORKLOAD  workload name (default "ckp")
+//	CKP_MODE      workload mode, e.g. run | final for "ckp"
 //	CKP_END       poweroff (default): sync, unmount, power off;
 //	              hang: sleep forever after the workload (power-cut runs)
 //	CKP_MOUNTOPTS ext4 mount options (default "commit=600")
 //	CKP_SYSCTL    comma-separated vm.KEY=VALUE settings, or "none"
 //	              (default: no periodic or early background writeback)
+//	CKP_CHILD     set by /init in the environment of a child process it
+//	              runs the workload in (see the ckp workload's
+//	              CKP_KILLAFTER); the child skips the setup
 //
 // Console protocol: "@ckp ready ..." when the workload starts, workload
 // lines (e.g. "@ckp acked N"), "@ckp done ...", "@ckp FAIL: ..." on error,
@@ -45,6 +48,10 @@ const defaultSysctl = "vm.dirty_writeback_centisecs=0," + // no periodic flusher
 	"vm.dirty_ratio=90"
 
 func main() {
+	if os.Getenv("CKP_CHILD") != "" && os.Getpid() != 1 {
+		childMain()
+		return
+	}
 	if os.Getpid() != 1 {
 		fmt.Fprintln(os.Stderr, "guest: this is /init of the power-cut VM; it must run as pid 1")
 		os.Exit(2)
@@ -57,7 +64,7 @@ func main() {
 	if err := setup(); err != nil {
 		fail(err)
 	}
-	name := env("CKP_WORKLOAD", "log")
+	name := env("CKP_WORKLOAD", "ckp")
 	w, ok := workloads[name]
 	if !ok {
 		fail(fmt.Errorf("unknown workload %q", name))
@@ -76,6 +83,31 @@ func main() {
 		fail(fmt.Errorf("unmount /mnt: %w", err))
 	}
 	poweroff()
+}
+
+// childMain runs the workload in a child process of /init (see
+// startChild): no setup, and a failure ends only the child.
+func childMain() {
+	defer func() {
+		if r := recover(); r != nil {
+			say("FAIL: child: panic: %v", r)
+			os.Exit(1)
+		}
+	}()
+	w, ok := workloads[env("CKP_WORKLOAD", "ckp")]
+	if !ok {
+		say("FAIL: child: unknown workload")
+		os.Exit(1)
+	}
+	if err := w(os.Getenv("CKP_MODE")); err != nil {
+		say("FAIL: child: %v", err)
+		os.Exit(1)
+	}
+	if env("CKP_END", "poweroff") == "hang" {
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 }
 
 // say prints one protocol line with a single write.
