@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -20,7 +21,7 @@ func BenchmarkDurablePoint(b *testing.B) {
 				method = "fdatasync"
 			}
 			b.Run(fmt.Sprintf("size=%s/method=%s", benchSize(size), method), func(b *testing.B) {
-				o := &Options{Sync: SyncAlways, KeepVersions: 2, syncWhole: whole}
+				o := &Options{Sync: SyncAlways, KeepVersions: 2, syncWhole: whole, NoHugePages: os.Getenv("CKP_NOHUGE") != ""}
 				f, err := Open(filepath.Join(b.TempDir(), "d.ckp"), o)
 				if err != nil {
 					b.Fatal(err)

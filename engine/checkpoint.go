@@ -101,6 +101,7 @@ func (f *File) Register(name string, region []byte) (*Checkpoint, error) {
 	s.reg = c
 	f.nreg++
 	f.rebuildRegList()
+	f.hugeFolios()
 	f.pf.wake()
 	return c, nil
 }
@@ -211,6 +212,7 @@ func (c *Checkpoint) Unregister() error {
 	c.st.reg = nil
 	f.nreg--
 	f.rebuildRegList()
+	f.hugeFolios()
 	return nil
 }
 
@@ -283,6 +285,26 @@ func (f *File) lockRegistered() []*Checkpoint {
 		}
 	}
 	return cs
+}
+
+// hugeFolios asks for 2 MiB page-cache folios on the data mapping while a region of
+// 2 MiB or more is registered, and for small folios otherwise. Large folios make a
+// large save fault once per 2 MiB; but the page cache writes a folio dirtied through a
+// mapping back whole, so a durable save of a few KiB in a 2 MiB folio would write
+// 2 MiB. Caller holds f.mu.
+func (f *File) hugeFolios() {
+	want := false
+	if !f.opts.NoHugePages {
+		for _, c := range f.regList {
+			if len(c.region) >= hugeAlign {
+				want = true
+				break
+			}
+		}
+	}
+	if want != f.huge && f.data.SetHugePages(want) == nil {
+		f.huge = want
+	}
 }
 
 // rebuildRegList replaces the sorted list of registered checkpoints. Caller holds f.mu.

@@ -43,6 +43,7 @@ type File struct {
 	byID      map[uint32]*ckptState
 	nextID    uint32
 	nreg      int           // registered checkpoints
+	huge      bool          // the data mapping asks for 2 MiB folios
 	regList   []*Checkpoint // the registered checkpoints in id order (replaced, never modified)
 	alloc     allocator
 	nextTxn   uint64
@@ -157,7 +158,7 @@ func (f *File) open() (err error) {
 		Perm:      f.opts.Perm,
 		Reserve:   f.opts.MaxSize,
 		Chunk:     f.opts.ChunkSize,
-		HugePages: !f.opts.NoHugePages,
+		HugePages: false, // set when a large region is registered (see hugeFolios)
 	}
 	f.data, err = mmapfile.Open(f.path, mo)
 	if err != nil {

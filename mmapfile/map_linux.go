@@ -40,7 +40,7 @@ func (m *File) mapWritable(o Options) error {
 	}
 	m.mem = unsafe.Slice((*byte)(p), int(reserve))
 	if o.HugePages {
-		_ = unix.Madvise(m.mem, unix.MADV_HUGEPAGE) // a hint; fine to fail
+		_ = m.SetHugePages(true)
 	}
 	m.release = func() error { return unix.MunmapPtr(p, reserve) }
 	return nil
@@ -208,4 +208,21 @@ func lockedIn(locks string, major, minor uint32, ino uint64) bool {
 		}
 	}
 	return false
+}
+
+// SetHugePages asks the kernel to back pages faulted in from now on with 2 MiB folios
+// (MADV_HUGEPAGE), or not (MADV_NOHUGEPAGE). Folios already in the page cache keep
+// their size. It is a hint: where the kernel or file system cannot, nothing changes.
+func (m *File) SetHugePages(on bool) error {
+	if m.ro {
+		return nil
+	}
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	advice := unix.MADV_NOHUGEPAGE
+	if on {
+		advice = unix.MADV_HUGEPAGE
+	}
+	return unix.Madvise(m.mem, advice)
 }

@@ -106,3 +106,6 @@ func Locked(path string) (bool, error) {
 	_ = unix.Flock(fd, unix.LOCK_UN)
 	return false, nil
 }
+
+// SetHugePages is a no-op outside Linux.
+func (m *File) SetHugePages(on bool) error { return nil }

@@ -62,6 +62,7 @@ type Options struct {
 	Chunk int64
 	// HugePages asks the kernel (madvise MADV_HUGEPAGE) to back the mapping with 2 MiB
 	// folios where the file system supports it. A hint: ignored where unsupported.
+	// SetHugePages changes it later.
 	HugePages bool
 }
 
