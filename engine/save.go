@@ -61,8 +61,10 @@ func (f *File) save(cs []*Checkpoint) (err error) {
 		// to more than what is kept (KeepVersions lowered on a big file, or saves that
 		// never reach a durable point), make the drops durable now so the space is
 		// reused instead of the file growing.
+		// The save is published: a failure here only delays the reuse; a later save
+		// tries again.
 		f.heldTooMuch.Store(false)
-		return f.syncAll(false)
+		_ = f.syncAll(false)
 	}
 	return nil
 }

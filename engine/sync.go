@@ -67,12 +67,6 @@ func (p SyncPolicy) validate() error {
 	return nil
 }
 
-// durable reports whether the policy promises anything across an OS crash or power loss
-// on its own; slots freed by such a File are reused only once the drop is durable.
-func (p SyncPolicy) durable() bool {
-	return p.kind == syncAlways || p.kind == syncEvery || p.kind == syncInterval
-}
-
 // String returns the policy as ckpbench and the ckp command print it: none, async,
 // always, every(N), interval(D).
 func (p SyncPolicy) String() string {
