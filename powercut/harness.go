@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package powercut runs power-cut tests: it boots a tiny Linux VM under
 // qemu (TCG), runs a guest program as /init that writes to an ext4 disk
 // image, kills qemu with SIGKILL at a chosen moment (losing everything the
