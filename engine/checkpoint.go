@@ -34,6 +34,8 @@ type slotPlan struct {
 	off, size int64
 	ver       uint64
 	hash      uint64
+	rec       int64 // its VERSION record, relative to the transaction's first
+
 }
 
 // VersionInfo describes one kept version of a checkpoint.
@@ -92,7 +94,7 @@ func (f *File) Register(name string, region []byte) (*Checkpoint, error) {
 		return nil, errf(ErrExists, "checkpoint %q", name)
 	}
 	if s == nil {
-		s = &ckptState{id: f.nextID, name: name, next: 1}
+		s = &ckptState{f: f, id: f.nextID, name: name, next: 1}
 		f.nextID++
 		f.ckpts[name] = s
 		f.byID[s.id] = s
@@ -184,10 +186,10 @@ func (c *Checkpoint) Versions() []VersionInfo {
 }
 
 func infos(s *ckptState) []VersionInfo {
-	k := s.kept()
-	out := make([]VersionInfo, len(k))
-	for i := range k {
-		out[i] = k[i].info()
+	out := make([]VersionInfo, s.n())
+	for i := range out {
+		v := s.at(i)
+		out[i] = v.info()
 	}
 	return out
 }
@@ -366,7 +368,7 @@ func (f *File) Checkpoints() []string {
 	defer f.mu.Unlock()
 	var names []string
 	for n, s := range f.ckpts {
-		if s.reg != nil || len(s.kept()) > 0 {
+		if s.reg != nil || s.n() > 0 {
 			names = append(names, n)
 		}
 	}
@@ -384,7 +386,7 @@ func (f *File) VersionsOf(name string) ([]VersionInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.ckpts[name]
-	if s == nil || (s.reg == nil && len(s.kept()) == 0) {
+	if s == nil || (s.reg == nil && s.n() == 0) {
 		return nil, errf(ErrNotFound, "no checkpoint %q in %s", name, f.path)
 	}
 	return infos(s), nil

@@ -73,19 +73,21 @@ func (f *File) compact() error {
 	sr := s.Record()
 	sr.Flags = index.FlagCommit
 	recs = append(recs, sr)
-	for _, st := range sortedStates(f.byID) {
+	states := sortedStates(f.byID)
+	newRecs := make([][]int64, len(states)) // each kept version's place in the new log
+	for si, st := range states {
 		if !st.named {
 			continue
 		}
 		recs = append(recs, index.NameRecords(st.id, st.name)...)
-		k := st.kept()
-		if len(k) == 0 {
+		if st.n() == 0 {
 			recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: st.id, Version: st.next, Flags: index.FlagCommit})
 			continue
 		}
-		for i := range k {
-			v := &k[i]
-			v.pos = int64(len(recs)) // its place in the new log
+		newRecs[si] = make([]int64, 0, st.n())
+		for i := 0; i < st.n(); i++ {
+			v := st.at(i)
+			newRecs[si] = append(newRecs[si], int64(len(recs)))
 			recs = append(recs, index.Record{
 				Kind: index.KindVersion, Flags: index.FlagCommit, Ckpt: st.id, Version: v.num,
 				Offset: uint64(v.off), Length: uint64(v.length), Hash: v.hash, Time: v.time, Txn: v.txn,
@@ -117,6 +119,11 @@ func (f *File) compact() error {
 	res, _ := index.Scan(b[index.HeaderSize:], prev, nil)
 	old := f.idx
 	f.idx = nidx
+	for si, st := range states {
+		if st.named {
+			st.recs, st.head = newRecs[si], 0
+		}
+	}
 	n := int64(len(recs))
 	pos := index.HeaderSize + n*index.RecordSize
 	f.log = logState{pos: pos, crc: res.CRC, synced: pos, durable: n, gen: h.Generation, records: n}

@@ -222,8 +222,7 @@ func (f *File) intervalSyncer(d time.Duration) {
 func (f *File) startWriteback(cs []*Checkpoint) {
 	f.mu.Lock()
 	for _, c := range cs {
-		if v := c.st.kept(); len(v) > 0 {
-			last := v[len(v)-1]
+		if last, ok := c.st.newest(); ok {
 			_ = f.data.StartWriteback(last.off, last.size)
 		}
 	}

@@ -65,7 +65,7 @@ func (f *File) Info() (FileInfo, error) {
 		fi.Created = time.Unix(0, h.Created)
 	}
 	for _, s := range f.byID {
-		if n := len(s.kept()); n > 0 {
+		if n := s.n(); n > 0 {
 			fi.Checkpoints++
 			fi.Versions += n
 		}
@@ -88,16 +88,15 @@ func (f *File) ReadVersion(name string, v int) ([]byte, VersionInfo, error) {
 	defer f.end()
 	f.mu.Lock()
 	s := f.ckpts[name]
-	if s == nil || len(s.kept()) == 0 {
+	if s == nil || s.n() == 0 {
 		f.mu.Unlock()
 		return nil, VersionInfo{}, errf(ErrNotFound, "no checkpoint %q in %s", name, f.path)
 	}
-	p, err := s.resolve(v)
+	ver, err := s.resolve(v)
 	if err != nil {
 		f.mu.Unlock()
 		return nil, VersionInfo{}, err
 	}
-	ver := *p
 	f.mu.Unlock()
 	buf, err := f.copyOut(&ver, len(name))
 	if errors.Is(err, errMismatch) {
@@ -163,7 +162,8 @@ func (f *File) Verify(progress func(done, total int64)) (VerifyReport, error) {
 	var total int64
 	f.mu.Lock()
 	for _, s := range sortedStates(f.byID) {
-		for _, v := range s.kept() {
+		for i := 0; i < s.n(); i++ {
+			v := s.at(i)
 			items = append(items, item{s.name, v})
 			total += v.length
 		}

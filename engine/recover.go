@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -36,7 +35,6 @@ type replay struct {
 	maxTxn   uint64
 	maxID    uint32
 	sessions []sessionAt
-	hint     []int      // version records per checkpoint id (a capacity hint)
 	cache    *ckptState // the last state looked up
 	last     *SessionInfo
 	invalid  string
@@ -83,17 +81,16 @@ func (f *File) recover(seed uint32) error {
 	// Rebuild the free space from the kept versions' slots.
 	n := 0
 	for _, s := range f.byID {
-		n += len(s.kept())
+		n += s.n()
 	}
 	used := make([]extent, 0, n)
 	for _, s := range f.byID {
-		for i := range s.kept() {
-			used = append(used, s.kept()[i].slot())
+		for _, rec := range s.recs[s.head:] {
+			e := f.slotOf(rec, len(s.name))
+			used = append(used, e)
+			f.liveBytes += e.end - e.off
 		}
-		f.live += int64(len(s.kept())) + int64(index.NameRecordCount(len(s.name)))
-		for _, v := range s.kept() {
-			f.liveBytes += v.size
-		}
+		f.live += int64(s.n()) + int64(index.NameRecordCount(len(s.name)))
 	}
 	f.alloc.reset(dataHeaderSize, used)
 	return nil
@@ -112,7 +109,7 @@ func droppedRecords(tail []byte) int64 {
 // replay applies the committed transactions of recs. limit, when not negative, is the
 // number of records to replay at most (already cut by the caller).
 func (f *File) replay(recs []byte, seed uint32) (*replay, index.Result, error) {
-	rp := &replay{f: f, names: make(map[uint32]string), hint: versionCounts(recs)}
+	rp := &replay{f: f, names: make(map[uint32]string)}
 	res, err := index.Scan(recs, seed, rp.apply)
 	if err != nil && err != errStop {
 		return nil, res, err
@@ -123,30 +120,6 @@ func (f *File) replay(recs []byte, seed uint32) (*replay, index.Result, error) {
 		res.Torn = true
 	}
 	return rp, res, nil
-}
-
-// versionCounts counts the version records per checkpoint id in recs without checking
-// them: a capacity hint, so that a file with a million versions is replayed without
-// growing slices. Ids are small and dense (assigned from 1).
-func versionCounts(recs []byte) []int {
-	var counts []int
-	for off := 0; off+index.RecordSize <= len(recs); off += index.RecordSize {
-		if index.Kind(recs[off]) != index.KindVersion {
-			if recs[off] == 0 {
-				break
-			}
-			continue
-		}
-		id := int(binary.LittleEndian.Uint32(recs[off+4:]))
-		if id >= 1<<20 {
-			continue
-		}
-		for id >= len(counts) {
-			counts = append(counts, 0)
-		}
-		counts[id]++
-	}
-	return counts
 }
 
 // apply validates one committed transaction and applies it, or stops the replay.
@@ -168,27 +141,15 @@ func (rp *replay) apply(txn []index.Record) error {
 				i++
 				name = append(name, txn[i].Name[:min(n-len(name), len(txn[i].Name))]...)
 			}
-			s := &ckptState{id: r.Ckpt, name: string(name), named: true, next: 1}
-			if int(r.Ckpt) < len(rp.hint) {
-				s.vs = make([]version, 0, rp.hint[r.Ckpt])
-			}
+			s := &ckptState{f: f, id: r.Ckpt, name: string(name), named: true, next: 1}
 			f.byID[r.Ckpt] = s
 			f.ckpts[s.name] = s
 			rp.maxID = max(rp.maxID, r.Ckpt)
 		case index.KindVersion:
 			s := rp.state(r.Ckpt)
-			s.push(version{
-				num:    r.Version,
-				off:    int64(r.Offset),
-				length: int64(r.Length),
-				hash:   r.Hash,
-				time:   r.Time,
-				txn:    r.Txn,
-				size:   footprintFor(int64(r.Length), len(s.name), r.Slack),
-				pos:    start,
-			})
+			s.push(start+int64(i), r.Version)
 			if r.Aux > 0 { // retention: the r.Aux oldest kept versions go
-				s.dropBelow(s.kept()[r.Aux].num)
+				s.dropOldest(int(r.Aux))
 			}
 			rp.maxTxn = max(rp.maxTxn, r.Txn)
 		case index.KindDrop:
@@ -266,10 +227,7 @@ func (rp *replay) check(txn []index.Record) string {
 			}
 		}
 		if s := rp.state(id); s != nil {
-			if k := s.kept(); len(k) > 0 {
-				return k[len(k)-1].num
-			}
-			return s.next - 1
+			return s.next - 1 // the newest version, kept or dropped
 		}
 		return 0
 	}
@@ -325,7 +283,7 @@ func (rp *replay) check(txn []index.Record) string {
 			if r.Aux > 0 {
 				have := 0
 				if s := rp.state(r.Ckpt); s != nil {
-					have = len(s.kept())
+					have = s.n()
 				}
 				for _, l := range lv {
 					if l.id == r.Ckpt {
@@ -383,23 +341,23 @@ func (rp *replay) needVerify(boot [16]byte) bool {
 // verifyTail checks the kept versions of transactions above the durable coverage and
 // returns the index position of the first transaction with a damaged one, or -1.
 func (f *File) verifyTail(durable int64) int64 {
-	var cands []*version
-	names := map[*version]int{}
+	type cand struct {
+		v       version
+		nameLen int
+	}
+	var cands []cand
 	for _, s := range f.byID {
-		k := s.kept()
-		for i := range k {
-			if k[i].pos >= durable {
-				cands = append(cands, &k[i])
-				names[&k[i]] = len(s.name)
-			}
+		// Kept versions are oldest first: look from the newest back.
+		for i := s.n() - 1; i >= 0 && s.recs[s.head+i] >= durable; i-- {
+			cands = append(cands, cand{s.at(i), len(s.name)})
 		}
 	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].pos < cands[j].pos })
-	for _, v := range cands {
+	sort.Slice(cands, func(i, j int) bool { return cands[i].v.pos < cands[j].v.pos })
+	for i := range cands {
 		f.recovered.Verified++
-		if f.checkVersion(v, names[v]) != nil {
+		if f.checkVersion(&cands[i].v, cands[i].nameLen) != nil {
 			f.recovered.DroppedTxns++
-			return v.pos
+			return f.txnStart(cands[i].v.pos)
 		}
 	}
 	return -1

@@ -23,7 +23,7 @@ func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 			f.mu.Unlock()
 			return errf(ErrSize, "version %d of %q holds %d bytes, the region has %d", p.num, c.name, p.length, len(c.region))
 		}
-		vs[i] = *p
+		vs[i] = p
 	}
 	f.mu.Unlock()
 	data := f.data.Bytes()

@@ -235,6 +235,7 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 			recs = append(recs, index.NameRecords(s.id, s.name)...)
 		}
 		n := int64(len(c.region))
+		c.slot.rec = int64(len(recs))
 		recs = append(recs, index.Record{
 			Kind:    index.KindVersion,
 			Ckpt:    s.id,
@@ -246,17 +247,17 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 			Txn:     txn,
 			Slack:   uint32(c.slot.size - footprint(n, len(s.name))),
 		})
-		if old := s.kept(); keep > 0 && len(old)+1 > keep {
+		if old := s.n(); keep > 0 && old+1 > keep {
 			// After this version is added, the newest keep remain: the version record
 			// says how many of the oldest go (one, in a steady hot loop); a drop record
 			// says it when that number does not fit.
-			d := len(old) + 1 - keep
+			d := old + 1 - keep
 			if d <= math.MaxUint16 {
 				recs[len(recs)-1].Aux = uint16(d)
 			} else {
 				first := c.slot.ver // the first version kept
-				if d < len(old) {
-					first = old[d].num
+				if d < old {
+					first = s.at(d).num
 				}
 				recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: s.id, Version: first})
 			}
@@ -280,16 +281,15 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 			s.named = true
 			f.live += int64(index.NameRecordCount(len(s.name)))
 		}
-		n := int64(len(c.region))
-		s.push(version{num: c.slot.ver, off: c.slot.off, length: n, hash: c.slot.hash,
-			time: now, txn: txn, size: c.slot.size, pos: start})
+		s.push(start+c.slot.rec, c.slot.ver)
 		f.live++
 		f.liveBytes += c.slot.size
-		if keep > 0 && len(s.kept()) > keep {
-			for _, d := range s.dropBelow(s.kept()[len(s.kept())-keep].num) {
+		if keep > 0 && s.n() > keep {
+			for _, rec := range s.dropOldest(s.n() - keep) {
+				d := f.decodeVersion(rec, len(s.name))
 				f.live--
 				f.liveBytes -= d.size
-				if d.pos+1 <= f.log.durable {
+				if d.pos < f.log.durable {
 					// A durable version: the durable index still lists it until this
 					// drop is durable too, so its slot waits for that (else a power
 					// loss would find it overwritten).

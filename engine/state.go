@@ -1,6 +1,12 @@
 package engine
 
-// version is one kept version of a checkpoint, as the index describes it.
+import (
+	"encoding/binary"
+
+	"github.com/ckp-go/ckp/index"
+)
+
+// version is one kept version of a checkpoint, decoded from its index record.
 type version struct {
 	num    uint64 // version number, 1..N
 	off    int64  // payload offset in the data file
@@ -9,82 +15,146 @@ type version struct {
 	time   int64  // unix nanoseconds
 	txn    uint64 // transaction number
 	size   int64  // slot size: footprint plus slack
-	pos    int64  // index position (in records) where its transaction starts
+	pos    int64  // the number of its VERSION record in the index
 }
 
 func (v *version) slot() extent { return extent{v.off, v.off + v.size} }
 
 // ckptState is everything the File knows about one checkpoint name, registered or not.
+//
+// Its kept versions are held as the numbers of their VERSION records in the index,
+// decoded when needed: 8 bytes per version in memory, so that opening a file of a
+// million versions costs little more than reading its index.
 type ckptState struct {
+	f     *File
 	id    uint32
 	name  string
-	named bool      // the name's records are in the index
-	vs    []version // kept versions are vs[head:], oldest first
+	named bool    // the name's records are in the index
+	recs  []int64 // kept versions: recs[head:], oldest first
 	head  int
 	next  uint64      // the next version number
 	reg   *Checkpoint // the registered handle, or nil
 }
 
-func (s *ckptState) kept() []version { return s.vs[s.head:] }
+// n is the number of kept versions.
+func (s *ckptState) n() int { return len(s.recs) - s.head }
 
-func (s *ckptState) push(v version) {
-	if len(s.vs) == cap(s.vs) && s.head > 0 {
-		n := copy(s.vs, s.vs[s.head:])
-		s.vs = s.vs[:n]
-		s.head = 0
+// at decodes the i-th kept version (0 = oldest).
+func (s *ckptState) at(i int) version { return s.f.decodeVersion(s.recs[s.head+i], len(s.name)) }
+
+// newest decodes the newest kept version; ok is false when none is kept.
+func (s *ckptState) newest() (v version, ok bool) {
+	if s.n() == 0 {
+		return v, false
 	}
-	s.vs = append(s.vs, v)
-	s.next = v.num + 1
+	return s.at(s.n() - 1), true
 }
 
-// dropBelow forgets the kept versions numbered below first and returns them.
-func (s *ckptState) dropBelow(first uint64) []version {
-	k := s.kept()
-	i := 0
-	for i < len(k) && k[i].num < first {
-		i++
+// push adds the version in record rec, numbered num, as the newest.
+func (s *ckptState) push(rec int64, num uint64) {
+	if len(s.recs) == cap(s.recs) && s.head > 0 {
+		n := copy(s.recs, s.recs[s.head:])
+		s.recs = s.recs[:n]
+		s.head = 0
 	}
-	s.head += i
-	return k[:i]
+	s.recs = append(s.recs, rec)
+	s.next = num + 1
+}
+
+// dropOldest forgets the k oldest kept versions and returns their records.
+func (s *ckptState) dropOldest(k int) []int64 {
+	k = min(k, s.n())
+	d := s.recs[s.head : s.head+k]
+	s.head += k
+	return d
+}
+
+// dropBelow forgets the kept versions numbered below first and returns their records.
+func (s *ckptState) dropBelow(first uint64) []int64 {
+	k := 0
+	for k < s.n() && s.at(k).num < first {
+		k++
+	}
+	return s.dropOldest(k)
 }
 
 // resolve maps an API version number (1..N absolute, 0..-(N-1) relative) to a kept
 // version.
-func (s *ckptState) resolve(v int) (*version, error) {
-	k := s.kept()
-	if len(k) == 0 {
-		return nil, errf(ErrVersion, "checkpoint %q has no saved version", s.name)
+func (s *ckptState) resolve(v int) (version, error) {
+	n := s.n()
+	if n == 0 {
+		return version{}, errf(ErrVersion, "checkpoint %q has no saved version", s.name)
 	}
 	if v <= 0 {
-		i := len(k) - 1 + v
+		i := n - 1 + v
 		if i < 0 {
-			return nil, errf(ErrVersion, "version %d of %q: only %d kept", v, s.name, len(k))
+			return version{}, errf(ErrVersion, "version %d of %q: only %d kept", v, s.name, n)
 		}
-		return &k[i], nil
+		return s.at(i), nil
 	}
 	u := uint64(v)
-	first, last := k[0].num, k[len(k)-1].num
+	first, last := s.at(0).num, s.at(n-1).num
 	if u < first || u > last {
-		if u < first && u >= 1 {
-			return nil, errf(ErrVersion, "version %d of %q is no longer kept (kept: %d..%d)", v, s.name, first, last)
+		if u < first {
+			return version{}, errf(ErrVersion, "version %d of %q is no longer kept (kept: %d..%d)", v, s.name, first, last)
 		}
-		return nil, errf(ErrVersion, "version %d of %q does not exist (kept: %d..%d)", v, s.name, first, last)
+		return version{}, errf(ErrVersion, "version %d of %q does not exist (kept: %d..%d)", v, s.name, first, last)
 	}
-	// Versions are increasing; usually contiguous.
-	if i := int(u - first); i < len(k) && k[i].num == u {
-		return &k[i], nil
+	// Versions increase; usually they are contiguous.
+	if i := int(u - first); i < n {
+		if x := s.at(i); x.num == u {
+			return x, nil
+		}
 	}
-	lo, hi := 0, len(k)
+	lo, hi := 0, n
 	for lo < hi {
 		m := (lo + hi) / 2
-		if k[m].num < u {
+		if s.at(m).num < u {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	if lo < len(k) && k[lo].num == u {
-		return &k[lo], nil
+	if lo < n {
+		if x := s.at(lo); x.num == u {
+			return x, nil
+		}
 	}
-	return nil, errf(ErrVersion, "version %d of %q is not kept", v, s.name)
+	return version{}, errf(ErrVersion, "version %d of %q is not kept", v, s.name)
+}
+
+// decodeVersion decodes the VERSION record number rec of the index (verified when it
+// was replayed or written). Caller holds f.mu, or is alone with the File.
+func (f *File) decodeVersion(rec int64, nameLen int) version {
+	b := f.idx.Bytes()[index.HeaderSize+rec*index.RecordSize:][:index.RecordSize]
+	v := version{
+		num:    binary.LittleEndian.Uint64(b[8:]),
+		off:    int64(binary.LittleEndian.Uint64(b[16:])),
+		length: int64(binary.LittleEndian.Uint64(b[24:])),
+		hash:   binary.LittleEndian.Uint64(b[32:]),
+		time:   int64(binary.LittleEndian.Uint64(b[40:])),
+		txn:    binary.LittleEndian.Uint64(b[48:]),
+		pos:    rec,
+	}
+	v.size = footprintFor(v.length, nameLen, binary.LittleEndian.Uint32(b[56:]))
+	return v
+}
+
+// slotOf decodes only the slot extent of VERSION record rec: what rebuilding the free
+// space at open needs.
+func (f *File) slotOf(rec int64, nameLen int) extent {
+	b := f.idx.Bytes()[index.HeaderSize+rec*index.RecordSize:][:index.RecordSize]
+	off := int64(binary.LittleEndian.Uint64(b[16:]))
+	length := int64(binary.LittleEndian.Uint64(b[24:]))
+	return extent{off, off + footprintFor(length, nameLen, binary.LittleEndian.Uint32(b[56:]))}
+}
+
+// txnStart returns the number of the first record of the transaction that holds
+// record rec: the record after the previous commit.
+func (f *File) txnStart(rec int64) int64 {
+	b := f.idx.Bytes()[index.HeaderSize:]
+	for rec > 0 && b[(rec-1)*index.RecordSize+1]&index.FlagCommit == 0 {
+		rec--
+	}
+	return rec
 }
