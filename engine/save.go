@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
-	"time"
 
 	"github.com/ckp-go/ckp/crc"
 	"github.com/ckp-go/ckp/index"
@@ -151,7 +150,7 @@ func (f *File) fill(cs []*Checkpoint, txn uint64) (now int64, err error) {
 			}
 		}
 	}
-	now = time.Now().UnixNano()
+	now = f.clock.now()
 	for _, c := range cs {
 		n := int64(len(c.region))
 		t0 := c.slot.off + pad8(n)

@@ -244,6 +244,9 @@ func plan(o *options, dir string) []*job {
 			}
 			add("save", bench.Engine, "engine", e, p.name)
 		}
+		k := c
+		k.Keep, k.Warmup = o.keep, o.keep+1
+		add("save", bench.Engine, fmt.Sprintf("engine/keep %d", o.keep), k, "none")
 		add("save", bench.RAM, "ram", c, "")
 		add("save", bench.Append, "append", c, "")
 		cs := c
@@ -258,6 +261,11 @@ func plan(o *options, dir string) []*job {
 	if o.run["compute"] {
 		c := big
 		c.Saves, c.Warmup, c.Compute = saves(min(bigSaves, 1000)), 2, o.compute
+		// A hot loop keeps a bounded number of versions: the engine with retention
+		// (the slot rotation warmed up), and keeping everything.
+		k := c
+		k.Keep, k.Warmup = o.keep, o.keep+2
+		add("compute", bench.Engine, fmt.Sprintf("engine/keep %d", o.keep), k, "none")
 		add("compute", bench.Engine, "engine", c, "none")
 		add("compute", bench.RAM, "ram", c, "")
 		add("compute", bench.Append, "append", c, "")
@@ -265,6 +273,9 @@ func plan(o *options, dir string) []*job {
 	if o.run["small"] {
 		c := bench.Config{Size: 4 << 10, Saves: saves(100_000), Warmup: 1000}
 		add("small", bench.Engine, "engine", c, "none")
+		k := c
+		k.Keep = o.keep
+		add("small", bench.Engine, fmt.Sprintf("engine/keep %d", o.keep), k, "none")
 		add("small", bench.Append, "append", c, "")
 		add("small", bench.RAM, "ram", c, "")
 		s := c
