@@ -50,6 +50,23 @@ func (a *allocator) reset(base int64, used []extent) {
 	a.end = cur
 }
 
+// resetStream builds the free space from the slots in use, given in increasing offset
+// order by next (false when done).
+func (a *allocator) resetStream(base int64, next func() (extent, bool)) {
+	a.base, a.end = base, base
+	a.holes = a.holes[:0]
+	a.pending = a.pending[:0]
+	a.held = 0
+	cur := base
+	for e, ok := next(); ok; e, ok = next() {
+		if e.off > cur {
+			a.holes = append(a.holes, extent{cur, e.off})
+		}
+		cur = max(cur, e.end)
+	}
+	a.end = cur
+}
+
 // alloc returns a slot of at least need bytes whose start is aligned to align, and the
 // slot's true size (need plus absorbed slack). It prefers the smallest hole that fits
 // and otherwise takes space at the frontier.

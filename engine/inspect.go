@@ -53,7 +53,7 @@ func (f *File) Info() (FileInfo, error) {
 		IndexPath:       f.idxPath,
 		FormatVersion:   FormatVersion,
 		DataSize:        f.data.Size(),
-		DataUsed:        f.alloc.end,
+		DataUsed:        f.usedEnd(),
 		IndexSize:       f.idx.Size(),
 		IndexRecords:    f.log.records,
 		IndexGeneration: f.log.gen,
@@ -195,4 +195,20 @@ func (f *File) Verify(progress func(done, total int64)) (VerifyReport, error) {
 		}
 	}
 	return rep, nil
+}
+
+// usedEnd is the end of the last slot in use: the allocator's frontier for a writer; for
+// a reader (which keeps no free-space map) the end of the highest kept slot. Caller
+// holds f.mu.
+func (f *File) usedEnd() int64 {
+	if !f.ro {
+		return f.alloc.end
+	}
+	end := int64(dataHeaderSize)
+	for _, s := range f.byID {
+		for _, rec := range s.recs[s.head:] {
+			end = max(end, f.slotOf(rec, len(s.name)).end)
+		}
+	}
+	return end
 }

@@ -78,22 +78,71 @@ func (f *File) recover(seed uint32) error {
 	}
 	f.nextTxn = rp.maxTxn + 1
 	f.nextID = rp.maxID + 1
-	// Rebuild the free space from the kept versions' slots.
-	n := 0
-	for _, s := range f.byID {
-		n += s.n()
+	if f.ro {
+		// A reader allocates nothing: it needs no free space, only the counts.
+		for _, s := range f.byID {
+			f.live += int64(s.n()) + int64(index.NameRecordCount(len(s.name)))
+		}
+		return nil
 	}
-	used := make([]extent, 0, n)
+	f.rebuildFreeSpace()
+	return nil
+}
+
+// rebuildFreeSpace gives the allocator the kept versions' slots. Each checkpoint's
+// slots are usually in increasing offset order already (appended in turn), so they are
+// merged as they are decoded, without collecting them (a million versions would take
+// 16 MB); any checkpoint whose slots are not in order sends everything through a sort.
+func (f *File) rebuildFreeSpace() {
+	type cursor struct {
+		s    *ckptState
+		i    int
+		next extent
+	}
+	var cs []*cursor
+	for _, s := range f.byID {
+		f.live += int64(s.n()) + int64(index.NameRecordCount(len(s.name)))
+		if s.n() > 0 {
+			cs = append(cs, &cursor{s: s, next: f.slotOf(s.recs[s.head], len(s.name))})
+		}
+	}
+	merged := true
+	f.liveBytes = 0
+	f.alloc.resetStream(dataHeaderSize, func() (extent, bool) {
+		best := -1
+		for k, c := range cs {
+			if c.i < c.s.n() && (best < 0 || c.next.off < cs[best].next.off) {
+				best = k
+			}
+		}
+		if best < 0 {
+			return extent{}, false
+		}
+		c := cs[best]
+		e := c.next
+		f.liveBytes += e.end - e.off
+		if c.i++; c.i < c.s.n() {
+			c.next = f.slotOf(c.s.recs[c.s.head+c.i], len(c.s.name))
+			if c.next.off < e.off {
+				merged = false // not in order: stop and sort instead
+				return extent{}, false
+			}
+		}
+		return e, true
+	})
+	if merged {
+		return
+	}
+	var used []extent
+	f.liveBytes = 0
 	for _, s := range f.byID {
 		for _, rec := range s.recs[s.head:] {
 			e := f.slotOf(rec, len(s.name))
 			used = append(used, e)
 			f.liveBytes += e.end - e.off
 		}
-		f.live += int64(s.n()) + int64(index.NameRecordCount(len(s.name)))
 	}
 	f.alloc.reset(dataHeaderSize, used)
-	return nil
 }
 
 // droppedRecords counts the record slots after the valid prefix that hold anything:

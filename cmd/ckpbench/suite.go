@@ -20,10 +20,10 @@ import (
 var allSections = []string{"save", "compute", "small", "parallel", "restore", "keep", "reopen", "alloc"}
 
 type options struct {
-	dir, sections, size, sync, plot, cpuprofile  string
-	regions, saves, keep, rounds, reopenVersions int
-	compute                                      float64
-	json, benchstat, quiet                       bool
+	dir, sections, size, sync, plot, cpuprofile          string
+	regions, saves, keep, retain, rounds, reopenVersions int
+	compute                                              float64
+	json, benchstat, quiet                               bool
 
 	sizeBytes int
 	policies  []namedPolicy
@@ -47,7 +47,7 @@ func (o *options) check() error {
 	if o.regions == 0 {
 		o.regions = 1
 	}
-	if o.regions < 0 || o.saves < 0 || o.keep < 1 || o.rounds < 1 || o.compute < 0 || o.reopenVersions < 1 {
+	if o.regions < 0 || o.saves < 0 || o.keep < 1 || o.retain < 0 || o.rounds < 1 || o.compute < 0 || o.reopenVersions < 1 {
 		return fmt.Errorf("-regions, -saves, -compute must not be negative; -keep, -rounds, -reopen-versions must be at least 1")
 	}
 	for _, s := range strings.Split(o.sync, ",") {
@@ -191,7 +191,7 @@ func runSuite(o *options) (*report, error) {
 	}
 	if o.run["reopen"] {
 		bar.Describe(fmt.Sprintf("reopen   %d versions", o.reopenVersions))
-		ro, err := bench.Reopen(dir, o.reopenVersions, 3)
+		ro, err := bench.Reopen(dir, o.reopenVersions, 5)
 		if err != nil {
 			return nil, fmt.Errorf("reopen: %w", err)
 		}
@@ -239,6 +239,8 @@ func plan(o *options, dir string) []*job {
 		for _, p := range o.policies {
 			e := c
 			e.Policy = p.p
+			e.Keep = o.retain
+			e.Warmup = max(e.Warmup, o.retain+1)
 			if p.p == engine.SyncAlways {
 				e.Saves = max(2, e.Saves/2)
 			}
@@ -272,16 +274,23 @@ func plan(o *options, dir string) []*job {
 	}
 	if o.run["small"] {
 		c := bench.Config{Size: 4 << 10, Saves: saves(100_000), Warmup: 1000}
-		add("small", bench.Engine, "engine", c, "none")
+		// The engine under each policy; those that flush on the save path make fewer
+		// saves (each waits for the device).
+		for _, p := range o.policies {
+			e := c
+			e.Policy, e.Keep = p.p, o.retain
+			if p.p == engine.SyncAlways || strings.HasPrefix(p.name, "every") {
+				e.Saves, e.Warmup = saves(300), 10
+			}
+			add("small", bench.Engine, "engine", e, p.name)
+		}
 		k := c
 		k.Keep = o.keep
 		add("small", bench.Engine, fmt.Sprintf("engine/keep %d", o.keep), k, "none")
 		add("small", bench.Append, "append", c, "")
 		add("small", bench.RAM, "ram", c, "")
 		s := c
-		s.Saves, s.Warmup, s.Policy = saves(300), 10, engine.SyncAlways
-		add("small", bench.Engine, "engine", s, "always")
-		s.Policy = engine.SyncNone
+		s.Saves, s.Warmup = saves(300), 10
 		add("small", bench.AppendSync, "append+fdatasync", s, "")
 	}
 	if o.run["parallel"] {
