@@ -26,7 +26,8 @@ func sweep(o *options, dir string, rep *report, b *bar) error {
 		cfg := bench.Config{Dir: dir, Size: size, Saves: saves, Warmup: 1}
 		for _, p := range o.policies {
 			c := cfg
-			c.Policy = p.p
+			c.Policy, c.Keep = p.p, o.retain
+			c.Warmup = max(c.Warmup, o.retain+1)
 			if p.name == "always" {
 				c.Saves = max(4, min(300, c.Saves))
 			}
