@@ -160,46 +160,66 @@ func (f *File) Sync() error {
 	if f.ro {
 		return nil
 	}
-	return f.syncAll(false)
+	return f.syncAll()
 }
 
 // syncAll runs a durable point covering everything published so far.
-func (f *File) syncAll(closing bool) (err error) {
+func (f *File) syncAll() (err error) {
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	f.syncMu.Lock()
 	defer f.syncMu.Unlock()
 	f.mu.Lock()
-	if !f.dirty && f.log.synced == f.log.pos {
-		f.mu.Unlock()
+	idle := !f.dirty && f.log.synced == f.log.pos
+	f.mu.Unlock()
+	if idle {
 		return nil
 	}
-	ranges, all := f.takeUnsynced()
-	covered := f.log.records
-	snap := f.pubSeq
-	needMark := f.log.durable < covered
-	f.mu.Unlock()
-	if err := f.syncData(ranges, all); err != nil {
-		f.mu.Lock()
-		f.putUnsynced(ranges, all)
-		f.mu.Unlock()
+	fl, err := f.flush(false)
+	if err != nil {
 		return err
 	}
-	f.syncBuf = ranges[:0]
 	f.mu.Lock()
-	f.log.durable = max(f.log.durable, covered)
-	if needMark {
-		if err := f.appendMark(covered); err != nil {
+	if fl.before < fl.covered {
+		if err := f.appendMark(fl.covered); err != nil {
 			f.mu.Unlock()
 			return err
 		}
 	}
+	f.mu.Unlock()
+	return f.syncIndex()
+}
+
+// flushed describes a flush: the records it covered, and the durable coverage before.
+type flushed struct{ covered, before int64 }
+
+// flush makes the data of everything published so far durable, and with withIndex the
+// index's records too, at the same time (syncBoth). It records the new coverage and, if
+// nothing was published meanwhile, that nothing is dirty. Caller holds f.syncMu.
+func (f *File) flush(withIndex bool) (flushed, error) {
+	f.mu.Lock()
+	ranges, all := f.takeUnsynced()
+	fl := flushed{covered: f.log.records, before: f.log.durable}
+	snap := f.pubSeq
+	f.mu.Unlock()
+	var err error
+	if withIndex {
+		err = f.syncBoth(ranges, all)
+	} else {
+		err = f.syncData(ranges, all)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil {
+		f.putUnsynced(ranges, all)
+		return fl, err
+	}
+	f.syncBuf = ranges[:0]
+	f.log.durable = max(f.log.durable, fl.covered)
 	if f.pubSeq == snap {
 		f.dirty = false
 	}
-	f.mu.Unlock()
-	_ = closing
-	return f.syncIndex()
+	return fl, nil
 }
 
 // intervalSyncer is the SyncInterval goroutine.
@@ -212,7 +232,7 @@ func (f *File) intervalSyncer(d time.Duration) {
 		case <-f.stopBg:
 			return
 		case <-t.C:
-			_ = f.syncAll(false) // a failure is retried at the next tick, by Sync or by Close
+			_ = f.syncAll() // a failure is retried at the next tick, by Sync or by Close
 		}
 	}
 }

@@ -427,7 +427,7 @@ func (f *File) Close() error {
 	}
 	var err error
 	if !f.ro {
-		err = f.syncAll(true)
+		err = f.syncAll()
 	}
 	if rerr := f.release(); err == nil {
 		err = rerr

@@ -24,6 +24,27 @@ func limitsSave(c *Checkpoint, region []byte, v int) error {
 	return c.Save()
 }
 
+// limitsSaveUntil saves versions 1, 2, ... until a save fails, checks that the error
+// wraps want and that every earlier version is intact, and returns the version that
+// failed.
+func limitsSaveUntil(t *testing.T, c *Checkpoint, region []byte, want error) int {
+	t.Helper()
+	v := 1
+	var err error
+	for ; v < 100; v++ {
+		if err = limitsSave(c, region, v); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, want) {
+		t.Fatalf("save %d: %v, want an error wrapping %v", v, err, want)
+	}
+	if n := limitsCheckAll(t, c, region); n != v-1 {
+		t.Fatalf("%d versions after the failed save, want %d", n, v-1)
+	}
+	return v
+}
+
 // limitsCheckAll restores every kept version of c and checks its pattern.
 func limitsCheckAll(t *testing.T, c *Checkpoint, region []byte) int {
 	t.Helper()
@@ -154,19 +175,7 @@ func limitsFsizeChild(t *testing.T, path string) {
 	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	v := 1
-	var serr error
-	for ; v < 100; v++ {
-		if serr = limitsSave(c, region, v); serr != nil {
-			break
-		}
-	}
-	if !errors.Is(serr, syscall.EFBIG) {
-		t.Fatalf("save %d under RLIMIT_FSIZE: %v, want an error wrapping EFBIG", v, serr)
-	}
-	if n := limitsCheckAll(t, c, region); n != v-1 {
-		t.Fatalf("%d versions after the failed save, want %d", n, v-1)
-	}
+	v := limitsSaveUntil(t, c, region, syscall.EFBIG)
 	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatal(err)
 	}
@@ -208,19 +217,7 @@ func TestDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := 1
-	var serr error
-	for ; v < 100; v++ {
-		if serr = limitsSave(c, region, v); serr != nil {
-			break
-		}
-	}
-	if !errors.Is(serr, syscall.ENOSPC) {
-		t.Fatalf("save %d on a full disk: %v, want an error wrapping ENOSPC", v, serr)
-	}
-	if n := limitsCheckAll(t, c, region); n != v-1 {
-		t.Fatalf("%d versions after the failed save, want %d", n, v-1)
-	}
+	v := limitsSaveUntil(t, c, region, syscall.ENOSPC)
 	if err := f.Close(); err != nil && !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("close on a full disk: %v", err)
 	}

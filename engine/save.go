@@ -63,7 +63,7 @@ func (f *File) save(cs []*Checkpoint) (err error) {
 		// The save is published: a failure here only delays the reuse; a later save
 		// tries again.
 		f.heldTooMuch.Store(false)
-		_ = f.syncAll(false)
+		_ = f.syncAll()
 	}
 	return nil
 }
@@ -189,27 +189,15 @@ func (f *File) publishDurable(cs []*Checkpoint, txn uint64, now int64, published
 		return err
 	}
 	*published = true
-	f.mu.Lock()
-	ranges, all := f.takeUnsynced()
-	covered := f.log.records
-	snap := f.pubSeq
-	f.mu.Unlock()
-	if err := f.syncBoth(ranges, all); err != nil {
-		f.mu.Lock()
-		f.putUnsynced(ranges, all)
-		f.mu.Unlock()
+	fl, err := f.flush(true)
+	if err != nil {
 		return err
 	}
-	f.syncBuf = ranges[:0]
 	f.mu.Lock()
-	f.log.durable = max(f.log.durable, covered)
 	if f.opts.Sync.kind == syncEvery {
 		// The next durable point is n saves away: a mark records this one, so that
 		// recovery after a reboot checks at most the saves since the one before.
-		_ = f.appendMark(covered)
-	}
-	if f.pubSeq == snap {
-		f.dirty = false
+		_ = f.appendMark(fl.covered)
 	}
 	f.releaseDurable()
 	f.mu.Unlock()
