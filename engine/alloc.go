@@ -67,6 +67,45 @@ func (a *allocator) resetStream(base int64, next func() (extent, bool)) {
 	a.end = cur
 }
 
+// claim marks e as in use, as the allocation that placed it did. It reports false when
+// part of e was in use already (an inconsistent index); the space is in use either way.
+func (a *allocator) claim(e extent) bool {
+	if e.off >= a.end {
+		if e.off > a.end {
+			a.holes = append(a.holes, extent{a.end, e.off})
+		}
+		a.end = e.end
+		return true
+	}
+	// Reused space: carve e out of the holes it covers.
+	free := int64(0)
+	h := a.holes
+	i := sort.Search(len(h), func(i int) bool { return h[i].end > e.off })
+	for i < len(h) && h[i].off < e.end {
+		o := h[i]
+		lo, hi := max(o.off, e.off), min(o.end, e.end)
+		free += hi - lo
+		var parts [2]extent
+		k := 0
+		if o.off < lo {
+			parts[k] = extent{o.off, lo}
+			k++
+		}
+		if hi < o.end {
+			parts[k] = extent{hi, o.end}
+			k++
+		}
+		h = splice(h, i, parts[:k])
+		i += k
+	}
+	a.holes = h
+	ok := free == min(e.end, a.end)-e.off
+	if e.end > a.end {
+		a.end = e.end
+	}
+	return ok
+}
+
 // alloc returns a slot of at least need bytes whose start is aligned to align, and the
 // slot's true size (need plus absorbed slack). It prefers the smallest hole that fits
 // and otherwise takes space at the frontier.

@@ -329,7 +329,10 @@ func unlockAll(cs []*Checkpoint) {
 
 // Restore copies version v of the checkpoint into its region: v in 1..N is absolute,
 // v in 0, -1, ..., -(N-1) counts back from the newest. The version's hash is checked
-// before any byte reaches the region; on any error the region is left as it was.
+// before any byte reaches the region; on any error the region is left as it was. (One
+// exception, outside the engine's control: if another program truncates the data file
+// in the instant between the check and the copy, the copy fails part way with
+// ErrCorrupt and the region holds a mix.)
 func (c *Checkpoint) Restore(v int) error {
 	f := c.f
 	if err := f.begin(); err != nil {

@@ -34,6 +34,8 @@ type replay struct {
 	durable  int64
 	maxTxn   uint64
 	maxID    uint32
+	track    bool // replay the allocator too (a writer)
+	overlap  bool // two kept slots overlapped while replaying the allocator
 	sessions []sessionAt
 	cache    *ckptState // the last state looked up
 	last     *SessionInfo
@@ -78,14 +80,15 @@ func (f *File) recover(seed uint32) error {
 	}
 	f.nextTxn = rp.maxTxn + 1
 	f.nextID = rp.maxID + 1
-	if f.ro {
-		// A reader allocates nothing: it needs no free space, only the counts.
-		for _, s := range f.byID {
-			f.live += int64(s.n()) + int64(index.NameRecordCount(len(s.name)))
-		}
-		return nil
+	for _, s := range f.byID {
+		f.live += int64(s.n()) + int64(index.NameRecordCount(len(s.name)))
 	}
-	f.rebuildFreeSpace()
+	// A writer's free space was built while replaying (a reader allocates nothing),
+	// unless kept slots overlapped, which only an inconsistent index can do: then it is
+	// built again from the kept slots alone, the safe way.
+	if !f.ro && rp.overlap {
+		f.rebuildFreeSpace()
+	}
 	return nil
 }
 
@@ -101,7 +104,6 @@ func (f *File) rebuildFreeSpace() {
 	}
 	var cs []*cursor
 	for _, s := range f.byID {
-		f.live += int64(s.n()) + int64(index.NameRecordCount(len(s.name)))
 		if s.n() > 0 {
 			cs = append(cs, &cursor{s: s, next: f.slotOf(s.recs[s.head], len(s.name))})
 		}
@@ -158,7 +160,9 @@ func droppedRecords(tail []byte) int64 {
 // replay applies the committed transactions of recs. limit, when not negative, is the
 // number of records to replay at most (already cut by the caller).
 func (f *File) replay(recs []byte, seed uint32) (*replay, index.Result, error) {
-	rp := &replay{f: f, names: make(map[uint32]string)}
+	rp := &replay{f: f, names: make(map[uint32]string), track: !f.ro}
+	f.alloc.reset(dataHeaderSize, nil)
+	f.liveBytes = 0
 	res, err := index.Scan(recs, seed, rp.apply)
 	if err != nil && err != errStop {
 		return nil, res, err
@@ -197,13 +201,19 @@ func (rp *replay) apply(txn []index.Record) error {
 		case index.KindVersion:
 			s := rp.state(r.Ckpt)
 			s.push(start+int64(i), r.Version)
+			if rp.track {
+				// Replay the allocation: the writer's free space comes out of the replay.
+				e := extent{int64(r.Offset), int64(r.Offset) + footprintFor(int64(r.Length), len(s.name), r.Slack)}
+				rp.overlap = !f.alloc.claim(e) || rp.overlap
+				f.liveBytes += e.end - e.off
+			}
 			if r.Aux > 0 { // retention: the r.Aux oldest kept versions go
-				s.dropOldest(int(r.Aux))
+				rp.freeSlots(s, s.dropOldest(int(r.Aux)))
 			}
 			rp.maxTxn = max(rp.maxTxn, r.Txn)
 		case index.KindDrop:
 			s := f.byID[r.Ckpt]
-			s.dropBelow(r.Version)
+			rp.freeSlots(s, s.dropBelow(r.Version))
 			if s.next < r.Version {
 				s.next = r.Version
 			}
@@ -228,6 +238,18 @@ func (rp *replay) apply(txn []index.Record) error {
 		rp.durable = max(rp.durable, start)
 	}
 	return nil
+}
+
+// freeSlots gives back the slots of versions retention dropped during the replay.
+func (rp *replay) freeSlots(s *ckptState, recs []int64) {
+	if !rp.track {
+		return
+	}
+	for _, rec := range recs {
+		e := rp.f.slotOf(rec, len(s.name))
+		rp.f.alloc.free(e)
+		rp.f.liveBytes -= e.end - e.off
+	}
 }
 
 // state returns the state of checkpoint id, remembering the last one.

@@ -22,7 +22,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("ckpbench", flag.ContinueOnError)
 	var o options
 	fs.StringVar(&o.dir, "dir", "", "directory for the benchmark files (default: a temporary directory, removed afterwards)")
-	fs.StringVar(&o.sections, "run", strings.Join(allSections, ","), "sections to run, comma-separated: "+strings.Join(allSections, ","))
+	fs.StringVar(&o.sections, "run", strings.Join(defaultSections, ","), "sections to run, comma-separated, from: "+strings.Join(allSections, ","))
 	fs.StringVar(&o.size, "size", "", "region size for the save and compute sections (default 64MiB), e.g. 16MiB")
 	fs.IntVar(&o.regions, "regions", 0, "regions per save (SaveAll) in the save and compute sections (default 1)")
 	fs.IntVar(&o.saves, "saves", 0, "measured saves per run (default: per section)")

@@ -176,17 +176,25 @@ func (rep *report) goals() {
 	}
 }
 
+// keepRows returns the rows that compare retention with keep-all: the keep section's,
+// or else the save section's SyncNone engine rows.
 func (rep *report) keepRows() (k, all *row) {
-	for _, r := range rep.Rows {
-		if r.Section == "keep" {
-			if r.Keep > 0 {
-				k = r
-			} else {
-				all = r
+	for _, section := range []string{"keep", "save"} {
+		for _, r := range rep.Rows {
+			if r.Section == section && !r.baseline && (r.Policy == "none" || r.Policy == "") {
+				if r.Keep > 0 {
+					k = r
+				} else {
+					all = r
+				}
 			}
 		}
+		if k != nil && all != nil {
+			return k, all
+		}
+		k, all = nil, nil
 	}
-	return k, all
+	return nil, nil
 }
 
 func sizeLabel(size, regions int) string {

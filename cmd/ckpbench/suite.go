@@ -19,6 +19,10 @@ import (
 
 var allSections = []string{"save", "compute", "small", "parallel", "restore", "keep", "reopen", "alloc"}
 
+// defaultSections run without -run: keep is left out, the save section already
+// compares retention with keep-all.
+var defaultSections = []string{"save", "compute", "small", "parallel", "restore", "reopen", "alloc"}
+
 type options struct {
 	dir, sections, size, sync, plot, cpuprofile          string
 	regions, saves, keep, retain, rounds, reopenVersions int
@@ -232,7 +236,7 @@ func plan(o *options, dir string) []*job {
 		return def
 	}
 	big := bench.Config{Size: o.sizeBytes, Regions: o.regions}
-	bigSaves := max(2, (512<<20)/max(1, o.sizeBytes*o.regions))
+	bigSaves := max(2, (384<<20)/max(1, o.sizeBytes*o.regions))
 	if o.run["save"] {
 		c := big
 		c.Saves, c.Warmup = saves(min(bigSaves, 2000)), 1
@@ -296,7 +300,7 @@ func plan(o *options, dir string) []*job {
 	if o.run["parallel"] {
 		// KeepVersions 1 and two warm-up saves: both slots exist before measuring, so
 		// the runs compare copying and hashing, not the first touch of new pages.
-		one := bench.Config{Size: 256 << 20, Saves: saves(4), Warmup: 2, Keep: 1}
+		one := bench.Config{Size: 256 << 20, Saves: saves(3), Warmup: 2, Keep: 1}
 		add("parallel", bench.Engine, "engine", one, "none")
 		one1 := one
 		one1.Workers = 1
