@@ -59,7 +59,7 @@ func (f *File) maybeCompactLocked() {
 func (f *File) compact() error {
 	ranges, all := f.takeUnsynced()
 	if err := f.syncData(ranges, all); err != nil {
-		f.putUnsynced(ranges, all)
+		f.putUnsynced(ranges)
 		return err
 	}
 	f.syncBuf = ranges[:0]

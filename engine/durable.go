@@ -38,9 +38,8 @@ func (f *File) takeUnsynced() ([]extent, bool) {
 }
 
 // putUnsynced gives ranges back after a failed sync. Caller holds f.mu.
-func (f *File) putUnsynced(r []extent, all bool) {
+func (f *File) putUnsynced(r []extent) {
 	f.unsynced = append(f.unsynced, r...)
-	_ = all
 }
 
 // syncData makes the given data ranges durable.
@@ -211,7 +210,7 @@ func (f *File) flush(withIndex bool) (flushed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err != nil {
-		f.putUnsynced(ranges, all)
+		f.putUnsynced(ranges)
 		return fl, err
 	}
 	f.syncBuf = ranges[:0]

@@ -1,8 +1,10 @@
 package engine
 
 import (
-	"github.com/ckp-go/ckp/crc"
+	"errors"
 	"runtime/debug"
+
+	"github.com/ckp-go/ckp/crc"
 )
 
 // restore copies version v of each checkpoint in cs into its region. The caller holds
@@ -83,14 +85,14 @@ func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 // bytes are copied out first, verified in the copy, and only then copied into the
 // regions.
 func (f *File) restoreCopied(cs []*Checkpoint, vs []version) error {
-	data := f.data.Bytes()
 	bufs := make([][]byte, len(cs))
 	for i, c := range cs {
-		ver := &vs[i]
-		buf := make([]byte, ver.length)
-		copy(buf, data[ver.off:ver.off+ver.length])
-		if crc.Payload(buf) != ver.hash {
-			return f.mismatch(c.name, ver.num)
+		buf, err := f.copyOut(&vs[i], len(c.name))
+		if errors.Is(err, errMismatch) {
+			return f.mismatch(c.name, vs[i].num)
+		}
+		if err != nil {
+			return err
 		}
 		bufs[i] = buf
 	}
