@@ -3,6 +3,7 @@ package engine
 import (
 	"cmp"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"sync"
@@ -102,7 +103,16 @@ func (f *File) Register(name string, region []byte) (*Checkpoint, error) {
 	c := &Checkpoint{f: f, st: s, name: name, region: region}
 	s.reg = c
 	f.nreg++
-	f.rebuildRegList()
+	if n := len(f.regList); !f.regStale && (n == 0 || f.regList[n-1].st.id < s.id) {
+		// The usual case, a new name: its id is the largest, so the list stays sorted
+		// by appending (which never changes what a snapshot of the list holds).
+		f.regList = append(f.regList, c)
+	} else {
+		f.regStale = true // rebuilt when next needed
+	}
+	if len(region) >= hugeAlign {
+		f.nhuge++
+	}
 	f.hugeFolios()
 	f.pf.wake()
 	return c, nil
@@ -175,8 +185,19 @@ func (c *Checkpoint) Region() []byte { return c.region }
 
 // Versions returns the kept versions of the checkpoint, oldest first. It returns nil on
 // a closed File or an unregistered Checkpoint.
-func (c *Checkpoint) Versions() []VersionInfo {
+//
+// It returns nil, too, if the index file was damaged underneath the open File (see
+// VersionsOf for an error).
+func (c *Checkpoint) Versions() (vs []VersionInfo) {
 	f := c.f
+	var err error
+	defer func() {
+		if err != nil {
+			vs = nil
+		}
+	}()
+	defer catch(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed.Load() || c.gone {
@@ -213,7 +234,10 @@ func (c *Checkpoint) Unregister() error {
 	c.gone = true
 	c.st.reg = nil
 	f.nreg--
-	f.rebuildRegList()
+	f.regStale = true
+	if len(c.region) >= hugeAlign {
+		f.nhuge--
+	}
 	f.hugeFolios()
 	return nil
 }
@@ -267,7 +291,7 @@ func (f *File) SaveAll() error {
 // allocates nothing unless a checkpoint is unregistered in the meantime.
 func (f *File) lockRegistered() []*Checkpoint {
 	f.mu.Lock()
-	cs := f.regList // immutable: replaced, never modified
+	cs := f.registeredList()
 	f.mu.Unlock()
 	for i, c := range cs {
 		c.mu.Lock()
@@ -295,18 +319,21 @@ func (f *File) lockRegistered() []*Checkpoint {
 // mapping back whole, so a durable save of a few KiB in a 2 MiB folio would write
 // 2 MiB. Caller holds f.mu.
 func (f *File) hugeFolios() {
-	want := false
-	if !f.opts.NoHugePages {
-		for _, c := range f.regList {
-			if len(c.region) >= hugeAlign {
-				want = true
-				break
-			}
-		}
-	}
+	want := !f.opts.NoHugePages && f.nhuge > 0
 	if want != f.huge && f.data.SetHugePages(want) == nil {
 		f.huge = want
 	}
+}
+
+// registeredList returns the registered checkpoints in id order. The slice is never
+// modified after it is returned (only appended to beyond its length, or replaced), so
+// callers may read it after f.mu is released. Caller holds f.mu.
+func (f *File) registeredList() []*Checkpoint {
+	if f.regStale {
+		f.rebuildRegList()
+		f.regStale = false
+	}
+	return f.regList
 }
 
 // rebuildRegList replaces the sorted list of registered checkpoints. Caller holds f.mu.
@@ -381,11 +408,13 @@ func (f *File) Checkpoints() []string {
 
 // VersionsOf returns the kept versions of the checkpoint called name, registered or
 // not, oldest first; ErrNotFound when the file holds no such name.
-func (f *File) VersionsOf(name string) ([]VersionInfo, error) {
+func (f *File) VersionsOf(name string) (vs []VersionInfo, err error) {
 	if err := f.begin(); err != nil {
 		return nil, err
 	}
 	defer f.end()
+	defer catch(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.ckpts[name]

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ckp-go/ckp/index"
+	"github.com/ckp-go/ckp/mmapfile"
 )
 
 // Durability. Saves land in the page cache through the shared mapping, so a completed
@@ -178,14 +179,11 @@ func (f *File) syncAll() (err error) {
 	if err != nil {
 		return err
 	}
-	f.mu.Lock()
 	if fl.before < fl.covered {
-		if err := f.appendMark(fl.covered); err != nil {
-			f.mu.Unlock()
+		if err := f.appendMarkLocked(fl.covered); err != nil {
 			return err
 		}
 	}
-	f.mu.Unlock()
 	return f.syncIndex()
 }
 
@@ -239,16 +237,28 @@ func (f *File) intervalSyncer(d time.Duration) {
 // startWriteback starts writing back the slots of a save and the index's new records
 // (SyncAsync). Failures are ignored: nothing is promised.
 func (f *File) startWriteback(cs []*Checkpoint) {
+	lo, hi, idx := f.writebackData(cs)
+	_ = idx.StartWriteback(lo, hi-lo)
+}
+
+// writebackData starts the write-back of the newest slots of cs and returns the range
+// of unsynced index records. A fault reading the index unwinds through the unlock.
+func (f *File) writebackData(cs []*Checkpoint) (lo, hi int64, idx *mmapfile.File) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	for _, c := range cs {
 		if last, ok := c.st.newest(); ok {
 			_ = f.data.StartWriteback(last.off, last.size)
 		}
 	}
-	lo, hi := f.log.synced, f.log.pos
-	idx := f.idx
-	f.mu.Unlock()
-	_ = idx.StartWriteback(lo, hi-lo)
+	return f.log.synced, f.log.pos, f.idx
+}
+
+// appendMarkLocked is appendMark for a caller that does not hold f.mu.
+func (f *File) appendMarkLocked(covered int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.appendMark(covered)
 }
 
 // appendMark appends a durable mark saying the data of the first covered records is

@@ -3,6 +3,8 @@ package engine
 import (
 	"errors"
 	"fmt"
+
+	"github.com/ckp-go/ckp/mmapfile"
 )
 
 // Errors returned by the engine. Every error a method returns wraps one of them (or an
@@ -29,8 +31,31 @@ var (
 	// ErrCorrupt: the file is not a ckp file, or the bytes of a version do not match
 	// their hash; damaged data is never handed back.
 	ErrCorrupt = errors.New("ckp: corrupt checkpoint data")
+	// ErrFull: the save would grow the data file past Options.MaxSize. The save is not
+	// made and every earlier version stays; retention (KeepVersions) or a larger MaxSize
+	// make room.
+	ErrFull = errors.New("ckp: data file full (MaxSize reached)")
 )
 
 // ErrReadOnly is returned by operations that would write to a File opened with
 // Options.ReadOnly. It wraps ErrInvalid.
 var ErrReadOnly = fmt.Errorf("%w: file is open read-only", ErrInvalid)
+
+// fileErr wraps an error from opening, growing or syncing one of the two files so that
+// it names the file and wraps an engine error or an operating-system error, as promised
+// above: mmapfile's own errors become the engine's.
+func fileErr(what, path string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, mmapfile.ErrTooLarge):
+		return fmt.Errorf("%w: %s %s: %w", ErrFull, what, path, err)
+	case errors.Is(err, mmapfile.ErrClosed):
+		return fmt.Errorf("%w: %s %s: %w", ErrClosed, what, path, err)
+	case errors.Is(err, mmapfile.ErrReadOnly):
+		return fmt.Errorf("%w: %s %s: %w", ErrReadOnly, what, path, err)
+	case errors.Is(err, mmapfile.ErrNotRegular):
+		return fmt.Errorf("%w: %s %s: %w", ErrInvalid, what, path, err)
+	}
+	return fmt.Errorf("ckp: %s %s: %w", what, path, err)
+}

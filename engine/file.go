@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -30,6 +31,7 @@ type File struct {
 	fileID        [16]byte
 	seed          uint32 // trailer CRC seed
 	bootID        [16]byte
+	session       uint64 // this writer's random id in its trailers (never 0)
 	pool          *pool
 	clock         clock
 
@@ -45,7 +47,9 @@ type File struct {
 	nextID    uint32
 	nreg      int           // registered checkpoints
 	huge      bool          // the data mapping asks for 2 MiB folios
-	regList   []*Checkpoint // the registered checkpoints in id order (replaced, never modified)
+	regList   []*Checkpoint // the registered checkpoints in id order (appended to or replaced, never modified)
+	regStale  bool          // regList must be rebuilt (see registeredList)
+	nhuge     int           // registered regions of hugeAlign bytes or more
 	alloc     allocator
 	nextTxn   uint64
 	saveSeq   uint64 // saves allocated so far (SyncEvery counts them)
@@ -164,7 +168,7 @@ func (f *File) open() (err error) {
 	}
 	f.data, err = mmapfile.Open(f.path, mo)
 	if err != nil {
-		return fmt.Errorf("ckp: open %s: %w", f.path, err)
+		return openErr(f.path, err)
 	}
 	if !f.ro {
 		if err := f.data.TryLock(); err != nil {
@@ -208,7 +212,7 @@ func (f *File) open() (err error) {
 	mo.HugePages = false
 	f.idx, err = mmapfile.Open(f.idxPath, mo)
 	if err != nil {
-		return fmt.Errorf("ckp: open %s: %w", f.idxPath, err)
+		return openErr(f.idxPath, err)
 	}
 	ih, seed, err := index.DecodeHeader(f.idx.Bytes())
 	if err != nil {
@@ -230,7 +234,7 @@ func (f *File) open() (err error) {
 	// A writer may have grown the data file and published versions in it since we
 	// mapped it: take its size now that the index is read (it never shrinks).
 	if _, err := f.data.Refresh(); err != nil {
-		return fmt.Errorf("ckp: %w", err)
+		return fileErr("stat", f.path, err)
 	}
 	return nil
 }
@@ -287,14 +291,14 @@ func (f *File) create() error {
 	var err error
 	f.idx, err = mmapfile.Open(f.idxPath, mmapfile.Options{Perm: f.opts.Perm, Reserve: indexReserve, Chunk: indexChunk})
 	if err != nil {
-		return fmt.Errorf("ckp: open %s: %w", f.idxPath, err)
+		return openErr(f.idxPath, err)
 	}
 	_, seed, err := index.DecodeHeader(f.idx.Bytes())
 	if err != nil {
 		return errf(ErrCorrupt, "%s: %v", f.idxPath, err)
 	}
 	if err := f.data.Grow(dataHeaderSize); err != nil {
-		return fmt.Errorf("ckp: %w", err)
+		return fileErr("grow", f.path, err)
 	}
 	encodeDataHeader(f.data.Bytes(), dataHeader{FileID: f.fileID, Created: now})
 	if err := f.data.Sync(); err != nil {
@@ -359,6 +363,11 @@ func syncDir(path string) error {
 
 // beginSession appends the writer's session record.
 func (f *File) beginSession() error {
+	var r8 [8]byte
+	if _, err := rand.Read(r8[:]); err != nil {
+		return fmt.Errorf("ckp: random session id: %w", err)
+	}
+	f.session = binary.LittleEndian.Uint64(r8[:])&sessionMask | 1
 	s := index.Session{
 		PID:     uint32(os.Getpid()),
 		NextTxn: f.nextTxn,
@@ -386,7 +395,7 @@ func (f *File) appendRecords(recs []index.Record) error {
 	need := f.log.pos + int64(len(recs))*index.RecordSize
 	if need > f.idx.Size() {
 		if err := f.idx.Grow(need); err != nil {
-			return fmt.Errorf("ckp: grow index: %w", err)
+			return fileErr("grow", f.idxPath, err)
 		}
 	}
 	b := f.idx.Bytes()
@@ -419,7 +428,9 @@ func (f *File) Close() error {
 		}
 	}
 	f.nreg = 0
+	f.nhuge = 0
 	f.regList = nil
+	f.regStale = false
 	f.mu.Unlock()
 	if f.stopBg != nil {
 		close(f.stopBg)
@@ -532,3 +543,12 @@ func newClock() clock { return clock{time.Now()} }
 
 // now returns the current time in Unix nanoseconds.
 func (c clock) now() int64 { return c.base.UnixNano() + int64(time.Since(c.base)) }
+
+// openErr is the error for a file that could not be opened and mapped: one larger than
+// the limit asked for is a bad option (ErrInvalid), not a full file.
+func openErr(path string, err error) error {
+	if errors.Is(err, mmapfile.ErrTooLarge) {
+		return fmt.Errorf("%w: %s is larger than Options.MaxSize: %w", ErrInvalid, path, err)
+	}
+	return fileErr("open", path, err)
+}

@@ -79,6 +79,7 @@ type trailer struct {
 	Txn      uint64
 	Time     int64
 	TxnCount uint32
+	Session  uint64 // the writer session's random id (48 bits; 0 in files written before it)
 	Name     []byte // aliases the mapping
 	Table    []byte // aliases the mapping; empty for single-block payloads
 }
@@ -130,7 +131,7 @@ func writeTrailer(b []byte, seed uint32, t *trailer, name string) {
 	binary.LittleEndian.PutUint64(f[40:], uint64(t.Time))
 	binary.LittleEndian.PutUint32(f[48:], t.TxnCount)
 	binary.LittleEndian.PutUint16(f[52:], uint16(len(name)))
-	clear(f[54:60])
+	putUint48(f[54:60], t.Session)
 	c := crc.CRC32C(seed, f[:60])
 	c = crc.CRC32C(c, b[trailerFixed:nameOff+len(name)])
 	binary.LittleEndian.PutUint32(f[60:], c)
@@ -149,6 +150,7 @@ func readTrailer(b []byte, seed uint32) (t trailer, ok bool) {
 	t.Time = int64(binary.LittleEndian.Uint64(b[40:]))
 	t.TxnCount = binary.LittleEndian.Uint32(b[48:])
 	l := int(binary.LittleEndian.Uint16(b[52:]))
+	t.Session = uint48(b[54:60])
 	if l == 0 || l > MaxNameLen || t.Length > 1<<50 {
 		return t, false
 	}
@@ -164,4 +166,18 @@ func readTrailer(b []byte, seed uint32) (t trailer, ok bool) {
 	t.Table = b[trailerFixed : trailerFixed+ts]
 	t.Name = b[trailerFixed+ts : trailerFixed+ts+l]
 	return t, true
+}
+
+// sessionMask keeps the 48 bits of a session id that a trailer holds.
+const sessionMask = 1<<48 - 1
+
+func putUint48(b []byte, v uint64) {
+	_ = b[5]
+	binary.LittleEndian.PutUint32(b, uint32(v))
+	binary.LittleEndian.PutUint16(b[4:], uint16(v>>32))
+}
+
+func uint48(b []byte) uint64 {
+	_ = b[5]
+	return uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint16(b[4:]))<<32
 }

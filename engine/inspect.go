@@ -41,14 +41,16 @@ type SessionInfo struct {
 }
 
 // Info returns facts about the file.
-func (f *File) Info() (FileInfo, error) {
+func (f *File) Info() (fi FileInfo, err error) {
 	if err := f.begin(); err != nil {
 		return FileInfo{}, err
 	}
 	defer f.end()
+	defer catch(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fi := FileInfo{
+	fi = FileInfo{
 		Path:            f.path,
 		IndexPath:       f.idxPath,
 		FormatVersion:   FormatVersion,
@@ -81,46 +83,91 @@ func WriterActive(path string) (bool, error) {
 
 // ReadVersion returns a verified copy of version v (absolute or relative, as in
 // Restore) of the checkpoint called name, registered or not, with its description.
-func (f *File) ReadVersion(name string, v int) ([]byte, VersionInfo, error) {
+// It may run while saves of that checkpoint go on: it returns the bytes of a version
+// kept when it was called, or ErrVersion if retention dropped an absolute v meanwhile.
+func (f *File) ReadVersion(name string, v int) (buf []byte, vi VersionInfo, err error) {
 	if err := f.begin(); err != nil {
 		return nil, VersionInfo{}, err
 	}
 	defer f.end()
-	f.mu.Lock()
-	s := f.ckpts[name]
-	if s == nil || s.n() == 0 {
-		f.mu.Unlock()
-		return nil, VersionInfo{}, errf(ErrNotFound, "no checkpoint %q in %s", name, f.path)
-	}
-	ver, err := s.resolve(v)
-	if err != nil {
-		f.mu.Unlock()
-		return nil, VersionInfo{}, err
-	}
-	f.mu.Unlock()
-	buf, err := f.copyOut(&ver, len(name))
-	if errors.Is(err, errMismatch) {
-		err = f.mismatch(name, ver.num)
-	}
-	return buf, ver.info(), err
-}
-
-var errMismatch = errors.New("hash mismatch")
-
-// copyOut copies a version out of the mapping and verifies the copy.
-func (f *File) copyOut(v *version, nameLen int) (buf []byte, err error) {
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	data := f.data.Bytes()
-	if end := v.off + footprint(v.length, nameLen); end > int64(len(data)) || v.off < dataHeaderSize {
-		return nil, errf(ErrCorrupt, "version %d lies beyond the end of the data file", v.num)
+	for attempt := 0; ; attempt++ {
+		buf, vi, err, retry := f.readVersionOnce(name, v)
+		if !retry || attempt >= maxReadRetries {
+			return buf, vi, err
+		}
 	}
-	buf = make([]byte, v.length)
-	copy(buf, data[v.off:v.off+v.length])
-	if crc.Payload(buf) != v.hash {
-		return nil, errMismatch
+}
+
+// maxReadRetries bounds how often ReadVersion starts again after the version it read
+// was dropped underneath it (a save of an unregistered name cannot hold it back).
+const maxReadRetries = 100
+
+// readVersionOnce is one attempt of ReadVersion. On a writer, a registered checkpoint's
+// lock is held while its version is copied, so retention cannot reuse the slot; for
+// anything else a hash mismatch is checked against the index: a version that is no
+// longer kept was dropped, not damaged, and a relative v is tried again (retry).
+func (f *File) readVersionOnce(name string, v int) (buf []byte, vi VersionInfo, err error, retry bool) {
+	if c := f.registered(name); c != nil && !f.ro {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.gone {
+			return nil, VersionInfo{}, nil, true // unregistered meanwhile: look again
+		}
 	}
-	return buf, nil
+	ver, err := f.lookup(name, v)
+	if err != nil {
+		return nil, VersionInfo{}, err, false
+	}
+	buf, err = f.copyOut(&ver, len(name))
+	if errors.Is(err, errMismatch) {
+		if f.ro {
+			return nil, ver.info(), f.mismatch(name, ver.num), false
+		}
+		if !f.stillKept(name, &ver) {
+			if v > 0 {
+				return nil, ver.info(), errf(ErrVersion, "version %d of %q was dropped by retention while it was read", v, name), false
+			}
+			return nil, ver.info(), errf(ErrVersion, "version %d of %q was dropped by retention while it was read", v, name), true
+		}
+		return nil, ver.info(), errf(ErrCorrupt, "version %d of %q: hash mismatch", ver.num, name), false
+	}
+	return buf, ver.info(), err, false
+}
+
+// registered returns the registered checkpoint called name, or nil.
+func (f *File) registered(name string) *Checkpoint {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s := f.ckpts[name]; s != nil {
+		return s.reg
+	}
+	return nil
+}
+
+// lookup resolves version v of the checkpoint called name.
+func (f *File) lookup(name string, v int) (version, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.ckpts[name]
+	if s == nil || s.n() == 0 {
+		return version{}, errf(ErrNotFound, "no checkpoint %q in %s", name, f.path)
+	}
+	return s.resolve(v)
+}
+
+// stillKept reports whether ver is still a kept version of name (a writer's retention
+// may have dropped it, and reused its slot, since it was looked up).
+func (f *File) stillKept(name string, ver *version) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.ckpts[name]
+	if s == nil {
+		return false
+	}
+	cur, err := s.resolve(int(ver.num))
+	return err == nil && cur.txn == ver.txn && cur.off == ver.off && cur.hash == ver.hash
 }
 
 // Damaged describes a version that failed verification.
@@ -149,35 +196,31 @@ func (r *VerifyReport) OK() bool {
 // Verify checks every kept version: its trailer, and its payload against its hash. It
 // also reports what recovery dropped when the file was opened and any kept versions
 // whose slots overlap. progress, if not nil, is called with the bytes checked so far.
-func (f *File) Verify(progress func(done, total int64)) (VerifyReport, error) {
+// On a writer it may run while saves go on: a version that retention drops (and whose
+// slot it reuses) while it is checked is left out, not reported as damaged.
+func (f *File) Verify(progress func(done, total int64)) (rep VerifyReport, err error) {
 	if err := f.begin(); err != nil {
 		return VerifyReport{}, err
 	}
 	defer f.end()
-	type item struct {
-		name string
-		v    version
-	}
-	var items []item
-	var total int64
-	f.mu.Lock()
-	for _, s := range sortedStates(f.byID) {
-		for i := 0; i < s.n(); i++ {
-			v := s.at(i)
-			items = append(items, item{s.name, v})
-			total += v.length
-		}
-	}
-	rep := VerifyReport{Recovery: f.recovered}
-	f.mu.Unlock()
+	defer catch(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	items, total := f.keptVersions()
+	rep = VerifyReport{Recovery: f.recovered}
 	names := map[string]bool{}
 	var done int64
+	kept := items[:0]
 	for i := range items {
 		it := &items[i]
+		err := f.checkVersion(&it.v, len(it.name))
+		if err != nil && !f.ro && !f.stillKept(it.name, &it.v) {
+			continue // dropped by retention while it was checked
+		}
+		kept = append(kept, *it)
 		names[it.name] = true
 		rep.Versions++
 		rep.Bytes += it.v.length
-		if err := f.checkVersion(&it.v, len(it.name)); err != nil {
+		if err != nil {
 			rep.Damaged = append(rep.Damaged, Damaged{Name: it.name, Version: int(it.v.num), Offset: it.v.off, Reason: err.Error()})
 		}
 		done += it.v.length
@@ -185,6 +228,7 @@ func (f *File) Verify(progress func(done, total int64)) (VerifyReport, error) {
 			progress(done, total)
 		}
 	}
+	items = kept
 	rep.Checkpoints = len(names)
 	sort.Slice(items, func(i, j int) bool { return items[i].v.off < items[j].v.off })
 	for i := 1; i < len(items); i++ {
@@ -195,6 +239,26 @@ func (f *File) Verify(progress func(done, total int64)) (VerifyReport, error) {
 		}
 	}
 	return rep, nil
+}
+
+// namedVersion is a kept version with its checkpoint's name.
+type namedVersion struct {
+	name string
+	v    version
+}
+
+// keptVersions lists every kept version, by checkpoint id, and their total length.
+func (f *File) keptVersions() (items []namedVersion, total int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range sortedStates(f.byID) {
+		for i := 0; i < s.n(); i++ {
+			v := s.at(i)
+			items = append(items, namedVersion{s.name, v})
+			total += v.length
+		}
+	}
+	return items, total
 }
 
 // usedEnd is the end of the last slot in use: the allocator's frontier for a writer; for
@@ -211,4 +275,22 @@ func (f *File) usedEnd() int64 {
 		}
 	}
 	return end
+}
+
+var errMismatch = errors.New("hash mismatch")
+
+// copyOut copies a version out of the mapping and verifies the copy.
+func (f *File) copyOut(v *version, nameLen int) (buf []byte, err error) {
+	defer catch(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	data := f.data.Bytes()
+	if end := v.off + footprint(v.length, nameLen); end > int64(len(data)) || v.off < dataHeaderSize {
+		return nil, errf(ErrCorrupt, "version %d lies beyond the end of the data file", v.num)
+	}
+	buf = make([]byte, v.length)
+	copy(buf, data[v.off:v.off+v.length])
+	if crc.Payload(buf) != v.hash {
+		return nil, errMismatch
+	}
+	return buf, nil
 }

@@ -1,10 +1,8 @@
 package engine
 
 import (
-	"cmp"
 	"errors"
 	"runtime/debug"
-	"slices"
 	"sync/atomic"
 
 	"github.com/ckp-go/ckp/mmapfile"
@@ -39,7 +37,6 @@ type prefaulter struct {
 	swap   atomic.Bool  // the index file was replaced
 
 	// owned by the loop goroutine
-	regs          []*ckptState
 	needs, aligns []int64
 	plan, scratch []extent
 	last          []extent
@@ -122,16 +119,9 @@ func (p *prefaulter) round() {
 		return
 	}
 	p.needs, p.aligns = p.needs[:0], p.aligns[:0]
-	p.regs = p.regs[:0]
-	for _, s := range f.byID {
-		if s.reg != nil {
-			p.regs = append(p.regs, s)
-		}
-	}
-	slices.SortFunc(p.regs, func(a, b *ckptState) int { return cmp.Compare(a.id, b.id) })
-	for _, s := range p.regs {
-		n := int64(len(s.reg.region))
-		p.needs = append(p.needs, footprint(n, len(s.name)))
+	for _, c := range f.registeredList() {
+		n := int64(len(c.region))
+		p.needs = append(p.needs, footprint(n, len(c.name)))
 		p.aligns = append(p.aligns, payloadAlign(n))
 	}
 	var end int64
@@ -168,6 +158,7 @@ func (p *prefaulter) round() {
 	if end <= front {
 		want = front + min(pfLookahead, pfLowWater*2)
 	}
+	want = min(want, f.opts.MaxSize)
 	ready := max(p.ready.Load(), front)
 	if want > ready {
 		if err := f.data.Grow(want); err != nil {

@@ -37,7 +37,10 @@ type replay struct {
 	track    bool // replay the allocator too (a writer)
 	overlap  bool // two kept slots overlapped while replaying the allocator
 	sessions []sessionAt
-	cache    *ckptState // the last state looked up
+	dense    []*ckptState // states by id, for ids below denseIDs
+	seq      uint64       // transactions checked so far (see ckptState.chkSeq)
+	newLast  map[uint32]uint64
+	newCount map[uint32]int
 	last     *SessionInfo
 	invalid  string
 	// per-transaction overlay
@@ -183,6 +186,9 @@ func (rp *replay) apply(txn []index.Record) error {
 	}
 	f := rp.f
 	start := rp.pos
+	if len(txn) > 64 {
+		rp.reserve(txn)
+	}
 	for i := 0; i < len(txn); i++ {
 		r := &txn[i]
 		switch r.Kind {
@@ -194,9 +200,7 @@ func (rp *replay) apply(txn []index.Record) error {
 				i++
 				name = append(name, txn[i].Name[:min(n-len(name), len(txn[i].Name))]...)
 			}
-			s := &ckptState{f: f, id: r.Ckpt, name: string(name), named: true, next: 1}
-			f.byID[r.Ckpt] = s
-			f.ckpts[s.name] = s
+			rp.bind(&ckptState{f: f, id: r.Ckpt, name: string(name), named: true, next: 1})
 			rp.maxID = max(rp.maxID, r.Ckpt)
 		case index.KindVersion:
 			s := rp.state(r.Ckpt)
@@ -212,7 +216,7 @@ func (rp *replay) apply(txn []index.Record) error {
 			}
 			rp.maxTxn = max(rp.maxTxn, r.Txn)
 		case index.KindDrop:
-			s := f.byID[r.Ckpt]
+			s := rp.state(r.Ckpt)
 			rp.freeSlots(s, s.dropBelow(r.Version))
 			if s.next < r.Version {
 				s.next = r.Version
@@ -240,6 +244,31 @@ func (rp *replay) apply(txn []index.Record) error {
 	return nil
 }
 
+// reserve grows the File's name maps ahead of a transaction that names many
+// checkpoints (the first SaveAll of thousands of regions), so they are sized once
+// instead of growing step by step.
+func (rp *replay) reserve(txn []index.Record) {
+	k := 0
+	for i := range txn {
+		if txn[i].Kind == index.KindName {
+			k++
+		}
+	}
+	f := rp.f
+	if k < 64 || k < len(f.byID) {
+		return
+	}
+	byID := make(map[uint32]*ckptState, len(f.byID)+k)
+	for id, s := range f.byID {
+		byID[id] = s
+	}
+	ckpts := make(map[string]*ckptState, len(f.ckpts)+k)
+	for n, s := range f.ckpts {
+		ckpts[n] = s
+	}
+	f.byID, f.ckpts = byID, ckpts
+}
+
 // freeSlots gives back the slots of versions retention dropped during the replay.
 func (rp *replay) freeSlots(s *ckptState, recs []int64) {
 	if !rp.track {
@@ -252,13 +281,31 @@ func (rp *replay) freeSlots(s *ckptState, recs []int64) {
 	}
 }
 
-// state returns the state of checkpoint id, remembering the last one.
+// denseIDs bounds the checkpoint ids the replay looks up in a slice rather than in the
+// File's map (ids are handed out from 1 up; a damaged or hostile index may hold any).
+const denseIDs = 1 << 20
+
+// state returns the state of checkpoint id.
 func (rp *replay) state(id uint32) *ckptState {
-	if c := rp.cache; c != nil && c.id == id {
-		return c
+	if id < denseIDs {
+		if int(id) < len(rp.dense) {
+			return rp.dense[id]
+		}
+		return nil
 	}
-	rp.cache = rp.f.byID[id]
-	return rp.cache
+	return rp.f.byID[id]
+}
+
+// bind records the state of a checkpoint named during the replay.
+func (rp *replay) bind(s *ckptState) {
+	rp.f.byID[s.id] = s
+	rp.f.ckpts[s.name] = s
+	if s.id < denseIDs {
+		for int(s.id) >= len(rp.dense) {
+			rp.dense = append(rp.dense, nil)
+		}
+		rp.dense[s.id] = s
+	}
 }
 
 // footprintFor is the slot size of a version from its record.
@@ -275,13 +322,15 @@ func (rp *replay) check(txn []index.Record) string {
 	if len(rp.names) > 0 {
 		clear(rp.names)
 	}
-	// last version number per checkpoint within this transaction
-	type lastVer struct {
-		id uint32
-		v  uint64
+	// Each checkpoint's last version and count of versions within this transaction are
+	// kept on its state (stamped with the transaction's sequence number), or, for one
+	// named in this very transaction, in two maps; so a SaveAll of thousands of regions
+	// is checked in linear time.
+	rp.seq++
+	if len(rp.newLast) > 0 {
+		clear(rp.newLast)
+		clear(rp.newCount)
 	}
-	var lasts [8]lastVer
-	lv := lasts[:0]
 	nameOf := func(id uint32) (string, bool) {
 		if n, ok := rp.names[id]; ok {
 			return n, true
@@ -292,16 +341,24 @@ func (rp *replay) check(txn []index.Record) string {
 		return "", false
 	}
 	lastOf := func(id uint32) uint64 {
-		for i := len(lv) - 1; i >= 0; i-- {
-			if lv[i].id == id {
-				return lv[i].v
-			}
-		}
 		if s := rp.state(id); s != nil {
+			if s.chkSeq == rp.seq {
+				return s.chkLast
+			}
 			return s.next - 1 // the newest version, kept or dropped
 		}
-		return 0
+		return rp.newLast[id]
 	}
+	countOf := func(id uint32) int {
+		if s := rp.state(id); s != nil {
+			if s.chkSeq == rp.seq {
+				return s.chkCount
+			}
+			return 0
+		}
+		return rp.newCount[id]
+	}
+	var namesIn map[string]bool // names bound within this transaction, when many
 	for i := 0; i < len(txn); i++ {
 		r := &txn[i]
 		switch r.Kind {
@@ -328,9 +385,22 @@ func (rp *replay) check(txn []index.Record) string {
 			if _, dup := f.ckpts[string(name)]; dup {
 				return fmt.Sprintf("name %q bound to two ids", name)
 			}
-			for _, other := range rp.names {
-				if other == string(name) {
+			if len(rp.names) >= 8 && namesIn == nil {
+				namesIn = make(map[string]bool, len(rp.names))
+				for _, other := range rp.names {
+					namesIn[other] = true
+				}
+			}
+			if namesIn != nil {
+				if namesIn[string(name)] {
 					return fmt.Sprintf("name %q bound to two ids", name)
+				}
+				namesIn[string(name)] = true
+			} else {
+				for _, other := range rp.names {
+					if other == string(name) {
+						return fmt.Sprintf("name %q bound to two ids", name)
+					}
 				}
 			}
 			rp.names[r.Ckpt] = string(name)
@@ -352,20 +422,27 @@ func (rp *replay) check(txn []index.Record) string {
 				return fmt.Sprintf("version %d of %q has a slot outside the file (offset %d)", r.Version, name, r.Offset)
 			}
 			if r.Aux > 0 {
-				have := 0
+				have := countOf(r.Ckpt)
 				if s := rp.state(r.Ckpt); s != nil {
-					have = s.n()
-				}
-				for _, l := range lv {
-					if l.id == r.Ckpt {
-						have++
-					}
+					have += s.n()
 				}
 				if int(r.Aux) > have {
 					return fmt.Sprintf("version %d of %q drops %d versions, %d are kept", r.Version, name, r.Aux, have)
 				}
 			}
-			lv = append(lv, lastVer{r.Ckpt, r.Version})
+			if s := rp.state(r.Ckpt); s != nil {
+				if s.chkSeq != rp.seq {
+					s.chkSeq, s.chkCount = rp.seq, 0
+				}
+				s.chkLast = r.Version
+				s.chkCount++
+			} else {
+				if rp.newLast == nil {
+					rp.newLast, rp.newCount = make(map[uint32]uint64), make(map[uint32]int)
+				}
+				rp.newLast[r.Ckpt] = r.Version
+				rp.newCount[r.Ckpt]++
+			}
 		case index.KindDrop:
 			if _, ok := nameOf(r.Ckpt); !ok {
 				return fmt.Sprintf("drop of unknown checkpoint id %d", r.Ckpt)

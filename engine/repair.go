@@ -37,7 +37,7 @@ type RepairReport struct {
 	Trailers       int      // trailers that verified
 	DamagedPayload int      // trailers whose payload did not match its hash
 	Incomplete     int      // intact versions dropped because their SaveAll lost a member
-	Duplicates     int      // intact copies of a version found twice (the newest kept)
+	Duplicates     int      // intact versions left out because another copy of them (or a newer version) was kept
 	Versions       int      // versions in the new index
 	Checkpoints    []string // names in the new index, sorted
 	Index          string   // the index written (or that would be written)
@@ -54,6 +54,7 @@ type found struct {
 	length   int64
 	hash     uint64
 	time     int64
+	session  uint64
 }
 
 // Repair rebuilds the index of path; see the comment above.
@@ -111,50 +112,54 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 			continue
 		}
 		all = append(all, found{name: string(t.Name), ver: t.Version, txn: t.Txn, txnCount: t.TxnCount,
-			off: p, length: length, hash: t.Hash, time: t.Time})
+			off: p, length: length, hash: t.Hash, time: t.Time, session: t.Session})
 		off += trailerLen(length, len(t.Name)) - 8
 	}
 	rep.Scanned = int64(len(b))
 
-	// Keep one copy of each (name, version): the newest transaction's.
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].name != all[j].name {
-			return all[i].name < all[j].name
-		}
-		if all[i].ver != all[j].ver {
-			return all[i].ver < all[j].ver
-		}
-		return all[i].txn > all[j].txn
-	})
-	uniq := all[:0]
-	for i, v := range all {
-		if i > 0 && v.name == all[i-1].name && v.ver == all[i-1].ver {
-			rep.Duplicates++
-			continue
-		}
-		uniq = append(uniq, v)
+	// Group the intact versions into transactions. A transaction is named by its writer
+	// session and its number: a writer killed after filling its slots but before
+	// publishing leaves intact trailers whose numbers (transaction and versions) the next
+	// writer, reading an index that never heard of them, uses again. The session id
+	// tells the two apart, so a SaveAll is never rebuilt from members of two saves.
+	type txnKey struct{ session, txn uint64 }
+	type group struct {
+		txn  uint64
+		time int64
+		vs   []found
 	}
-	// Whole transactions only, in transaction order.
-	byTxn := map[uint64][]found{}
-	for _, v := range uniq {
-		byTxn[v.txn] = append(byTxn[v.txn], v)
+	byTxn := map[txnKey][]found{}
+	for _, v := range all {
+		k := txnKey{v.session, v.txn}
+		byTxn[k] = append(byTxn[k], v)
 	}
-	txns := make([]uint64, 0, len(byTxn))
-	for t, vs := range byTxn {
-		if uint32(len(vs)) != vs[0].txnCount {
+	groups := make([]group, 0, len(byTxn))
+	for k, vs := range byTxn {
+		sort.Slice(vs, func(i, j int) bool { return vs[i].name < vs[j].name })
+		whole := uint32(len(vs)) == vs[0].txnCount
+		for i := 1; i < len(vs) && whole; i++ {
+			whole = vs[i].name != vs[i-1].name && vs[i].txnCount == vs[0].txnCount
+		}
+		if !whole {
 			rep.Incomplete += len(vs)
 			continue
 		}
-		txns = append(txns, t)
+		groups = append(groups, group{txn: k.txn, time: vs[0].time, vs: vs})
 	}
-	sort.Slice(txns, func(i, j int) bool { return txns[i] < txns[j] })
+	// In transaction order; where two writers used the same number, the later one
+	// first: it is the one whose index lived on, and its versions win.
+	sort.Slice(groups, func(i, j int) bool {
+		if groups[i].txn != groups[j].txn {
+			return groups[i].txn < groups[j].txn
+		}
+		return groups[i].time > groups[j].time
+	})
 
 	ids := map[string]uint32{}
 	last := map[string]uint64{}
 	var recs []index.Record
-	for _, t := range txns {
-		vs := byTxn[t]
-		sort.Slice(vs, func(i, j int) bool { return vs[i].name < vs[j].name })
+	for _, g := range groups {
+		vs := g.vs
 		ok := true
 		for _, v := range vs {
 			if v.ver <= last[v.name] {
@@ -162,7 +167,9 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 			}
 		}
 		if !ok {
-			rep.Incomplete += len(vs)
+			// Another copy of these versions was taken (or newer ones): a whole
+			// transaction stays out, never a part of it.
+			rep.Duplicates += len(vs)
 			continue
 		}
 		for _, v := range vs {

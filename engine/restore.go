@@ -14,20 +14,9 @@ func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	vs := make([]version, len(cs))
-	f.mu.Lock()
-	for i, c := range cs {
-		p, err := c.st.resolve(v)
-		if err != nil {
-			f.mu.Unlock()
-			return err
-		}
-		if p.length != int64(len(c.region)) {
-			f.mu.Unlock()
-			return errf(ErrSize, "version %d of %q holds %d bytes, the region has %d", p.num, c.name, p.length, len(c.region))
-		}
-		vs[i] = p
+	if err := f.resolveAll(cs, v, vs); err != nil {
+		return err
 	}
-	f.mu.Unlock()
 	data := f.data.Bytes()
 	for i, c := range cs {
 		end := vs[i].off + footprint(vs[i].length, len(c.name))
@@ -121,4 +110,23 @@ func (f *File) mismatch(name string, num uint64) error {
 		}
 	}
 	return errf(ErrCorrupt, "version %d of %q: hash mismatch", num, name)
+}
+
+// resolveAll resolves version v of every checkpoint in cs into vs and checks its size.
+// It reads the index mapping under f.mu: the caller turns faults into errors, and the
+// deferred unlock leaves the File usable after one.
+func (f *File) resolveAll(cs []*Checkpoint, v int, vs []version) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, c := range cs {
+		p, err := c.st.resolve(v)
+		if err != nil {
+			return err
+		}
+		if p.length != int64(len(c.region)) {
+			return errf(ErrSize, "version %d of %q holds %d bytes, the region has %d", p.num, c.name, p.length, len(c.region))
+		}
+		vs[i] = p
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"fmt"
 	"math"
 	"runtime/debug"
 
@@ -89,14 +88,22 @@ func (f *File) allocate(cs []*Checkpoint) (durablePoint bool, txn uint64, err er
 		top = max(top, off+size)
 		_ = i
 	}
-	if top > f.data.Size() {
+	var err2 error
+	if top > f.opts.MaxSize {
+		// One rule for the limit, the one recovery applies: no slot ends past MaxSize.
+		err2 = errf(ErrFull, "save of %d region(s) needs the data file to reach %d bytes, MaxSize is %d", len(cs), top, f.opts.MaxSize)
+	} else if top > f.data.Size() {
 		if err := f.data.Grow(top); err != nil {
-			for _, c := range cs {
-				f.alloc.free(extent{c.slot.off, c.slot.off + c.slot.size})
-				c.slot = slotPlan{}
-			}
-			return false, 0, fmt.Errorf("ckp: save: %w", err)
+			err2 = fileErr("grow", f.path, err)
 		}
+	}
+	if err2 != nil {
+		for _, c := range cs {
+			f.alloc.free(extent{c.slot.off, c.slot.off + c.slot.size})
+			c.slot = slotPlan{}
+		}
+		f.saveSeq-- // not a save: SyncEvery counts only those made
+		return false, 0, err2
 	}
 	return durablePoint, txn, nil
 }
@@ -160,7 +167,7 @@ func (f *File) fill(cs []*Checkpoint, txn uint64) (now int64, err error) {
 		// The padding between payload and trailer is zeroed so the slot's bytes are
 		// fully determined by the save.
 		clear(data[c.slot.off+n : t0])
-		t := trailer{Hash: c.slot.hash, Length: uint64(n), Version: c.slot.ver, Txn: txn, Time: now, TxnCount: uint32(len(cs))}
+		t := trailer{Hash: c.slot.hash, Length: uint64(n), Version: c.slot.ver, Txn: txn, Time: now, TxnCount: uint32(len(cs)), Session: f.session}
 		writeTrailer(data[t0:t0+trailerLen(n, len(c.name))], f.seed, &t, c.name)
 	}
 	return now, nil
@@ -193,16 +200,21 @@ func (f *File) publishDurable(cs []*Checkpoint, txn uint64, now int64, published
 	if err != nil {
 		return err
 	}
+	f.afterDurable(fl)
+	f.maybeCompactLocked()
+	return nil
+}
+
+// afterDurable records a durable point of a save and frees the slots it made reusable.
+func (f *File) afterDurable(fl flushed) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.opts.Sync.kind == syncEvery {
 		// The next durable point is n saves away: a mark records this one, so that
 		// recovery after a reboot checks at most the saves since the one before.
 		_ = f.appendMark(fl.covered)
 	}
 	f.releaseDurable()
-	f.mu.Unlock()
-	f.maybeCompactLocked()
-	return nil
 }
 
 // publish appends the transaction's records and applies them, and queues its slots as

@@ -34,6 +34,13 @@ type ckptState struct {
 	head  int
 	next  uint64      // the next version number
 	reg   *Checkpoint // the registered handle, or nil
+
+	// Scratch of the replay's check of one transaction (see replay.check): the last
+	// version and the number of versions of this checkpoint in the transaction whose
+	// sequence number is chkSeq.
+	chkSeq   uint64
+	chkLast  uint64
+	chkCount int
 }
 
 // n is the number of kept versions.

@@ -45,6 +45,8 @@ var (
 	ErrReadOnly = errors.New("mmapfile: file is read-only")
 	// ErrClosed is returned by operations on a closed File.
 	ErrClosed = errors.New("mmapfile: file is closed")
+	// ErrNotRegular is returned by Open for anything but a regular file.
+	ErrNotRegular = errors.New("mmapfile: not a regular file")
 )
 
 // Options configure Open. The zero value opens an existing file read-write.
@@ -55,8 +57,10 @@ type Options struct {
 	Create bool
 	// Perm is the mode of a created file; 0 means 0600.
 	Perm os.FileMode
-	// Reserve is the size of the virtual range; 0 means DefaultReserve. The file can never
-	// grow past it. It is rounded up to a multiple of HugePageSize.
+	// Reserve is the most the file may ever hold, in bytes; 0 means DefaultReserve. The
+	// file can never grow past it (Grow stops exactly there, whatever the chunk), and a
+	// file already larger does not open. The virtual range behind it is rounded up to a
+	// multiple of HugePageSize.
 	Reserve int64
 	// Chunk is the growth step; 0 means DefaultChunk. Rounded up to a multiple of 4 KiB.
 	Chunk int64
@@ -71,6 +75,7 @@ type Options struct {
 type File struct {
 	f       *os.File
 	mem     []byte // the whole reserved range; only [0, size) is backed by the file
+	limit   int64  // Options.Reserve: the file never grows past it (<= len(mem))
 	size    atomic.Int64
 	chunk   int64
 	ro      bool
@@ -87,7 +92,6 @@ func Open(path string, o Options) (*File, error) {
 	if o.Reserve <= 0 {
 		o.Reserve = DefaultReserve
 	}
-	o.Reserve = roundUp(o.Reserve, HugePageSize)
 	if o.Chunk <= 0 {
 		o.Chunk = DefaultChunk
 	}
@@ -109,14 +113,15 @@ func Open(path string, o Options) (*File, error) {
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("mmapfile: %s is not a regular file", path)
+		return nil, fmt.Errorf("%w: %s", ErrNotRegular, path)
 	}
 	if st.Size() > o.Reserve {
 		f.Close()
 		return nil, fmt.Errorf("%w: %s is %d bytes, reserve is %d", ErrTooLarge, path, st.Size(), o.Reserve)
 	}
-	m := &File{f: f, chunk: o.Chunk, ro: o.ReadOnly}
+	m := &File{f: f, chunk: o.Chunk, ro: o.ReadOnly, limit: o.Reserve}
 	m.size.Store(st.Size())
+	o.Reserve = roundUp(o.Reserve, HugePageSize) // the mapping's length
 	if o.ReadOnly {
 		err = m.mapReadOnly(o)
 	} else {
@@ -138,8 +143,8 @@ func (m *File) Name() string { return m.f.Name() }
 // Size returns the file's size as last grown or refreshed.
 func (m *File) Size() int64 { return m.size.Load() }
 
-// Reserve returns the size of the reserved virtual range: the most the file can grow to.
-func (m *File) Reserve() int64 { return int64(len(m.mem)) }
+// Reserve returns the most the file can grow to (Options.Reserve).
+func (m *File) Reserve() int64 { return m.limit }
 
 // Bytes returns the mapping from offset 0 to Size. The slice (and every slice taken from
 // it) stays valid until Close, and keeps its address when the file grows.
@@ -158,7 +163,7 @@ func (m *File) Refresh() (int64, error) {
 	if err != nil {
 		return m.size.Load(), err
 	}
-	n := min(st.Size(), int64(len(m.mem)))
+	n := min(st.Size(), m.limit)
 	m.size.Store(n)
 	return n, nil
 }
@@ -184,17 +189,17 @@ func (m *File) Grow(size int64) error {
 		return nil
 	}
 	target := roundUp(size, m.chunk)
-	if target > int64(len(m.mem)) {
-		target = int64(len(m.mem))
+	if target > m.limit {
+		target = m.limit
 		if size > target {
-			return fmt.Errorf("%w: need %d bytes, reserve is %d", ErrTooLarge, size, len(m.mem))
+			return fmt.Errorf("%w: need %d bytes, reserve is %d", ErrTooLarge, size, m.limit)
 		}
 	}
 	err := m.allocate(cur, target-cur)
 	if err != nil {
 		// The file may have grown part of the way: believe the file system.
 		if st, serr := m.f.Stat(); serr == nil && st.Size() > cur {
-			m.size.Store(min(st.Size(), int64(len(m.mem))))
+			m.size.Store(min(st.Size(), m.limit))
 		}
 		return fmt.Errorf("mmapfile: grow %s to %d bytes: %w", m.f.Name(), target, err)
 	}

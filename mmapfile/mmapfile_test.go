@@ -261,3 +261,29 @@ func TestLockedDoesNotLock(t *testing.T) {
 	}
 	close(done)
 }
+
+// TestReserveIsExact: a reserve that is not a multiple of the huge page (nor of the
+// chunk) is the exact limit: growth stops at it, never in the rounding beyond.
+func TestReserveIsExact(t *testing.T) {
+	const limit = 3_000_000
+	m, path := openTemp(t, Options{Reserve: limit, Chunk: 1 << 20})
+	if m.Reserve() != limit {
+		t.Fatalf("Reserve() = %d, want %d", m.Reserve(), limit)
+	}
+	if err := m.Grow(2_500_000); err != nil {
+		t.Fatal(err)
+	}
+	if m.Size() != limit {
+		t.Fatalf("grown to %d, want the chunk rounding cut at %d", m.Size(), limit)
+	}
+	if err := m.Grow(limit + 1); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Grow past the limit: %v, want ErrTooLarge", err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() != limit {
+		t.Fatalf("file size %v (%v), want %d", st.Size(), err, limit)
+	}
+	m.Close()
+	if _, err := Open(path, Options{Reserve: limit - 1}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("open with a smaller reserve: %v, want ErrTooLarge", err)
+	}
+}

@@ -113,7 +113,7 @@ func runRepair(e *env, o repairOptions) int {
 		fmt.Fprintf(w, "  %d intact version(s) left out because their SaveAll lost a member\n", rep.Incomplete)
 	}
 	if rep.Duplicates > 0 {
-		fmt.Fprintf(w, "  %d older duplicate copy(ies) ignored\n", rep.Duplicates)
+		fmt.Fprintf(w, "  %d version(s) left out: another copy of them, or newer versions, came from a later save\n", rep.Duplicates)
 	}
 	for _, n := range rep.Checkpoints {
 		fmt.Fprintf(w, "  checkpoint %s\n", showName(n))

@@ -40,17 +40,18 @@ type goal struct {
 }
 
 type report struct {
-	Started    time.Time           `json:"started"`
-	Elapsed    time.Duration       `json:"elapsed_ns"`
-	GOMAXPROCS int                 `json:"gomaxprocs"`
-	GoVersion  string              `json:"go_version"`
-	GOOS       string              `json:"goos"`
-	Kernel     string              `json:"kernel"`
-	Rows       []*row              `json:"rows"`
-	Reopen     *bench.ReopenResult `json:"reopen,omitempty"`
-	Allocs     []allocResult       `json:"allocs,omitempty"`
-	Sweep      []*row              `json:"sweep,omitempty"`
-	Goals      []goal              `json:"goals"`
+	Started    time.Time            `json:"started"`
+	Elapsed    time.Duration        `json:"elapsed_ns"`
+	GOMAXPROCS int                  `json:"gomaxprocs"`
+	GoVersion  string               `json:"go_version"`
+	GOOS       string               `json:"goos"`
+	Kernel     string               `json:"kernel"`
+	Rows       []*row               `json:"rows"`
+	Reopen     *bench.ReopenResult  `json:"reopen,omitempty"`
+	Regions    *bench.RegionsResult `json:"regions,omitempty"`
+	Allocs     []allocResult        `json:"allocs,omitempty"`
+	Sweep      []*row               `json:"sweep,omitempty"`
+	Goals      []goal               `json:"goals"`
 }
 
 func rowOf(section, label, policy string, r *bench.Result) *row {
@@ -168,6 +169,14 @@ func (rep *report) goals() {
 		v := r.Ratio()
 		addGoal(fmt.Sprintf("8. reopen a file of %d versions for writing vs reading its index once", r.Versions), v, "<= 3x", v <= 3,
 			fmt.Sprintf("%v vs %v (%d MiB index); read-only open %v", r.Open.Round(time.Microsecond), r.ReadIndex.Round(time.Microsecond), r.IndexBytes>>20, r.OpenRead.Round(time.Microsecond)))
+	}
+	if r := rep.Regions; r != nil {
+		v := r.RegisterRatio()
+		addGoal(fmt.Sprintf("9. register %d regions vs a map and sorted list of them", r.Regions), v, "<= 10x", v <= 10,
+			fmt.Sprintf("%v vs %v", r.Register.Round(time.Microsecond), r.RegisterBase.Round(time.Microsecond)))
+		v = r.OpenRatio()
+		addGoal(fmt.Sprintf("10. reopen a file of %d SaveAlls of %d regions for writing vs reading its index once", r.SaveAlls, r.Regions), v, "<= 10x", v <= 10,
+			fmt.Sprintf("%v vs %v (%d KiB index)", r.Open.Round(time.Microsecond), r.ReadIndex.Round(time.Microsecond), r.IndexBytes>>10))
 	}
 	if k, a := rep.keepRows(); k != nil && a != nil {
 		v := ratio(k.BytesPerSec, a.BytesPerSec)
@@ -320,6 +329,10 @@ func (rep *report) writeBenchstat(w io.Writer) error {
 	}
 	if r := rep.Reopen; r != nil {
 		fmt.Fprintf(w, "BenchmarkCkp/section=reopen/versions=%d-%d\t1\t%d ns/op\t%d read-only-ns\t%d read-index-ns\n", r.Versions, rep.GOMAXPROCS, r.Open.Nanoseconds(), r.OpenRead.Nanoseconds(), r.ReadIndex.Nanoseconds())
+	}
+	if r := rep.Regions; r != nil {
+		fmt.Fprintf(w, "BenchmarkCkp/section=regions/op=register/regions=%d-%d\t1\t%d ns/op\t%d baseline-ns\n", r.Regions, rep.GOMAXPROCS, r.Register.Nanoseconds(), r.RegisterBase.Nanoseconds())
+		fmt.Fprintf(w, "BenchmarkCkp/section=regions/op=reopen/regions=%d-%d\t1\t%d ns/op\t%d read-index-ns\n", r.Regions, rep.GOMAXPROCS, r.Open.Nanoseconds(), r.ReadIndex.Nanoseconds())
 	}
 	return nil
 }

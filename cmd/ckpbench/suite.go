@@ -17,15 +17,16 @@ import (
 	"github.com/ckp-go/ckp/engine"
 )
 
-var allSections = []string{"save", "compute", "small", "parallel", "restore", "keep", "reopen", "alloc"}
+var allSections = []string{"save", "compute", "small", "parallel", "restore", "keep", "reopen", "regions", "alloc"}
 
 // defaultSections run without -run: keep is left out, the save section already
 // compares retention with keep-all.
-var defaultSections = []string{"save", "compute", "small", "parallel", "restore", "reopen", "alloc"}
+var defaultSections = []string{"save", "compute", "small", "parallel", "restore", "reopen", "regions", "alloc"}
 
 type options struct {
 	dir, sections, size, sync, plot, cpuprofile          string
 	regions, saves, keep, retain, rounds, reopenVersions int
+	manyRegions                                          int
 	compute                                              float64
 	json, benchstat, quiet                               bool
 
@@ -51,8 +52,8 @@ func (o *options) check() error {
 	if o.regions == 0 {
 		o.regions = 1
 	}
-	if o.regions < 0 || o.saves < 0 || o.keep < 1 || o.retain < 0 || o.rounds < 1 || o.compute < 0 || o.reopenVersions < 1 {
-		return fmt.Errorf("-regions, -saves, -compute must not be negative; -keep, -rounds, -reopen-versions must be at least 1")
+	if o.regions < 0 || o.saves < 0 || o.keep < 1 || o.retain < 0 || o.rounds < 1 || o.compute < 0 || o.reopenVersions < 1 || o.manyRegions < 1 {
+		return fmt.Errorf("-regions, -saves, -compute must not be negative; -keep, -rounds, -reopen-versions, -many-regions must be at least 1")
 	}
 	for _, s := range strings.Split(o.sync, ",") {
 		p, err := parsePolicy(strings.TrimSpace(s))
@@ -165,6 +166,9 @@ func runSuite(o *options) (*report, error) {
 	if o.run["alloc"] {
 		steps++
 	}
+	if o.run["regions"] {
+		steps++
+	}
 	if o.plot != "" {
 		steps += len(sweepSizes) * (len(o.policies) + 1)
 	}
@@ -200,6 +204,15 @@ func runSuite(o *options) (*report, error) {
 			return nil, fmt.Errorf("reopen: %w", err)
 		}
 		rep.Reopen = &ro
+		bar.Add(1)
+	}
+	if o.run["regions"] {
+		bar.Describe(fmt.Sprintf("regions  %d regions", o.manyRegions))
+		mr, err := bench.ManyRegions(dir, o.manyRegions, 6, 3)
+		if err != nil {
+			return nil, fmt.Errorf("regions: %w", err)
+		}
+		rep.Regions = &mr
 		bar.Add(1)
 	}
 	if o.run["alloc"] {
