@@ -3,9 +3,13 @@
 package dirty
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -32,9 +36,12 @@ const (
 	iocUffdioUnregister   = 0x8010AA01 // _IOR(0xAA, 0x01, struct uffdio_range)
 	iocUffdioWriteprotect = 0xC018AA06 // _IOWR(0xAA, 0x06, struct uffdio_writeprotect)
 	iocPagemapScan        = 0xC0606610 // _IOWR('f', 16, struct pm_scan_arg)
+	iocProcmapQuery       = 0xC0686611 // _IOWR('f', 17, struct procmap_query), Linux 6.11
+
+	procmapQueryCoveringOrNextVMA = 0x10 // PROCMAP_QUERY_COVERING_OR_NEXT_VMA
+	procmapQueryFileBackedVMA     = 0x20 // PROCMAP_QUERY_FILE_BACKED_VMA
 
 	pageIsWritten = 1 << 1 // PAGE_IS_WRITTEN
-	pageIsFile    = 1 << 2 // PAGE_IS_FILE
 
 	pmScanWPMatching   = 1 << 0 // PM_SCAN_WP_MATCHING: protect the pages reported
 	pmScanCheckWPAsync = 1 << 1 // PM_SCAN_CHECK_WPASYNC: fail (EPERM) on memory not armed for async WP
@@ -63,6 +70,13 @@ type pmScanArg struct {
 	categoryInverted, categoryMask, categoryAnyofMask, returnMask uint64
 }
 
+// procmapQuery is struct procmap_query.
+type procmapQuery struct {
+	size, queryFlags, queryAddr, vmaStart, vmaEnd, vmaFlags, vmaPageSize, vmaOffset, inode uint64
+	devMajor, devMinor, vmaNameSize, buildIDSize                                           uint32
+	vmaNameAddr, buildIDAddr                                                               uint64
+}
+
 // Compile-time checks of the layouts the ioctl numbers encode.
 var (
 	_ [24 - unsafe.Sizeof(uffdioAPI{})]byte
@@ -75,6 +89,8 @@ var (
 	_ [96 - unsafe.Sizeof(pmScanArg{})]byte
 	_ [unsafe.Sizeof(pmScanArg{}) - 96]byte
 	_ [24 - unsafe.Sizeof(pageRegion{})]byte
+	_ [104 - unsafe.Sizeof(procmapQuery{})]byte
+	_ [unsafe.Sizeof(procmapQuery{}) - 104]byte
 )
 
 // scanVecLen is the number of ranges one PAGEMAP_SCAN call can return; a scan that finds
@@ -89,6 +105,7 @@ var sys struct {
 	err     error
 	uffd    int // the process's userfaultfd, never closed
 	pagemap int // /proc/self/pagemap, never closed
+	maps    int // /proc/self/maps, never closed
 }
 
 func setup() error {
@@ -127,10 +144,17 @@ func open() error {
 		unix.Close(uffd)
 		return unsupported("open /proc/self/pagemap", err)
 	}
-	sys.uffd, sys.pagemap = uffd, pm
+	maps, err := unix.Open("/proc/self/maps", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(uffd)
+		unix.Close(pm)
+		return unsupported("open /proc/self/maps", err)
+	}
+	sys.uffd, sys.pagemap, sys.maps = uffd, pm, maps
 	if err := selfTest(); err != nil {
 		unix.Close(uffd)
 		unix.Close(pm)
+		unix.Close(maps)
 		return err
 	}
 	return nil
@@ -188,23 +212,65 @@ func ioctlN(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
 }
 
 // checkTrackable refuses memory whose contents can change without a write through this
-// process's page tables: anything backed by a file (including shmem, memfd, shared
-// anonymous memory and hugetlbfs). PAGEMAP_SCAN gives every page of such a mapping the
-// category PAGE_IS_FILE.
+// process's page tables: any mapping backed by a file, which includes shmem, memfd, shared
+// anonymous memory and hugetlbfs (the kernel would register it, but write(2) to the file or
+// another process's stores change the bytes unreported), and private file mappings, whose
+// pages not yet copied on write show changes to the file.
 func checkTrackable(lo, hi uintptr) error {
-	vec := make([]pageRegion, 1)
-	arg := pmScanArg{
-		size: uint64(unsafe.Sizeof(pmScanArg{})), start: uint64(lo), end: uint64(hi),
-		vec: uint64(uintptr(unsafe.Pointer(&vec[0]))), vecLen: 1, maxPages: 1,
-		categoryAnyofMask: pageIsFile, returnMask: pageIsFile,
+	q := procmapQuery{
+		size:       uint64(unsafe.Sizeof(procmapQuery{})),
+		queryFlags: procmapQueryFileBackedVMA | procmapQueryCoveringOrNextVMA,
+		queryAddr:  uint64(lo),
 	}
-	n, err := ioctlN(sys.pagemap, iocPagemapScan, unsafe.Pointer(&arg))
-	runtime.KeepAlive(vec)
+	err := ioctl(sys.maps, iocProcmapQuery, unsafe.Pointer(&q))
+	switch {
+	case err == nil:
+		if uintptr(q.vmaStart) < hi {
+			return fmt.Errorf("%w: [%#x, %#x) is file-backed or shared memory (mapping at %#x, inode %d)",
+				ErrUnsupported, lo, hi, q.vmaStart, q.inode)
+		}
+		return nil
+	case errors.Is(err, unix.ENOENT):
+		return nil
+	case errors.Is(err, unix.ENOTTY), errors.Is(err, unix.EINVAL):
+		return checkMaps(lo, hi) // Linux 6.7 to 6.10: no PROCMAP_QUERY
+	}
+	return unsupported("PROCMAP_QUERY", err)
+}
+
+// checkMaps is checkTrackable from the text of /proc/self/maps: every mapping in [lo, hi)
+// must be private and have no inode.
+func checkMaps(lo, hi uintptr) error {
+	f, err := os.Open("/proc/self/maps")
 	if err != nil {
-		return unsupported("PAGEMAP_SCAN", err)
+		return unsupported("open /proc/self/maps", err)
 	}
-	if n > 0 {
-		return fmt.Errorf("%w: [%#x, %#x) is file-backed or shared memory (at %#x)", ErrUnsupported, lo, hi, vec[0].start)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// start-end perms offset dev inode [path]
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		a, z, _ := strings.Cut(fields[0], "-")
+		start, err1 := strconv.ParseUint(a, 16, 64)
+		end, err2 := strconv.ParseUint(z, 16, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if uintptr(start) >= hi {
+			break
+		}
+		if uintptr(end) <= lo {
+			continue
+		}
+		if !strings.HasSuffix(fields[1], "p") || fields[4] != "0" {
+			return fmt.Errorf("%w: [%#x, %#x) is file-backed or shared memory (%s)", ErrUnsupported, lo, hi, sc.Text())
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return unsupported("read /proc/self/maps", err)
 	}
 	return nil
 }
