@@ -515,6 +515,57 @@ func TestSharedPage(t *testing.T) {
 	}
 }
 
+// TestSharedPagesConcurrent runs one goroutine per Tracker, calling Written, on regions
+// packed so that neighbours share pages, while other goroutines write them: no write may
+// be lost.
+func TestSharedPagesConcurrent(t *testing.T) {
+	requireTracking(t)
+	const count, size, writes = 8, 5000, 300
+	backing := alignedHeap(count*size + int(pageSize))
+	regions := make([][]byte, count)
+	trs := make([]*Tracker, count)
+	for i := range regions {
+		regions[i] = backing[i*size : (i+1)*size]
+		trs[i] = mustTrack(t, regions[i])
+	}
+	var stop atomic.Bool
+	var scanners, writers sync.WaitGroup
+	seen := make([]pageSet, count) // each owned by its scanner until scanners.Wait
+	for i := range trs {
+		seen[i] = make(pageSet, trs[i].Pages())
+		scanners.Go(func() {
+			for done := false; !done; {
+				done = stop.Load() // one more scan after the writers stopped
+				for p, w := range written(t, trs[i], regions[i]) {
+					seen[i][p] = seen[i][p] || w
+				}
+			}
+		})
+	}
+	wrote := make([][]int, count) // offsets written in region i, by writer i
+	for i := range regions {
+		writers.Go(func() {
+			r := rand.New(rand.NewPCG(3, uint64(i)))
+			for range writes {
+				off := r.IntN(size)
+				regions[i][off]++
+				wrote[i] = append(wrote[i], off)
+				runtime.Gosched()
+			}
+		})
+	}
+	writers.Wait()
+	stop.Store(true)
+	scanners.Wait()
+	for i, offs := range wrote {
+		for _, off := range offs {
+			if !seen[i][pageOf(regions[i], off)] {
+				t.Fatalf("region %d: write at %d (page %d) never reported", i, off, pageOf(regions[i], off))
+			}
+		}
+	}
+}
+
 // TestNested tracks a region and a part of it, in both orders of Close.
 func TestNested(t *testing.T) {
 	requireTracking(t)
@@ -730,6 +781,14 @@ func TestUnsupportedMemory(t *testing.T) {
 			b, err := unix.Mmap(-1, 0, 4*ps, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
 			if err != nil {
 				t.Fatal(err)
+			}
+			t.Cleanup(func() { unix.Munmap(b) })
+			return b
+		}},
+		{"hugetlb", func(t *testing.T) []byte {
+			b, err := unix.Mmap(-1, 0, 2<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_HUGETLB)
+			if err != nil {
+				t.Skipf("no huge pages reserved (vm.nr_hugepages): %v", err)
 			}
 			t.Cleanup(func() { unix.Munmap(b) })
 			return b
