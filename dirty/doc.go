@@ -26,10 +26,29 @@
 // shared edge page was written, after a failed scan, or after MarkAll. Inside the region,
 // on private anonymous memory, reports are exact on this kernel.
 //
-// The cost falls on the program, not on the scan: the first write to each protected page
-// after a scan takes a minor fault (microseconds), and a write to a transparent huge page
-// splits its mapping into 4 KiB pages. Dense writers are cheaper to hash than to track;
-// see BENCHMARKS in the package tests.
+// The cost falls on the program, not on the scan. Measured on Linux 6.18 (2 vCPUs, a
+// virtual machine), per GiB of 4 KiB pages: Written takes 5 ms with 0.1% of the pages
+// written, 9 ms with 10%, 14 ms with 100%; the first write to a protected page costs
+// about 0.8 us (a minor fault), against 15 ns unprotected; Track takes 19 ms populated,
+// 4 ms untouched, 0.07 ms on transparent huge pages; xxhash64 of the whole GiB takes
+// 85 ms. So past about a quarter of the pages written per save, tracking costs more than
+// hashing everything: dense writers should not be tracked.
+//
+// Limits:
+//   - Each tracked range that does not border another splits its mapping: up to two more
+//     entries in /proc/self/maps per Tracker (2,000 scattered Trackers: 28 -> 4,028;
+//     2,000 packed ones: +2). With vm.max_map_count at its default 65,530, about 32,000
+//     scattered Trackers fit; past that Track fails (ENOMEM, wrapped in ErrUnsupported).
+//   - A write to a protected transparent huge page splits its mapping into 4 KiB pages,
+//     for good: tracked memory loses the huge-page TLB benefit after its first writes.
+//   - os/exec (clone with CLONE_VM|CLONE_VFORK, then execve) leaves tracking intact. The
+//     child of a plain fork (from C code) gets the memory unregistered; the parent's
+//     tracking is unaffected.
+//   - No privilege is needed: UFFD_USER_MODE_ONLY is allowed to every user whatever
+//     vm.unprivileged_userfaultfd says (that knob governs faults taken in kernel mode),
+//     and writes by the kernel are reported all the same, as asynchronous protection
+//     never calls the userfaultfd handler. Default container seccomp profiles block
+//     userfaultfd: there Available reports ErrUnsupported.
 //
 // Only private anonymous memory is tracked: the Go heap (make), anonymous private mmap,
 // C malloc. File-backed and shared mappings (including memfd, MAP_SHARED|MAP_ANONYMOUS and

@@ -860,6 +860,38 @@ func TestDontneed(t *testing.T) {
 	}
 }
 
+// TestDontneedHuge documents a kernel limit: discarding a whole write-protected huge page
+// leaves no page table behind, and kernels without the fix to pagemap_scan_pte_hole
+// (2026) do not report it. Tracked regions must not be discarded.
+func TestDontneedHuge(t *testing.T) {
+	requireTracking(t)
+	const huge = 2 << 20
+	m := mmapAnon(t, 2*huge)
+	region := m[int(-addrOf(m)&(huge-1)):][:huge]
+	if err := unix.Madvise(region, unix.MADV_HUGEPAGE); err != nil {
+		t.Skip(err)
+	}
+	for i := range region {
+		region[i] = 1
+	}
+	unix.Madvise(region, unix.MADV_COLLAPSE)
+	if anonHuge(t, region) == 0 {
+		t.Skip("no transparent huge pages here")
+	}
+	tr := mustTrack(t, region)
+	if err := unix.Madvise(region, unix.MADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	got := written(t, tr, region)
+	t.Logf("whole huge page discarded: %d of %d pages reported (kernel %s)", got.count(), len(got), release())
+}
+
+func release() string {
+	var u unix.Utsname
+	unix.Uname(&u)
+	return unix.ByteSliceToString(u.Release[:])
+}
+
 // TestManyTrackers tracks 2,000 small regions, packed (neighbours share pages) and
 // scattered (each its own mappings), and checks page-exact reports and VMA counts.
 func TestManyTrackers(t *testing.T) {
