@@ -54,8 +54,11 @@
 // C malloc. File-backed and shared mappings (including memfd, MAP_SHARED|MAP_ANONYMOUS and
 // hugetlbfs) are refused with ErrUnsupported, because their contents can change without a
 // write through this process's page tables (write(2) to the file, another process), which
-// the kernel would not report. Discarding tracked memory with madvise(MADV_DONTNEED or
-// MADV_FREE) is not a write: callers must not do it to a tracked region.
+// the kernel would not report; private file mappings too, as their pages not yet copied
+// on write show the file's changes. Discarding tracked memory (madvise MADV_DONTNEED)
+// zeroes it without a write: the kernel reports discarded 4 KiB pages as written, but a
+// whole discarded huge page only with a 2026 fix to PAGEMAP_SCAN's hole handling (this
+// 6.18.44 reports it). Callers should not discard tracked memory.
 //
 // Elsewhere (other systems, older kernels, userfaultfd blocked by seccomp) Available and
 // Track return errors wrapping ErrUnsupported, and the caller hashes the whole region.
