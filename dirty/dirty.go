@@ -146,8 +146,8 @@ func (t *Tracker) Pages() int { return int((t.hi - t.lo) / pageSize) }
 // reported by this call.
 //
 // fn runs after the scan, while the Tracker is locked: it must not call this Tracker's
-// methods. fn may be nil to only count. If fn panics, the next Written reports the whole
-// region.
+// methods. fn may be nil to only count (the report is consumed all the same). If fn
+// panics, the next Written reports the whole region.
 //
 // If the kernel scan fails part way (the memory was unmapped and mapped again, say),
 // Written reports every page from the point of failure to the end of the region, arranges

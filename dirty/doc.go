@@ -26,13 +26,15 @@
 // shared edge page was written, after a failed scan, or after MarkAll. Inside the region,
 // on private anonymous memory, reports are exact on this kernel.
 //
-// The cost falls on the program, not on the scan. Measured on Linux 6.18 (2 vCPUs, a
-// virtual machine), per GiB of 4 KiB pages: Written takes 5 ms with 0.1% of the pages
-// written, 9 ms with 10%, 14 ms with 100%; the first write to a protected page costs
-// about 0.8 us (a minor fault), against 15 ns unprotected; Track takes 19 ms populated,
-// 4 ms untouched, 0.07 ms on transparent huge pages; xxhash64 of the whole GiB takes
-// 85 ms. So past about a quarter of the pages written per save, tracking costs more than
-// hashing everything: dense writers should not be tracked.
+// The cost falls on the program, not on the scan. Measured on Linux 6.18 (2 vCPUs of a
+// shared virtual machine; ranges over a quiet and a loaded run), per GiB of 4 KiB pages:
+// Written takes 5-14 ms with 0.1% of the pages written, 9-15 ms with 10%, 14-24 ms with
+// 100%; the first write to a protected page costs 0.8-1.1 us (a minor fault), against
+// 15 ns unprotected; Track takes 19-33 ms populated, 4 ms untouched, 0.07 ms on
+// transparent huge pages; xxhash64 of the whole GiB takes 87-155 ms. Counting the faults,
+// the scan and hashing the written pages, tracking beats hashing everything up to about
+// 25% of the pages written per save (2.2x cheaper at 10%, 15x at 1%); the faults alone
+// cost as much as hashing everything at 40-50%. Dense writers should not be tracked.
 //
 // Limits:
 //   - Each tracked range that does not border another splits its mapping: up to two more
