@@ -56,7 +56,7 @@ func TestServer(t *testing.T) {
 	}
 	srv.Stop()
 	srv.Stop() // twice: no effect
-	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	short, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if _, err := c.StatObject(short, srv.Bucket(), "a/b", minio.StatObjectOptions{}); err == nil {
 		t.Fatal("StatObject on a stopped server succeeded")

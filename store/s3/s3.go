@@ -1,17 +1,42 @@
 // Package s3 is a store.Store in an S3 bucket, on github.com/minio/minio-go/v7.
 //
-// Objects are stored under Prefix + "/" + key. Create is a PutObject with
-// If-None-Match: *, which AWS S3 (since August 2024), MinIO and versitygw honour on
-// single uploads and on CompleteMultipartUpload; minio-go sends the header with both,
-// so a large Create (uploaded in parts) is just as atomic: the parts are invisible
-// until the completion, which fails with 412 if the key exists. A server that
-// accepts the header but ignores it would let two Creates both win, so before the
-// first Create the store probes the server once: it creates a scratch key under the
-// prefix twice with the condition, and if the second succeeds every Create fails with
-// store.ErrUnsupported. Put, Get, List and Delete work on any server.
+// Objects are stored under Prefix + "/" + key.
 //
-// minio-go's own retries are turned off: a failed request returns at once with a
-// transient error (see store.IsPermanent) and the caller retries with backoff.
+// # Create
+//
+// Create writes with If-None-Match: *, which AWS S3 (since August 2024), MinIO and
+// versitygw honour on PutObject and on CompleteMultipartUpload, answering 412
+// (store.ErrExists) when the key exists. Objects up to DefaultPartSize go in one PUT
+// (minio-go's PutObject with SetMatchETagExcept("*")). Larger ones are uploaded in
+// parts by this package, with minio.Core, and the condition is sent with the
+// completion: the parts are invisible until then, so a large Create is as atomic as a
+// small one. (minio-go v7.4.1's PutObject would send the header with a single PUT but
+// drop it from CompleteMultipartUpload, silently replacing an existing object; a
+// canary test watches for a fix.)
+//
+// Before uploading, Create asks whether the object exists (HEAD): an existing key
+// then costs no upload. It also gives a clean ErrExists where the conditional PUT
+// may not: a server that refuses a request before reading its body may close the
+// connection under the client, which then sees a broken pipe (a transient error)
+// instead of the 412, and a retried Create then gets ErrExists from the HEAD.
+// versitygw does this. Zero-byte objects are sent without a body for the same reason.
+//
+// A server that accepts If-None-Match but ignores it would let two Creates both win.
+// So before the first Create the store probes the server, once: it creates a scratch
+// key under the prefix twice with the condition, and if the second succeeds, Create
+// fails from then on with store.ErrUnsupported. Put, Get, List and Delete work on any
+// server. The scratch key is deleted; one left behind by a killed process is named
+// with store.TempPrefix, so List never shows it.
+//
+// # Errors and retries
+//
+// minio-go's own retries are turned off: a failed request returns at once, and a
+// transient error (see store.IsPermanent) is left to the caller to retry with backoff.
+// S3 error codes are mapped to the store's errors (NoSuchKey: ErrNotExist, NoSuchBucket:
+// ErrNoBucket, AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch and any 403:
+// ErrDenied, InvalidRange: ErrRange, NotImplemented: ErrUnsupported, 412 on a Create:
+// ErrExists), keeping the S3 error wrapped; 5xx, 409, 429 and network errors stay
+// transient.
 package s3
 
 import (
@@ -266,7 +291,10 @@ var deniedCodes = []string{"AccessDenied", "InvalidAccessKeyId", "SignatureDoesN
 
 // invalidCodes are the S3 error codes of a request that can never succeed.
 var invalidCodes = []string{"InvalidBucketName", "KeyTooLongError", "InvalidArgument",
-	"EntityTooLarge", "InvalidObjectName", "XMinioInvalidObjectName", "MethodNotAllowed"}
+	"EntityTooLarge", "InvalidObjectName", "XMinioInvalidObjectName", "MethodNotAllowed",
+	// versitygw's posix backend keeps keys as files and directories: "a" and "a/b"
+	// cannot both be objects (409s that no retry cures).
+	"ExistingObjectIsDirectory", "ObjectParentIsFile"}
 
 // Create writes the object with If-None-Match: *, after the once-only probe that the
 // server honours it. It asks first whether the object exists (a HEAD request), so that

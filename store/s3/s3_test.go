@@ -469,3 +469,24 @@ func TestParseLocation(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyConflictVersitygw: versitygw's posix backend, like Dir, cannot hold both "a"
+// and "a/b"; the second write is a permanent ErrInvalid, not a retryable conflict.
+func TestKeyConflictVersitygw(t *testing.T) {
+	srv := s3test.Start(t)
+	s := mustNew(t, config(srv, srv.Bucket(), "p"))
+	ctx := t.Context()
+	for _, k := range []string{"a/b", "f"} {
+		if err := s.Put(ctx, k, strings.NewReader("x"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"a", "f/g"} {
+		if err := s.Put(ctx, k, strings.NewReader("y"), 1); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Put(%q) = %v, want ErrInvalid", k, err)
+		}
+		if err := s.Create(ctx, k, strings.NewReader("y"), 1); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Create(%q) = %v, want ErrInvalid", k, err)
+		}
+	}
+}
