@@ -14,7 +14,8 @@ export PATH="/usr/local/go/bin:$PATH"
 log() { echo "s3-setup: $*" >&2; }
 
 module=github.com/versity/versitygw
-version="$(cd tools && go list -m -f '{{.Version}}' "$module")"
+# The version tools/go.mod requires, read as internal/s3test reads it.
+version="$(sed -nE "s#^[[:space:]]*(require[[:space:]]+)?$module[[:space:]]+(v[^[:space:]]+).*#\2#p" tools/go.mod | head -n 1)"
 if [ -z "$version" ]; then
 	log "tools/go.mod does not require $module"; exit 1
 fi

@@ -1,3 +1,6 @@
+// The tools that tests build, pinned here apart from the library's go.mod so that
+// its users do not inherit their dependencies. versitygw is the S3 server that
+// internal/s3test runs; .ci/s3-setup.sh builds it ahead of the tests.
 module github.com/ckp-go/ckp/tools
 
 go 1.26.0
