@@ -1,0 +1,172 @@
+// Package ctest builds ckp's C library for tests and runs programs written against it:
+// the C, C++, Fortran and MPI programs that capi's and the examples' tests compile with
+// the system's compilers. Each test binary builds libckp.so and libckp.a once, in a
+// temporary directory that Main removes.
+//
+// A test that needs a compiler or MPI calls Require first: it skips the test with a
+// message when the tool is missing, or fails it when CKP_CAPI_REQUIRE=1 (as .ci/run
+// sets it, after .ci/capi-setup.sh installed the tools).
+package ctest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// RequireEnv is the environment variable that turns a missing tool into a failure.
+const RequireEnv = "CKP_CAPI_REQUIRE"
+
+// Require skips t unless every tool is on PATH (with CKP_CAPI_REQUIRE=1 it fails).
+func Require(t testing.TB, tools ...string) {
+	t.Helper()
+	var missing []string
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("%s not installed (bash .ci/capi-setup.sh installs it)", strings.Join(missing, ", "))
+	if os.Getenv(RequireEnv) == "1" {
+		t.Fatalf("%s=1 but %s", RequireEnv, msg)
+	}
+	t.Skip(msg)
+}
+
+// Root returns the module's root directory (where go.mod is).
+func Root(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Lib is a built libckp: Dir holds libckp.so and libckp.a, Include holds ckp_util.h.
+type Lib struct {
+	Dir     string
+	Include string
+	// Fortran is the Fortran module's source, ckp_util.f90.
+	Fortran string
+}
+
+var (
+	buildOnce sync.Once
+	built     *Lib
+	buildErr  error
+	tmpDir    string
+)
+
+// Build builds libckp.so and libckp.a (once per test binary) and returns them. It
+// needs a C compiler (cgo); the caller has checked with Require.
+func Build(t testing.TB) *Lib {
+	t.Helper()
+	root := Root(t)
+	buildOnce.Do(func() {
+		tmpDir, buildErr = os.MkdirTemp("", "ckp-capi-")
+		if buildErr != nil {
+			return
+		}
+		l := &Lib{Dir: tmpDir, Include: filepath.Join(root, "capi"),
+			Fortran: filepath.Join(root, "capi", "fortran", "ckp_util.f90")}
+		for _, mode := range []struct{ flag, out string }{
+			{"-buildmode=c-shared", "libckp.so"},
+			{"-buildmode=c-archive", "libckp.a"},
+		} {
+			cmd := exec.Command("go", "build", mode.flag, "-o", filepath.Join(tmpDir, mode.out), "./capi")
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", mode.flag, err, out)
+				return
+			}
+		}
+		built = l
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built
+}
+
+// Main runs the tests and removes what Build built.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if tmpDir != "" {
+		os.RemoveAll(tmpDir)
+	}
+	return code
+}
+
+// Shared returns the flags that link a program against libckp.so.
+func (l *Lib) Shared() []string {
+	return []string{"-I", l.Include, "-L", l.Dir, "-lckp", "-Wl,-rpath," + l.Dir}
+}
+
+// Static returns the flags that link a program against libckp.a.
+func (l *Lib) Static() []string {
+	return []string{"-I", l.Include, filepath.Join(l.Dir, "libckp.a"), "-lpthread", "-ldl", "-lm"}
+}
+
+// Run runs name with args in dir and returns its combined output; a failure fails t
+// with the output.
+func Run(t testing.TB, dir, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Lines starts cmd with its standard output on a pipe and calls line for each line it
+// prints until line returns false or the output ends; then it waits for cmd and
+// returns the lines seen and Wait's error. stop, if not nil, runs when line returned
+// false (it kills the program), before the wait.
+func Lines(t testing.TB, cmd *exec.Cmd, line func(string) bool, stop func()) ([]string, error) {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		seen = append(seen, sc.Text())
+		if !line(sc.Text()) {
+			if stop != nil {
+				stop()
+			}
+			break
+		}
+	}
+	io.Copy(io.Discard, out)
+	return seen, cmd.Wait()
+}
