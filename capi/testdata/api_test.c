@@ -4,6 +4,7 @@
  * libckp.a and run it as: api_test DIR (an empty directory it may write to).
  * It prints one line per check and exits 0 only if every check passed.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>

@@ -12,12 +12,15 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // RequireEnv is the environment variable that turns a missing tool into a failure.
@@ -169,4 +172,87 @@ func Lines(t testing.TB, cmd *exec.Cmd, line func(string) bool, stop func()) ([]
 	}
 	io.Copy(io.Discard, out)
 	return seen, cmd.Wait()
+}
+
+// Killer says how KillLoop runs a program: Start returns a new, unstarted run of it,
+// and Kill, if not nil, kills a started run (the default sends SIGKILL to its
+// process).
+type Killer struct {
+	Start func() *exec.Cmd
+	Kill  func(*exec.Cmd)
+	// Kills is how many runs are killed before one is let finish; MaxAfter bounds the
+	// "checkpoint" lines a run prints before it is killed (at random, 1..MaxAfter);
+	// MaxDelay bounds the random wait between that line and the kill.
+	Kills    int
+	MaxAfter int
+	MaxDelay time.Duration
+	// Rand picks the moments; nil means a generator seeded from the clock.
+	Rand *rand.Rand
+}
+
+// Outcome is what KillLoop saw.
+type Outcome struct {
+	Lines   []string // the finished run's output
+	Kills   int      // runs killed
+	Resumed int      // lines starting with "resumed", in all runs
+	Runs    int
+}
+
+// KillLoop runs k.Start() again and again, killing each run after a random number of
+// lines that start with "checkpoint" and a random delay, until k.Kills runs were
+// killed; then it lets one run finish (a run that finishes before its kill ends the
+// loop too). It fails t if a run fails other than by the kill, or if none finishes in
+// 4*Kills+4 runs.
+func KillLoop(t testing.TB, k Killer) Outcome {
+	t.Helper()
+	r := k.Rand
+	if r == nil {
+		r = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 12))
+	}
+	kill := k.Kill
+	if kill == nil {
+		kill = func(cmd *exec.Cmd) { cmd.Process.Signal(syscall.SIGKILL) }
+	}
+	var o Outcome
+	for o.Runs < 4*k.Kills+4 {
+		o.Runs++
+		cmd := k.Start()
+		after := 1 + r.IntN(k.MaxAfter)
+		if o.Kills >= k.Kills {
+			after = -1
+		}
+		seen, killed := 0, false
+		lines, err := Lines(t, cmd, func(line string) bool {
+			if strings.HasPrefix(line, "resumed") {
+				o.Resumed++
+			}
+			if strings.HasPrefix(line, "checkpoint") {
+				seen++
+				if seen == after {
+					if k.MaxDelay > 0 {
+						time.Sleep(time.Duration(r.Int64N(int64(k.MaxDelay))))
+					}
+					return false
+				}
+			}
+			return true
+		}, func() {
+			kill(cmd)
+			killed = true
+		})
+		last := ""
+		if len(lines) > 0 {
+			last = lines[len(lines)-1]
+		}
+		if err == nil && strings.HasPrefix(last, "done") {
+			o.Lines = lines
+			return o
+		}
+		if !killed {
+			t.Fatalf("run %d failed (%v) without being killed; its output:\n%s", o.Runs, err, strings.Join(lines, "\n"))
+		}
+		o.Kills++
+	}
+	t.Fatalf("no run finished in %d runs (%d kills)", o.Runs, o.Kills)
+	return o
 }
