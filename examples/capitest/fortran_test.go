@@ -58,5 +58,5 @@ func TestFortranResumeAfterKill(t *testing.T) {
 	if len(a) != 256*256*8 || !bytes.Equal(a, b) {
 		t.Fatalf("the killed run's grid (%d bytes) differs from the uninterrupted run's (%d bytes)", len(b), len(a))
 	}
-	t.Logf("%d runs, %d kills, %d resumptions, same grid: %s", o.Runs, o.Kills, o.Resumed, want)
+	t.Logf("%d runs, %d kills, %d resumptions (%s), same grid: %s", o.Runs, o.Kills, o.Resumed, strings.Join(o.Trace, "; "), want)
 }

@@ -158,18 +158,21 @@ func TestMPIResumeAfterKill(t *testing.T) {
 			for r := 0; r < mpiRanks; r++ { // never kill a stale process id
 				os.Remove(filepath.Join(j.pids, fmt.Sprintf("rank%d.pid", r)))
 			}
-			return j.cmd("killed.ckp", mpiSteps, "killed.bin")
+			cmd := j.cmd("killed.ckp", mpiSteps, "killed.bin")
+			cmd.Args = append(cmd.Args, "-progress", filepath.Join(j.dir, "progress"))
+			return cmd
 		},
 		Kill:     killJob,
 		Kills:    3,
 		MaxAfter: 40,
 		MaxDelay: 5 * time.Millisecond,
+		Progress: filepath.Join(j.dir, "progress"),
 	})
 	j.checkAnswer(t, o.Lines, "killed.bin")
 	if o.Kills < 1 || o.Resumed < o.Kills {
 		t.Fatalf("%d kills, %d resumptions", o.Kills, o.Resumed)
 	}
-	t.Logf("%d runs, %d kills, %d resumptions, same grid: %s", o.Runs, o.Kills, o.Resumed, j.want)
+	t.Logf("%d runs, %d kills, %d resumptions (%s), same grid: %s", o.Runs, o.Kills, o.Resumed, strings.Join(o.Trace, "; "), j.want)
 }
 
 // TestMPIAgreement builds, from copies of the ranks' files, the states a kill in the

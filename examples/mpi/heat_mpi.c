@@ -24,8 +24,10 @@
  * keeps the ranks within one step of each other, so they differ by one round of saves
  * at most, and keep= can stay small.
  *
- * -pids DIR makes each rank write its process id to DIR/rankR.pid (the test kills the
- * ranks with it).
+ * For the test: -pids DIR makes each rank write its process id to DIR/rankR.pid (the
+ * test kills the ranks with them), and -progress FILE makes rank 0 append its
+ * "resumed" and "checkpoint" lines to FILE too, as they happen (mpirun forwards standard output
+ * late when the ranks keep the cores busy).
  */
 #include <inttypes.h>
 #include <math.h>
@@ -57,7 +59,7 @@ static void check(int st, const char *what) {
 
 static void usage(void) {
 	if (rank == 0) {
-		fprintf(stderr, "usage: heat_mpi [-ckpt FILE] [-n N] [-steps S] [-every E] [-out FILE] [-pids DIR]\n");
+		fprintf(stderr, "usage: heat_mpi [-ckpt FILE] [-n N] [-steps S] [-every E] [-out FILE] [-pids DIR] [-progress FILE]\n");
 	}
 	MPI_Abort(MPI_COMM_WORLD, 2);
 }
@@ -77,7 +79,7 @@ int main(int argc, char **argv) {
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &ranks);
 
-	const char *path = "heat.ckp", *out = NULL, *pids = NULL;
+	const char *path = "heat.ckp", *out = NULL, *pids = NULL, *progress = NULL;
 	int n = 128;
 	int64_t steps = 2000, every = 50;
 	for (int i = 1; i < argc; i++) {
@@ -86,6 +88,7 @@ int main(int argc, char **argv) {
 		if (strcmp(a, "-ckpt") == 0) path = v;
 		else if (strcmp(a, "-out") == 0) out = v;
 		else if (strcmp(a, "-pids") == 0) pids = v;
+		else if (strcmp(a, "-progress") == 0) progress = v;
 		else if (strcmp(a, "-n") == 0) n = atoi(v);
 		else if (strcmp(a, "-steps") == 0) steps = atoll(v);
 		else if (strcmp(a, "-every") == 0) every = atoll(v);
@@ -136,8 +139,8 @@ int main(int argc, char **argv) {
 			break;
 		}
 	}
-	if (v == 0) { /* a fresh start */
-		p.step = 0;
+	if (v == 0) { /* a fresh start (a failed restore may have written p) */
+		p = (struct progress){0, n, ranks, 0.2};
 		for (int i = lo; i < hi; i++) {
 			for (int j = 0; j < n; j++) {
 				double x = 0;
@@ -155,9 +158,18 @@ int main(int argc, char **argv) {
 			check(ckpSaveAll(f), "save (realign)");
 		}
 	}
+	FILE *prog = NULL;
+	if (progress != NULL && rank == 0 && (prog = fopen(progress, "a")) == NULL) {
+		perror(progress);
+		MPI_Abort(MPI_COMM_WORLD, 1);
+	}
 	if (v > 0 && rank == 0) {
 		printf("resumed at step %" PRId64 " (version %d)\n", p.step, v);
 		fflush(stdout);
+		if (prog != NULL) {
+			fprintf(prog, "resumed at step %" PRId64 " (version %d)\n", p.step, v);
+			fflush(prog);
+		}
 	}
 
 	int up = rank > 0 ? rank - 1 : MPI_PROC_NULL, down = rank < ranks - 1 ? rank + 1 : MPI_PROC_NULL;
@@ -186,6 +198,10 @@ int main(int argc, char **argv) {
 			if (rank == 0) {
 				printf("checkpoint at step %" PRId64 " (residual %.6g)\n", p.step, residual);
 				fflush(stdout);
+				if (prog != NULL) {
+					fprintf(prog, "checkpoint at step %" PRId64 "\n", p.step);
+					fflush(prog);
+				}
 			}
 		}
 	}

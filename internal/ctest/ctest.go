@@ -188,6 +188,10 @@ type Killer struct {
 	MaxDelay time.Duration
 	// Rand picks the moments; nil means a generator seeded from the clock.
 	Rand *rand.Rand
+	// Progress, if not empty, is a file the program appends its progress lines to
+	// (removed before each run), read instead of its standard output to decide when
+	// to kill it: output an MPI launcher forwards can lag far behind the ranks.
+	Progress string
 }
 
 // Outcome is what KillLoop saw.
@@ -196,6 +200,9 @@ type Outcome struct {
 	Kills   int      // runs killed
 	Resumed int      // lines starting with "resumed", in all runs
 	Runs    int
+	// Trace has, for each run, its "resumed" line and, if it was killed, the last
+	// "checkpoint" line seen before the kill.
+	Trace []string
 }
 
 // KillLoop runs k.Start() again and again, killing each run after a random number of
@@ -221,12 +228,21 @@ func KillLoop(t testing.TB, k Killer) Outcome {
 		if o.Kills >= k.Kills {
 			after = -1
 		}
-		seen, killed := 0, false
-		lines, err := Lines(t, cmd, func(line string) bool {
-			if strings.HasPrefix(line, "resumed") {
-				o.Resumed++
+		seen, killed, lastCheckpoint, resumed := 0, false, "", ""
+		watch := Lines
+		if k.Progress != "" {
+			os.Remove(k.Progress)
+			watch = func(t testing.TB, cmd *exec.Cmd, line func(string) bool, stop func()) ([]string, error) {
+				return progressLines(t, cmd, k.Progress, line, stop)
+			}
+		}
+		lines, err := watch(t, cmd, func(line string) bool {
+			if strings.HasPrefix(line, "resumed") && resumed == "" {
+				resumed = line
+				o.Trace = append(o.Trace, line)
 			}
 			if strings.HasPrefix(line, "checkpoint") {
+				lastCheckpoint = line
 				seen++
 				if seen == after {
 					if k.MaxDelay > 0 {
@@ -239,7 +255,17 @@ func KillLoop(t testing.TB, k Killer) Outcome {
 		}, func() {
 			kill(cmd)
 			killed = true
+			o.Trace = append(o.Trace, "killed after: "+lastCheckpoint)
 		})
+		for _, l := range lines {
+			if strings.HasPrefix(l, "resumed") && resumed == "" {
+				resumed = l
+				o.Trace = append(o.Trace, l)
+			}
+		}
+		if resumed != "" {
+			o.Resumed++
+		}
 		last := ""
 		if len(lines) > 0 {
 			last = lines[len(lines)-1]
@@ -255,4 +281,61 @@ func KillLoop(t testing.TB, k Killer) Outcome {
 	}
 	t.Fatalf("no run finished in %d runs (%d kills)", o.Runs, o.Kills)
 	return o
+}
+
+// progressLines starts cmd and calls line for each line appended to the file progress
+// (polled every millisecond) until line returns false (then it calls stop) or cmd
+// exits; it returns the lines of cmd's standard output and Wait's error.
+func progressLines(t testing.TB, cmd *exec.Cmd, progress string, line func(string) bool, stop func()) ([]string, error) {
+	t.Helper()
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var off int64
+	var partial string
+	// poll reads what was appended; it reports false once line asked for the stop.
+	poll := func() bool {
+		f, err := os.Open(progress)
+		if err != nil {
+			return true
+		}
+		defer f.Close()
+		buf, _ := io.ReadAll(io.NewSectionReader(f, off, 1<<40))
+		off += int64(len(buf))
+		partial += string(buf)
+		for {
+			i := strings.IndexByte(partial, '\n')
+			if i < 0 {
+				return true
+			}
+			l := partial[:i]
+			partial = partial[i+1:]
+			if !line(l) {
+				return false
+			}
+		}
+	}
+	var err error
+loop:
+	for {
+		select {
+		case err = <-exited:
+			poll()
+			break loop
+		case <-time.After(time.Millisecond):
+			if !poll() {
+				stop()
+				err = <-exited
+				break loop
+			}
+		}
+	}
+	return strings.Split(strings.TrimSpace(stdout.String()), "\n"), err
 }
