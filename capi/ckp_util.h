@@ -86,9 +86,11 @@
  *
  *   - Signal handlers the program installs after the library is loaded (MPI fabrics
  *     and profilers do) must use SA_ONSTACK, or the process dies when a signal arrives
- *     on a thread that runs Go code ("signal handler without SA_ONSTACK"). Handlers the
- *     program installs for SIGSEGV, SIGBUS, SIGFPE and SIGPIPE take those signals from
- *     the runtime, which uses them itself.
+ *     on a thread that runs Go code ("signal handler without SA_ONSTACK"). A handler
+ *     the program installs later for SIGSEGV or SIGBUS replaces the runtime's, which
+ *     turns a fault in the library (a checkpoint file truncated by another program
+ *     under a running save) into an EIO status: with the program's handler it is a
+ *     crash instead. Open MPI leaves handlers that exist at MPI_Init alone.
  *   - fork() without exec() after the library is loaded is unsupported: the child must
  *     not call the library (it may hang). fork() followed by exec() is fine.
  *   - The library is never unloaded: do not dlclose() it.
