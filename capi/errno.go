@@ -1,0 +1,43 @@
+package main
+
+import (
+	"errors"
+	"syscall"
+
+	"github.com/ckp-go/ckp/engine"
+)
+
+// errnos maps the engine's errors to the status codes ckp_util.h documents, in the
+// order they are tested: an error that wraps two of them (ErrReadOnly wraps ErrInvalid
+// only, but wrapping is open-ended) gets the first.
+var errnos = []struct {
+	err   error
+	errno syscall.Errno
+}{
+	{engine.ErrInvalid, syscall.EINVAL},
+	{engine.ErrNotFound, syscall.ENOENT},
+	{engine.ErrExists, syscall.EEXIST},
+	{engine.ErrVersion, syscall.ERANGE},
+	{engine.ErrSize, syscall.EMSGSIZE},
+	{engine.ErrClosed, syscall.EBADF},
+	{engine.ErrLocked, syscall.EWOULDBLOCK},
+	{engine.ErrCorrupt, syscall.EIO},
+}
+
+// errnoOf returns the status code of err: 0 for nil, the engine error's errno, the
+// operating-system error's own errno, or EIO for anything else.
+func errnoOf(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	for _, e := range errnos {
+		if errors.Is(err, e.err) {
+			return e.errno
+		}
+	}
+	var en syscall.Errno
+	if errors.As(err, &en) && en != 0 {
+		return en
+	}
+	return syscall.EIO
+}

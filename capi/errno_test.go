@@ -1,0 +1,43 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/ckp-go/ckp/engine"
+)
+
+func TestErrnoOf(t *testing.T) {
+	tests := []struct {
+		err  error
+		want syscall.Errno
+	}{
+		{nil, 0},
+		{engine.ErrInvalid, syscall.EINVAL},
+		{engine.ErrReadOnly, syscall.EINVAL},
+		{engine.ErrNotFound, syscall.ENOENT},
+		{engine.ErrExists, syscall.EEXIST},
+		{engine.ErrVersion, syscall.ERANGE},
+		{engine.ErrSize, syscall.EMSGSIZE},
+		{engine.ErrClosed, syscall.EBADF},
+		{engine.ErrLocked, syscall.EWOULDBLOCK},
+		{engine.ErrCorrupt, syscall.EIO},
+		{fmt.Errorf("checkpoint %q: %w", "x", engine.ErrVersion), syscall.ERANGE},
+		// An engine error wins over an OS error it wraps with it.
+		{fmt.Errorf("%w: %w", engine.ErrCorrupt, syscall.EFAULT), syscall.EIO},
+		{&fs.PathError{Op: "open", Path: "/x", Err: syscall.ENOSPC}, syscall.ENOSPC},
+		{fmt.Errorf("grow: %w", &os.SyscallError{Syscall: "fallocate", Err: syscall.EDQUOT}), syscall.EDQUOT},
+		{fmt.Errorf("wrapped: %w", syscall.EACCES), syscall.EACCES},
+		{errors.New("something else"), syscall.EIO},
+		{syscall.Errno(0), syscall.EIO},
+	}
+	for _, tt := range tests {
+		if got := errnoOf(tt.err); got != tt.want {
+			t.Errorf("errnoOf(%v) = %d (%v), want %d (%v)", tt.err, got, got, tt.want, tt.want)
+		}
+	}
+}

@@ -1,0 +1,238 @@
+/*
+ * heat_mpi solves the 2-D heat equation of examples/c/heat.c on several MPI ranks and
+ * checkpoints with ckp: each rank owns a strip of rows and its own checkpoint file
+ * (CKPT.rankR), and all ranks call ckpSaveAll at the same steps. Killed at any moment
+ * (every rank with kill -9, as when a node dies) and started again with the same
+ * arguments, the ranks agree on a version to restart from and finish with exactly the
+ * answer of an uninterrupted run, which is also the answer of the serial program.
+ *
+ *     mpicc -I capi examples/mpi/heat_mpi.c -L . -lckp -Wl,-rpath,$PWD -o heat_mpi
+ *     mpirun -n 4 ./heat_mpi -ckpt /tmp/heat.ckp -n 256 -steps 5000 -every 100
+ *
+ * Agreeing on a restart. A kill can land in the middle of a round of ckpSaveAll: some
+ * ranks hold the round's version, others do not. The ranks take the newest version
+ * every rank holds: MPI_Allreduce(MPI_MIN) over ckpNewest. They restore it and check,
+ * with a second MPI_Allreduce, that every rank restored the same step (and that every
+ * restore succeeded); if not, they try the version before, down to a fresh start.
+ * Then they realign version numbers: a rank that saved a round the others lost holds
+ * one more version than they do, and its next saves would carry higher numbers than
+ * theirs for the same steps. So, when the ranks' newest versions differ, every rank
+ * saves the restored state until its newest version is one past the highest among
+ * them: from there on, a version number means the same step on every rank.
+ *
+ * Each step ends with an MPI_Allreduce of the largest change (the residual), which
+ * keeps the ranks within one step of each other, so they differ by one round of saves
+ * at most, and keep= can stay small.
+ *
+ * For the test: -pids DIR makes each rank write its process id to DIR/rankR.pid (the
+ * test kills the ranks with them), and -progress FILE makes rank 0 append its
+ * "resumed" and "checkpoint" lines to FILE too, as they happen (mpirun forwards standard output
+ * late when the ranks keep the cores busy).
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ckp_util.h"
+
+/* progress is a rank's position: saved with its strip in the same ckpSaveAll. */
+struct progress {
+	int64_t step;
+	int64_t n;
+	int64_t ranks;
+	double alpha;
+};
+
+static int rank, ranks;
+
+static void check(int st, const char *what) {
+	if (st != 0) {
+		fprintf(stderr, "heat_mpi rank %d: %s: %s (%s)\n", rank, what, ckpLastError(), ckpStrerror(st));
+		MPI_Abort(MPI_COMM_WORLD, 1);
+	}
+}
+
+static void usage(void) {
+	if (rank == 0) {
+		fprintf(stderr, "usage: heat_mpi [-ckpt FILE] [-n N] [-steps S] [-every E] [-out FILE] [-pids DIR] [-progress FILE]\n");
+	}
+	MPI_Abort(MPI_COMM_WORLD, 2);
+}
+
+/* fnv1a is the FNV-1a hash of n bytes, as in examples/c/heat.c. */
+static uint64_t fnv1a(const void *p, size_t n) {
+	const unsigned char *b = p;
+	uint64_t h = 14695981039346656037ULL;
+	for (size_t i = 0; i < n; i++) {
+		h = (h ^ b[i]) * 1099511628211ULL;
+	}
+	return h;
+}
+
+int main(int argc, char **argv) {
+	MPI_Init(&argc, &argv);
+	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+
+	const char *path = "heat.ckp", *out = NULL, *pids = NULL, *progress = NULL;
+	int n = 128;
+	int64_t steps = 2000, every = 50;
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 >= argc) usage();
+		const char *a = argv[i], *v = argv[++i];
+		if (strcmp(a, "-ckpt") == 0) path = v;
+		else if (strcmp(a, "-out") == 0) out = v;
+		else if (strcmp(a, "-pids") == 0) pids = v;
+		else if (strcmp(a, "-progress") == 0) progress = v;
+		else if (strcmp(a, "-n") == 0) n = atoi(v);
+		else if (strcmp(a, "-steps") == 0) steps = atoll(v);
+		else if (strcmp(a, "-every") == 0) every = atoll(v);
+		else usage();
+	}
+	if (n < ranks + 2 || steps < 0 || every < 2) {
+		if (rank == 0) fprintf(stderr, "heat_mpi: need -n >= ranks+2, -steps >= 0, -every >= 2\n");
+		MPI_Abort(MPI_COMM_WORLD, 2);
+	}
+	if (pids != NULL) {
+		char pf[4096];
+		snprintf(pf, sizeof pf, "%s/rank%d.pid", pids, rank);
+		FILE *p = fopen(pf, "w");
+		if (p == NULL || fprintf(p, "%ld\n", (long)getpid()) < 0 || fclose(p) != 0) {
+			perror(pf);
+			MPI_Abort(MPI_COMM_WORLD, 1);
+		}
+	}
+
+	/* This rank's rows: [lo, hi) of the n x n grid, with a ghost row on each side. */
+	int lo = (int)((int64_t)n * rank / ranks), hi = (int)((int64_t)n * (rank + 1) / ranks), rows = hi - lo;
+	size_t rowbytes = (size_t)n * sizeof(double);
+	double *cur = calloc((size_t)(rows + 2) * n, sizeof(double));
+	double *nxt = calloc((size_t)(rows + 2) * n, sizeof(double));
+	double *strip = cur + n; /* the rows this rank owns: the registered region */
+	struct progress p = {0, n, ranks, 0.2};
+
+	/* Each rank its own file. workers=1: the ranks share the node's cores. */
+	char file[4096];
+	snprintf(file, sizeof file, "%s.rank%d", path, rank);
+	CheckpointFile f;
+	Checkpoint cstrip, cprog;
+	check(ckpOpen(file, "keep=8 workers=1", &f), "open");
+	check(ckpRegister(f, "strip", strip, (size_t)rows * rowbytes, &cstrip), "register strip");
+	check(ckpRegister(f, "progress", &p, sizeof p, &cprog), "register progress");
+
+	/* Agree on the newest version every rank holds, and check that it is one state. */
+	int newest, v, highest;
+	check(ckpNewest(cprog, &newest), "newest");
+	MPI_Allreduce(&newest, &v, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+	MPI_Allreduce(&newest, &highest, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+	for (; v > 0; v--) {
+		int ok = ckpRestoreAll(f, v) == 0 && p.n == n && p.ranks == ranks;
+		/* min of ok, min of step, min of -step: all ok and one step if min == -(-max). */
+		int64_t mine[3] = {ok, ok ? p.step : -1, ok ? -p.step : 1}, all[3];
+		MPI_Allreduce(mine, all, 3, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
+		if (all[0] == 1 && all[1] == -all[2]) {
+			break;
+		}
+	}
+	if (v == 0) { /* a fresh start (a failed restore may have written p) */
+		p = (struct progress){0, n, ranks, 0.2};
+		for (int i = lo; i < hi; i++) {
+			for (int j = 0; j < n; j++) {
+				double x = 0;
+				if (j == 0) x = 50;
+				else if (i > n / 3 && i < 2 * n / 3 && j > n / 3 && j < 2 * n / 3) x = 100;
+				strip[(size_t)(i - lo) * n + j] = x;
+			}
+		}
+	}
+	/* Realign version numbers (see the top of the file). */
+	if (highest != v) {
+		int mine;
+		check(ckpNewest(cprog, &mine), "newest");
+		for (; mine < highest + 1; mine++) {
+			check(ckpSaveAll(f), "save (realign)");
+		}
+	}
+	FILE *prog = NULL;
+	if (progress != NULL && rank == 0 && (prog = fopen(progress, "a")) == NULL) {
+		perror(progress);
+		MPI_Abort(MPI_COMM_WORLD, 1);
+	}
+	if (v > 0 && rank == 0) {
+		printf("resumed at step %" PRId64 " (version %d)\n", p.step, v);
+		fflush(stdout);
+		if (prog != NULL) {
+			fprintf(prog, "resumed at step %" PRId64 " (version %d)\n", p.step, v);
+			fflush(prog);
+		}
+	}
+
+	int up = rank > 0 ? rank - 1 : MPI_PROC_NULL, down = rank < ranks - 1 ? rank + 1 : MPI_PROC_NULL;
+	while (p.step < steps) {
+		/* Ghost rows from the neighbours. */
+		MPI_Sendrecv(cur + n, n, MPI_DOUBLE, up, 0, cur + (size_t)(rows + 1) * n, n, MPI_DOUBLE, down, 0,
+		             MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+		MPI_Sendrecv(cur + (size_t)rows * n, n, MPI_DOUBLE, down, 1, cur, n, MPI_DOUBLE, up, 1, MPI_COMM_WORLD,
+		             MPI_STATUS_IGNORE);
+		double change = 0;
+		memcpy(nxt + n, cur + n, (size_t)rows * rowbytes);
+		for (int i = lo; i < hi; i++) {
+			if (i == 0 || i == n - 1) continue; /* the plate's edges stay fixed */
+			for (int j = 1; j < n - 1; j++) {
+				size_t k = (size_t)(i - lo + 1) * n + j;
+				nxt[k] = cur[k] + p.alpha * (cur[k - 1] + cur[k + 1] + cur[k - n] + cur[k + n] - 4 * cur[k]);
+				change = fmax(change, fabs(nxt[k] - cur[k]));
+			}
+		}
+		memcpy(strip, nxt + n, (size_t)rows * rowbytes); /* strip is the registered region */
+		double residual;
+		MPI_Allreduce(&change, &residual, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+		p.step++;
+		if (p.step % every == 0 || p.step == steps) {
+			check(ckpSaveAll(f), "save");
+			if (rank == 0) {
+				printf("checkpoint at step %" PRId64 " (residual %.6g)\n", p.step, residual);
+				fflush(stdout);
+				if (prog != NULL) {
+					fprintf(prog, "checkpoint at step %" PRId64 "\n", p.step);
+					fflush(prog);
+				}
+			}
+		}
+	}
+
+	/* The answer: the whole grid on rank 0. */
+	double *grid = NULL;
+	int *counts = NULL, *displs = NULL;
+	if (rank == 0) {
+		grid = malloc((size_t)n * rowbytes);
+		counts = malloc(ranks * sizeof(int));
+		displs = malloc(ranks * sizeof(int));
+		for (int r = 0; r < ranks; r++) {
+			int rlo = (int)((int64_t)n * r / ranks), rhi = (int)((int64_t)n * (r + 1) / ranks);
+			counts[r] = (rhi - rlo) * n;
+			displs[r] = rlo * n;
+		}
+	}
+	MPI_Gatherv(strip, rows * n, MPI_DOUBLE, grid, counts, displs, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+	if (rank == 0) {
+		if (out != NULL) {
+			FILE *o = fopen(out, "wb");
+			if (o == NULL || fwrite(grid, rowbytes, n, o) != (size_t)n || fclose(o) != 0) {
+				perror(out);
+				MPI_Abort(MPI_COMM_WORLD, 1);
+			}
+		}
+		printf("done: step %" PRId64 ", checksum %016" PRIx64 ", centre %.12g\n", p.step,
+		       fnv1a(grid, (size_t)n * rowbytes), grid[(n / 2) * n + n / 2]);
+		fflush(stdout);
+	}
+	check(ckpClose(f), "close");
+	MPI_Finalize();
+	return 0;
+}
