@@ -50,6 +50,8 @@ const char *ckpStrerror(int status) {
 		return "ckp: file locked by another writer";
 	case EIO:
 		return "ckp: corrupt checkpoint data (or an input/output error)";
+	case EFBIG:
+		return "ckp: data file full (its maximum size reached)";
 	}
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
 	{

@@ -59,6 +59,8 @@
  *     EWOULDBLOCK  another writer, in this process or another, holds the file
  *     EIO          the file is not a ckp file, or a version's bytes do not match their
  *                  hash (damaged data is never handed back)
+ *     EFBIG        the save would grow the data file past its maximum size (max_size=);
+ *                  nothing is saved and every earlier version stays
  *     other        an operating-system error, as its errno: ENOSPC, EACCES, EROFS, ...
  *
  * ckpStrerror(status) describes a status in a static string; ckpLastError() returns
@@ -138,6 +140,13 @@ typedef struct _Checkpoint *Checkpoint;
  *                         space of older ones (0, the default, keeps every version)
  *     workers=W           threads that copy and hash one large save or restore
  *                         together (default GOMAXPROCS; 1 uses the calling thread only)
+ *     max_size=BYTES      the largest the data file may grow to (default 1 TiB); a
+ *                         save past it fails with EFBIG
+ *     differential=1      large regions save only the blocks changed since their
+ *                         previous version (the kernel tells which pages were written
+ *                         where it can; every block is hashed elsewhere)
+ *     block_size=BYTES    the block of differential saves, a power of two from 4096
+ *                         to 2097152 (default 4096)
  *     remote=, endpoint=, insecure=, every=, rank=, ranks=
  *                         the remote tier's settings, for a later version of the
  *                         library: for now they fail with EINVAL
@@ -200,8 +209,8 @@ int ckpUnregister(Checkpoint checkpoint);
  * loss depends on the sync= option.
  *
  * Errors: EINVAL (NULL checkpoint, a read-only file), ENOENT (unregistered), EBADF
- * (file closed), or the operating system's errno (ENOSPC, EIO, ...); the newest
- * version is then unchanged.
+ * (file closed), EFBIG (the data file would pass its maximum size), or the operating
+ * system's errno (ENOSPC, EIO, ...); the newest version is then unchanged.
  */
 int ckpSave(Checkpoint checkpoint);
 

@@ -22,6 +22,7 @@ var errnos = []struct {
 	{engine.ErrClosed, syscall.EBADF},
 	{engine.ErrLocked, syscall.EWOULDBLOCK},
 	{engine.ErrCorrupt, syscall.EIO},
+	{engine.ErrFull, syscall.EFBIG},
 }
 
 // errnoOf returns the status code of err: 0 for nil, the engine error's errno, the

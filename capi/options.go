@@ -35,6 +35,24 @@ var optionKeys = []optionKey{
 		o.engine.Workers = w
 		return err
 	}},
+	{"max_size", func(o *openOptions, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return invalidf("options: max_size=%s: want a whole number of bytes", v)
+		}
+		o.engine.MaxSize = n
+		return nil
+	}},
+	{"differential", func(o *openOptions, v string) error {
+		b, err := boolValue("differential", v)
+		o.engine.Differential = b
+		return err
+	}},
+	{"block_size", func(o *openOptions, v string) error {
+		n, err := nonNegative("block_size", v)
+		o.engine.BlockSize = n
+		return err
+	}},
 	// The remote tier's settings: recognised, refused until the tier is built.
 	{"remote", remoteNotBuilt("remote")},
 	{"endpoint", remoteNotBuilt("endpoint")},
@@ -131,4 +149,15 @@ func remoteNotBuilt(key string) func(*openOptions, string) error {
 // invalidf returns an error that wraps engine.ErrInvalid (EINVAL).
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", engine.ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// boolValue parses 0/1 (also false/true, no/yes).
+func boolValue(key, v string) (bool, error) {
+	switch v {
+	case "1", "true", "yes":
+		return true, nil
+	case "0", "false", "no":
+		return false, nil
+	}
+	return false, invalidf("options: %s=%s: want 0 or 1", key, v)
 }

@@ -25,8 +25,12 @@ func TestParseOptions(t *testing.T) {
 		{in: "sync=interval:1m30s", want: engine.Options{Sync: engine.SyncInterval(90 * time.Second)}},
 		{in: "keep=3 workers=2", want: engine.Options{KeepVersions: 3, Workers: 2}},
 		{in: "  keep=0\tsync=interval:20ms  ", want: engine.Options{Sync: engine.SyncInterval(20 * time.Millisecond)}},
+		{in: "max_size=3000000 differential=1 block_size=16384", want: engine.Options{MaxSize: 3000000, Differential: true, BlockSize: 16384}},
+		{in: "differential=0", want: engine.Options{}},
+		{in: "differential=maybe", wantErr: "differential=maybe: want 0 or 1"},
+		{in: "max_size=-1", wantErr: "max_size=-1"},
 
-		{in: "colour=blue", wantErr: `unknown key "colour" (known keys: sync, keep, workers, remote,`},
+		{in: "colour=blue", wantErr: `unknown key "colour" (known keys: sync, keep, workers, max_size, differential, block_size, remote,`},
 		{in: "Sync=none", wantErr: `unknown key "Sync"`},
 		{in: "keep", wantErr: `"keep" is not key=value`},
 		{in: "=1", wantErr: "not key=value"},

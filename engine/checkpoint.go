@@ -28,6 +28,7 @@ type Checkpoint struct {
 	mu   sync.Mutex // serialises saves, restores and Unregister of this checkpoint
 	gone bool       // unregistered or closed (written under f.mu and mu)
 	slot slotPlan   // the save in progress
+	diff *diffState // differential bookkeeping (Options.Differential, large regions), or nil
 }
 
 // slotPlan is where a save in progress writes.
@@ -35,8 +36,22 @@ type slotPlan struct {
 	off, size int64
 	ver       uint64
 	hash      uint64
-	rec       int64 // its VERSION record, relative to the transaction's first
+	rec       int64       // its VERSION record, relative to the transaction's first
+	blocks    bool        // stored by blocks (differential): lay describes the slot
+	lay       blockLayout // set by prepareDiff
+}
 
+// need returns the slot bytes and alignment the save in progress needs.
+func (c *Checkpoint) need() (size, align int64) {
+	if c.slot.blocks {
+		l := &c.slot.lay
+		if l.delta() {
+			return l.footprint(len(c.name)), payloadAlign(max(l.Payload, 1))
+		}
+		return l.footprint(len(c.name)), payloadAlign(l.RegionLen)
+	}
+	n := int64(len(c.region))
+	return footprint(n, len(c.name)), payloadAlign(n)
 }
 
 // VersionInfo describes one kept version of a checkpoint.
@@ -48,10 +63,24 @@ type VersionInfo struct {
 	Offset  int64     // where the payload starts in the data file
 	Txn     uint64    // the transaction (Save or SaveAll) that wrote it
 	Stored  int64     // bytes its slot takes in the data file, trailer included
+	// Written is the bytes this version added to the data file: its payload and
+	// trailer (Stored less any slack the slot absorbed). For a differential delta, the
+	// changed blocks and the block map.
+	Written int64
+	// Delta is true for a differential version that holds only the blocks changed since
+	// the version before it (Base).
+	Delta bool
+	Base  int
+	// Changed is the share of the version's blocks its slot holds: 1 for a full version,
+	// less for a delta.
+	Changed float64
+	// BlockSize is the block size of a version stored by blocks (Options.Differential),
+	// 0 for one stored whole.
+	BlockSize int
 }
 
-func (v *version) info() VersionInfo {
-	return VersionInfo{
+func (v *version) info(nameLen int) VersionInfo {
+	vi := VersionInfo{
 		Version: int(v.num),
 		Size:    v.length,
 		Saved:   time.Unix(0, v.time),
@@ -59,7 +88,15 @@ func (v *version) info() VersionInfo {
 		Offset:  v.off,
 		Txn:     v.txn,
 		Stored:  v.size,
+		Written: v.footprint(nameLen),
+		Changed: 1,
 	}
+	if v.blocks {
+		vi.BlockSize = 1 << v.lay.Shift
+		vi.Delta, vi.Base = v.delta(), int(v.lay.Base)
+		vi.Changed = float64(v.lay.K) / float64(blockCount(v.length, v.lay.Shift))
+	}
+	return vi
 }
 
 // validName checks a checkpoint name: 1..MaxNameLen bytes, any bytes.
@@ -100,7 +137,7 @@ func (f *File) Register(name string, region []byte) (*Checkpoint, error) {
 		f.ckpts[name] = s
 		f.byID[s.id] = s
 	}
-	c := &Checkpoint{f: f, st: s, name: name, region: region}
+	c := &Checkpoint{f: f, st: s, name: name, region: region, diff: f.newDiffState(len(region))}
 	s.reg = c
 	f.nreg++
 	if n := len(f.regList); !f.regStale && (n == 0 || f.regList[n-1].st.id < s.id) {
@@ -210,7 +247,7 @@ func infos(s *ckptState) []VersionInfo {
 	out := make([]VersionInfo, s.n())
 	for i := range out {
 		v := s.at(i)
-		out[i] = v.info()
+		out[i] = v.info(len(s.name))
 	}
 	return out
 }
@@ -233,6 +270,7 @@ func (c *Checkpoint) Unregister() error {
 	}
 	c.gone = true
 	c.st.reg = nil
+	c.diff.close()
 	f.nreg--
 	f.regStale = true
 	if len(c.region) >= hugeAlign {

@@ -66,7 +66,7 @@ func (f *File) compact() error {
 	recs := make([]index.Record, 0, f.live+2)
 	// The writer's own session, as it opened the file.
 	s := index.Session{PID: uint32(os.Getpid()), NextTxn: f.nextTxn, BootID: f.bootID, Policy: f.opts.Sync.code(),
-		Keep: uint64(f.opts.KeepVersions), Time: time.Now().UnixNano()}
+		Keep: uint64(f.opts.KeepVersions), Time: time.Now().UnixNano(), Flags: f.sessionFlags()}
 	if ls := f.lastSession; ls != nil {
 		s.Time = ls.Opened.UnixNano()
 	}
@@ -84,15 +84,28 @@ func (f *File) compact() error {
 			recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: st.id, Version: st.next, Flags: index.FlagCommit})
 			continue
 		}
-		newRecs[si] = make([]int64, 0, st.n())
-		for i := 0; i < st.n(); i++ {
-			v := st.at(i)
+		// Every version in use, pinned ones too (kept deltas read them); a DROP
+		// record after them says which are no longer kept.
+		newRecs[si] = make([]int64, 0, st.held())
+		for i := 0; i < st.held(); i++ {
+			v := st.heldAt(i)
 			newRecs[si] = append(newRecs[si], int64(len(recs)))
-			recs = append(recs, index.Record{
+			r := index.Record{
 				Kind: index.KindVersion, Flags: index.FlagCommit, Ckpt: st.id, Version: v.num,
 				Offset: uint64(v.off), Length: uint64(v.length), Hash: v.hash, Time: v.time, Txn: v.txn,
-				Slack: uint32(v.size - footprint(v.length, len(st.name))),
-			})
+				Slack: uint32(v.size - v.footprint(len(st.name))),
+			}
+			if v.blocks {
+				r.Flags = index.FlagBlocks
+				b := blocksRecord(st.id, v.num, v.txn, &v.lay)
+				b.Flags = index.FlagCommit
+				recs = append(recs, r, b)
+				continue
+			}
+			recs = append(recs, r)
+		}
+		if pinned := st.vis - st.head; pinned > 0 {
+			recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: st.id, Version: st.at(0).num, Flags: index.FlagCommit})
 		}
 	}
 	// The data was synced above: a mark says all of it is durable.
@@ -121,7 +134,7 @@ func (f *File) compact() error {
 	f.idx = nidx
 	for si, st := range states {
 		if st.named {
-			st.recs, st.head = newRecs[si], 0
+			st.recs, st.vis, st.head = newRecs[si], st.vis-st.head, 0
 		}
 	}
 	n := int64(len(recs))

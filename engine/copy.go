@@ -28,6 +28,7 @@ const (
 	jobSave   jobKind = iota // copy src→dst and hash src into table / hash
 	jobVerify                // hash src and compare with table / hash
 	jobCopy                  // copy src→dst
+	jobHash                  // hash src into table
 )
 
 // job is one region's part of a batch.
@@ -35,6 +36,7 @@ type job struct {
 	src, dst []byte
 	table    []byte  // multi-block payloads: the block-hash table in the trailer
 	hash     *uint64 // single-block payloads: where the hash goes (save) or is (verify)
+	shift    uint8   // log2 of the hash block size; 0 means crc.BlockShift (1 MiB)
 }
 
 // batch is a set of jobs of one kind, cut into pieces claimed by atomic counter.
@@ -116,8 +118,13 @@ func (b *batch) piece(j *job, k int) {
 		copy(j.dst[lo:hi], j.src[lo:hi])
 		return
 	}
-	for blk := lo; blk < hi || blk == lo; blk += crc.BlockSize {
-		end := min(blk+crc.BlockSize, hi)
+	shift := j.shift
+	if shift == 0 {
+		shift = crc.BlockShift
+	}
+	bs := 1 << shift
+	for blk := lo; blk < hi || blk == lo; blk += bs {
+		end := min(blk+bs, hi)
 		var h uint64
 		if b.kind == jobSave {
 			h = copyHash(j.dst[blk:end], j.src[blk:end])
@@ -125,17 +132,21 @@ func (b *batch) piece(j *job, k int) {
 			h = xxhash.Sum64(j.src[blk:end])
 		}
 		if j.table == nil {
-			if b.kind == jobSave {
+			if b.kind == jobVerify {
+				if h != *j.hash {
+					b.bad.Store(true)
+				}
+			} else {
 				*j.hash = h
-			} else if h != *j.hash {
-				b.bad.Store(true)
 			}
 		} else {
-			e := j.table[8*(blk/crc.BlockSize):]
-			if b.kind == jobSave {
+			e := j.table[8*(blk>>shift):]
+			if b.kind == jobVerify {
+				if binary.LittleEndian.Uint64(e) != h {
+					b.bad.Store(true)
+				}
+			} else {
 				binary.LittleEndian.PutUint64(e, h)
-			} else if binary.LittleEndian.Uint64(e) != h {
-				b.bad.Store(true)
 			}
 		}
 		if end == hi {

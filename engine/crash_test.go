@@ -30,6 +30,7 @@ type crashConfig struct {
 	policy string // as parsed by crashPolicy
 	keep   int
 	kills  int
+	diff   bool // Options.Differential, with the sparse pattern
 }
 
 func crashPolicy(s string) SyncPolicy {
@@ -57,13 +58,13 @@ func TestKillChild(t *testing.T) {
 		t.Skip("helper process for TestKill")
 	}
 	keep, _ := strconv.Atoi(os.Getenv("CKP_KILL_KEEP"))
-	err := crashChild(path, crashPolicy(os.Getenv("CKP_KILL_POLICY")), keep)
+	err := crashChild(path, crashPolicy(os.Getenv("CKP_KILL_POLICY")), keep, os.Getenv("CKP_KILL_DIFF") == "1")
 	fmt.Println("error", err)
 	os.Exit(3)
 }
 
-func crashChild(path string, p SyncPolicy, keep int) error {
-	f, err := Open(path, &Options{Sync: p, KeepVersions: keep})
+func crashChild(path string, p SyncPolicy, keep int, diff bool) error {
+	f, err := Open(path, &Options{Sync: p, KeepVersions: keep, Differential: diff})
 	if err != nil {
 		return err
 	}
@@ -82,6 +83,15 @@ func crashChild(path string, p SyncPolicy, keep int) error {
 	fmt.Println("ready", next)
 	for v := next; ; v++ {
 		for i := range regions {
+			if diff {
+				// Only the blocks that change; the first time, all of them.
+				from := v - 1
+				if v == next {
+					from = 0
+				}
+				crashFillSparse(regions[i], i, v, from)
+				continue
+			}
 			crashFill(regions[i], i, v)
 		}
 		if err := f.SaveAll(); err != nil {
@@ -93,7 +103,7 @@ func crashChild(path string, p SyncPolicy, keep int) error {
 
 // crashVerify reopens the file and checks it against the newest acknowledged version.
 // It returns the newest version found.
-func crashVerify(t *testing.T, path string, acked, keep int) int {
+func crashVerify(t *testing.T, path string, acked, keep int, diff bool) int {
 	t.Helper()
 	f, err := Open(path, nil)
 	if err != nil {
@@ -133,22 +143,29 @@ func crashVerify(t *testing.T, path string, acked, keep int) int {
 	if keep == 0 && len(vs0) != newest {
 		t.Fatalf("keep-all file has %d versions, newest is %d", len(vs0), newest)
 	}
+	check := crashCheck
+	if diff {
+		check = crashCheckSparse
+	}
 	for _, vi := range vs0 {
 		for i, c := range cks {
 			if err := c.Restore(vi.Version); err != nil {
 				t.Fatalf("restore region %d version %d: %v", i, vi.Version, err)
 			}
-			if err := crashCheck(regions[i], i, vi.Version); err != nil {
+			if err := check(regions[i], i, vi.Version); err != nil {
 				t.Fatal(err)
 			}
 		}
+	}
+	if rep, err := f.Verify(nil); err != nil || !rep.OK() {
+		t.Fatalf("Verify after kill: %v %+v", err, rep)
 	}
 	if newest > 0 {
 		if err := f.RestoreAll(0); err != nil {
 			t.Fatal(err)
 		}
 		for i := range regions {
-			if err := crashCheck(regions[i], i, newest); err != nil {
+			if err := check(regions[i], i, newest); err != nil {
 				t.Fatalf("RestoreAll(0): %v", err)
 			}
 		}
@@ -161,7 +178,14 @@ func TestKill(t *testing.T) {
 	var configs []crashConfig
 	for _, p := range []string{"none", "async", "always", "every4", "interval5ms"} {
 		for _, k := range []int{0, 1, 3} {
-			configs = append(configs, crashConfig{fmt.Sprintf("%s-keep%d", p, k), p, k, 4})
+			configs = append(configs, crashConfig{fmt.Sprintf("%s-keep%d", p, k), p, k, 4, false})
+		}
+	}
+	// Differential saves (deltas, pinned chains, tracking) under the policies that
+	// flush differently.
+	for _, p := range []string{"none", "always", "every4"} {
+		for _, k := range []int{0, 2} {
+			configs = append(configs, crashConfig{fmt.Sprintf("diff-%s-keep%d", p, k), p, k, 4, true})
 		}
 	}
 	if testing.Short() {
@@ -178,7 +202,7 @@ func TestKill(t *testing.T) {
 			for k := 0; k < cfg.kills; k++ {
 				acked, killedAt := crashRunAndKill(t, path, cfg, r)
 				// Nothing acknowledged in an earlier run may be lost either.
-				newest := crashVerify(t, path, max(acked, prev), cfg.keep)
+				newest := crashVerify(t, path, max(acked, prev), cfg.keep, cfg.diff)
 				prev = newest
 				total.Add(1)
 				t.Logf("kill %d after %v: acked %d, found %d", k, killedAt, acked, newest)
@@ -196,7 +220,8 @@ func crashRunAndKill(t *testing.T, path string, cfg crashConfig, r *rand.Rand) (
 	cmd.Env = append(os.Environ(),
 		"CKP_KILL_PATH="+path,
 		"CKP_KILL_POLICY="+cfg.policy,
-		"CKP_KILL_KEEP="+strconv.Itoa(cfg.keep))
+		"CKP_KILL_KEEP="+strconv.Itoa(cfg.keep),
+		"CKP_KILL_DIFF="+map[bool]string{true: "1", false: "0"}[cfg.diff])
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

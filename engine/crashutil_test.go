@@ -56,3 +56,56 @@ func crashCheck(p []byte, r, v int) error {
 	}
 	return nil
 }
+
+// The sparse pattern, for differential saves: block blk of version v of region r holds
+// the block of version u of the dense pattern above, u being the newest version up to
+// v at which the block changed. Block 0 changes at every version, every other block at
+// about one version in eight.
+
+func crashChanges(r, blk, u int) bool {
+	if u <= 1 || blk == 0 {
+		return true
+	}
+	x := uint64(r)<<48 ^ uint64(blk)<<24 ^ uint64(u)
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return (x^x>>31)%8 == 0
+}
+
+// crashFillSparse writes version v of region r's sparse pattern into p, which holds
+// version from already (0: anything), writing only the blocks that differ.
+func crashFillSparse(p []byte, r, v, from int) {
+	bases := map[int][]byte{}
+	for off, blk := 0, 0; off < len(p); off, blk = off+4096, blk+1 {
+		u := v
+		for !crashChanges(r, blk, u) {
+			u--
+		}
+		if from > 0 && u <= from {
+			continue
+		}
+		base := bases[u]
+		if base == nil {
+			base = crashBase(r, u)
+			bases[u] = base
+		}
+		n := copy(p[off:], base)
+		if n >= 8 {
+			binary.LittleEndian.PutUint64(p[off:], crashTag(r, u, blk))
+		}
+	}
+}
+
+// crashCheckSparse reports how p differs from version v of region r's sparse pattern.
+func crashCheckSparse(p []byte, r, v int) error {
+	want := make([]byte, len(p))
+	crashFillSparse(want, r, v, 0)
+	if !bytes.Equal(p, want) {
+		i := 0
+		for p[i] == want[i] {
+			i++
+		}
+		return fmt.Errorf("region %d is not sparse version %d: first difference at byte %d", r, v, i)
+	}
+	return nil
+}

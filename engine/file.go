@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ckp-go/ckp/dirty"
 	"github.com/ckp-go/ckp/index"
 	"github.com/ckp-go/ckp/mmapfile"
 )
@@ -32,6 +34,8 @@ type File struct {
 	seed          uint32 // trailer CRC seed
 	bootID        [16]byte
 	session       uint64 // this writer's random id in its trailers (never 0)
+	blockShift    uint8  // log2 of Options.BlockSize
+	format        uint32 // the data file's format version
 	pool          *pool
 	clock         clock
 
@@ -130,6 +134,10 @@ func Open(path string, opts *Options) (*File, error) {
 	if o.bootID != nil {
 		f.bootID = *o.bootID
 	}
+	f.blockShift = defaultBlockShift
+	if o.BlockSize != 0 {
+		f.blockShift = uint8(bits.TrailingZeros(uint(o.BlockSize)))
+	}
 	if err := f.open(); err != nil {
 		f.release()
 		return nil, err
@@ -200,6 +208,7 @@ func (f *File) open() (err error) {
 	}
 	f.fileID = h.FileID
 	f.seed = trailerSeed(h.FileID)
+	f.format = h.Version
 	if idxErr != nil {
 		if errors.Is(idxErr, fs.ErrNotExist) {
 			return errf(ErrCorrupt, "index file %s is missing (rebuild it with `ckp repair %s`)", f.idxPath, f.path)
@@ -228,6 +237,13 @@ func (f *File) open() (err error) {
 	if !f.ro {
 		if err := f.settle(); err != nil {
 			return err
+		}
+		if f.opts.Differential && f.format < 2 {
+			// Versions stored by blocks need format 2: a build that reads only
+			// version 1 must refuse the file rather than misread them.
+			if err := f.upgradeFormat(h); err != nil {
+				return err
+			}
 		}
 		return f.beginSession()
 	}
@@ -301,6 +317,7 @@ func (f *File) create() error {
 		return fileErr("grow", f.path, err)
 	}
 	encodeDataHeader(f.data.Bytes(), dataHeader{FileID: f.fileID, Created: now})
+	f.format = FormatVersion
 	if err := f.data.Sync(); err != nil {
 		return fmt.Errorf("ckp: sync %s: %w", f.path, err)
 	}
@@ -375,6 +392,7 @@ func (f *File) beginSession() error {
 		Policy:  f.opts.Sync.code(),
 		Time:    time.Now().UnixNano(),
 		Keep:    uint64(f.opts.KeepVersions),
+		Flags:   f.sessionFlags(),
 	}
 	r := s.Record()
 	r.Flags = index.FlagCommit
@@ -424,6 +442,7 @@ func (f *File) Close() error {
 	for _, s := range f.ckpts {
 		if s.reg != nil {
 			s.reg.gone = true
+			s.reg.diff.close()
 			s.reg = nil
 		}
 	}
@@ -551,4 +570,39 @@ func openErr(path string, err error) error {
 		return fmt.Errorf("%w: %s is larger than Options.MaxSize: %w", ErrInvalid, path, err)
 	}
 	return fileErr("open", path, err)
+}
+
+// upgradeFormat rewrites the data header with the current format version, durably.
+func (f *File) upgradeFormat(h dataHeader) error {
+	h.Version = FormatVersion
+	encodeDataHeader(f.data.Bytes(), h)
+	if err := f.data.SyncRange(0, dataHeaderSize); err != nil {
+		return fileErr("sync", f.path, err)
+	}
+	f.format = FormatVersion
+	return nil
+}
+
+// sessionFlags says in the session record how this writer saves large regions.
+func (f *File) sessionFlags() uint32 {
+	if !f.opts.Differential {
+		return 0
+	}
+	fl := uint32(index.SessionDifferential) | uint32(f.blockShift)<<8
+	if f.tracking() == "" {
+		fl |= index.SessionTracking
+	}
+	return fl
+}
+
+// tracking returns "" when differential saves can use the kernel's written-page
+// tracking, else why not.
+func (f *File) tracking() string {
+	if f.opts.NoTracking {
+		return "Options.NoTracking"
+	}
+	if err := dirty.Available(); err != nil {
+		return err.Error()
+	}
+	return ""
 }

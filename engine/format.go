@@ -8,8 +8,11 @@ import (
 
 // The data file: a 4 KiB header page, then slots. docs/FORMAT.md describes every byte.
 const (
-	// FormatVersion is the version of the on-disk format (both files).
-	FormatVersion  = 1
+	// FormatVersion is the version of the on-disk format (both files) this build
+	// writes. Version 2 added versions stored by blocks (differential saves); this build
+	// reads 1 and 2, and turns a version 1 file into version 2 when it opens it to write
+	// differentially.
+	FormatVersion  = 2
 	dataHeaderSize = 4096
 	dataHeaderLen  = 64
 	trailerFixed   = 64
@@ -28,13 +31,18 @@ var (
 type dataHeader struct {
 	FileID  [16]byte
 	Created int64
+	Version uint32 // format version (FormatVersion when encoding)
 }
 
 func encodeDataHeader(b []byte, h dataHeader) {
 	_ = b[dataHeaderLen-1]
 	clear(b[:dataHeaderLen])
 	copy(b[0:8], dataMagic[:])
-	binary.LittleEndian.PutUint32(b[8:], FormatVersion)
+	v := h.Version
+	if v == 0 {
+		v = FormatVersion
+	}
+	binary.LittleEndian.PutUint32(b[8:], v)
 	binary.LittleEndian.PutUint32(b[12:], dataHeaderSize)
 	copy(b[16:32], h.FileID[:])
 	binary.LittleEndian.PutUint64(b[32:], uint64(h.Created))
@@ -53,8 +61,9 @@ func decodeDataHeader(b []byte) (dataHeader, error) {
 	if crc.CRC32C(0, b[:60]) != binary.LittleEndian.Uint32(b[60:]) {
 		return h, errf(ErrCorrupt, "data file header checksum mismatch")
 	}
-	if v := binary.LittleEndian.Uint32(b[8:]); v != FormatVersion {
-		return h, errf(ErrCorrupt, "unknown data format version %d (this build reads %d)", v, FormatVersion)
+	h.Version = binary.LittleEndian.Uint32(b[8:])
+	if h.Version < 1 || h.Version > FormatVersion {
+		return h, errf(ErrCorrupt, "unknown data format version %d (this build reads 1 to %d)", h.Version, FormatVersion)
 	}
 	if binary.LittleEndian.Uint32(b[12:]) != dataHeaderSize {
 		return h, errf(ErrCorrupt, "unexpected data header size")
@@ -74,14 +83,113 @@ func decodeDataHeader(b []byte) (dataHeader, error) {
 // trailer is the decoded fixed part of a slot trailer plus the name.
 type trailer struct {
 	Hash     uint64
-	Length   uint64
+	Length   uint64 // payload bytes in the slot
 	Version  uint64
 	Txn      uint64
 	Time     int64
 	TxnCount uint32
 	Session  uint64 // the writer session's random id (48 bits; 0 in files written before it)
+	Kind     uint8  // trailerClassic, trailerFull or trailerDelta
 	Name     []byte // aliases the mapping
-	Table    []byte // aliases the mapping; empty for single-block payloads
+	Table    []byte // classic: the 1 MiB block-hash table (empty for single-block payloads); blocks: the stored blocks' hashes
+	Blocks   blockLayout
+	Index    []byte // trailerDelta: the stored blocks' numbers, uint32 each
+}
+
+// Trailer kinds (byte 53 of the fixed trailer).
+const (
+	trailerClassic = 0 // the payload is the whole region; 1 MiB block table (package crc)
+	trailerFull    = 1 // blocks: the payload is every block of the region
+	trailerDelta   = 2 // blocks: the payload is the blocks changed since the base version
+)
+
+// blockHeaderLen is the block header that follows the fixed trailer of a blocks slot.
+const blockHeaderLen = 32
+
+// blockLayout describes the slot of a version stored by blocks (a differential
+// checkpoint): which blocks it holds and how large they are.
+type blockLayout struct {
+	RegionLen int64  // bytes of the whole version
+	Shift     uint8  // log2 of the block size
+	Base      uint64 // trailerDelta: the version the blocks changed from; 0 for a full slot
+	K         int64  // blocks stored in the slot
+	Payload   int64  // payload bytes in the slot
+}
+
+func (l *blockLayout) delta() bool { return l.Base != 0 }
+
+// blockCount is the number of blocks of a region of n bytes.
+func blockCount(n int64, shift uint8) int64 { return (n + 1<<shift - 1) >> shift }
+
+// extLen is the size of the trailer after its fixed part: block header, block numbers
+// (deltas only), block hashes and the name.
+func (l *blockLayout) extLen(nameLen int) int64 {
+	e := int64(blockHeaderLen) + 8*l.K + pad8(int64(nameLen))
+	if l.delta() {
+		e += pad8(4 * l.K)
+	}
+	return e
+}
+
+// footprint is the bytes a blocks slot takes from its payload's start.
+func (l *blockLayout) footprint(nameLen int) int64 {
+	return pad8(l.Payload) + trailerFixed + l.extLen(nameLen)
+}
+
+// blockParts returns, in the trailer b (starting at the fixed part), where the block
+// numbers (nil for a full slot) and the block hashes go.
+func blockParts(b []byte, l *blockLayout) (index, hashes []byte) {
+	o := int64(trailerFixed + blockHeaderLen)
+	if l.delta() {
+		index = b[o : o+4*l.K]
+		o += pad8(4 * l.K)
+	}
+	return index, b[o : o+8*l.K]
+}
+
+// writeBlockTrailer completes the trailer of a blocks slot in b (starting at the fixed
+// part, l.extLen long after it) whose block numbers and hashes are already in place:
+// block header, name, then the fixed part last.
+func writeBlockTrailer(b []byte, seed uint32, t *trailer, l *blockLayout, name string) {
+	h := b[trailerFixed : trailerFixed+blockHeaderLen]
+	binary.LittleEndian.PutUint64(h[0:], uint64(l.RegionLen))
+	binary.LittleEndian.PutUint64(h[8:], l.Base)
+	binary.LittleEndian.PutUint64(h[16:], uint64(l.K))
+	h[24] = l.Shift
+	clear(h[25:32])
+	ext := l.extLen(len(name))
+	nameOff := trailerFixed + ext - pad8(int64(len(name)))
+	if l.delta() {
+		// The padding after the block numbers.
+		o := int64(trailerFixed+blockHeaderLen) + 4*l.K
+		clear(b[o : int64(trailerFixed+blockHeaderLen)+pad8(4*l.K)])
+	}
+	copy(b[nameOff:], name)
+	clear(b[nameOff+int64(len(name)) : trailerFixed+ext])
+	kind := uint8(trailerFull)
+	if l.delta() {
+		kind = trailerDelta
+	}
+	writeFixed(b, seed, t, len(name), kind, b[trailerFixed:nameOff+int64(len(name))])
+}
+
+// writeFixed writes the fixed part of a trailer at b[:trailerFixed]; rest is the rest of
+// the trailer that its CRC covers (table or block parts, then the name).
+func writeFixed(b []byte, seed uint32, t *trailer, nameLen int, kind uint8, rest []byte) {
+	f := b[:trailerFixed]
+	copy(f[0:8], trailerMagic[:])
+	binary.LittleEndian.PutUint64(f[8:], t.Hash)
+	binary.LittleEndian.PutUint64(f[16:], t.Length)
+	binary.LittleEndian.PutUint64(f[24:], t.Version)
+	binary.LittleEndian.PutUint64(f[32:], t.Txn)
+	binary.LittleEndian.PutUint64(f[40:], uint64(t.Time))
+	binary.LittleEndian.PutUint32(f[48:], t.TxnCount)
+	f[52] = uint8(nameLen)
+	f[53] = kind
+	putUint48(f[54:60], t.Session)
+	c := crc.CRC32C(seed, f[:60])
+	c = crc.CRC32C(c, rest)
+	binary.LittleEndian.PutUint32(f[60:], c)
 }
 
 func pad8(n int64) int64 { return (n + 7) &^ 7 }
@@ -122,20 +230,11 @@ func writeTrailer(b []byte, seed uint32, t *trailer, name string) {
 	nameOff := trailerFixed + ts
 	copy(b[nameOff:], name)
 	clear(b[nameOff+len(name) : nameOff+int(pad8(int64(len(name))))])
-	f := b[:trailerFixed]
-	copy(f[0:8], trailerMagic[:])
-	binary.LittleEndian.PutUint64(f[8:], t.Hash)
-	binary.LittleEndian.PutUint64(f[16:], t.Length)
-	binary.LittleEndian.PutUint64(f[24:], t.Version)
-	binary.LittleEndian.PutUint64(f[32:], t.Txn)
-	binary.LittleEndian.PutUint64(f[40:], uint64(t.Time))
-	binary.LittleEndian.PutUint32(f[48:], t.TxnCount)
-	binary.LittleEndian.PutUint16(f[52:], uint16(len(name)))
-	putUint48(f[54:60], t.Session)
-	c := crc.CRC32C(seed, f[:60])
-	c = crc.CRC32C(c, b[trailerFixed:nameOff+len(name)])
-	binary.LittleEndian.PutUint32(f[60:], c)
+	writeFixed(b, seed, t, len(name), trailerClassic, b[trailerFixed:nameOff+len(name)])
 }
+
+// maxBlocks bounds the blocks of a version in a trailer we trust (1 PiB of 4 KiB).
+const maxBlocks = 1 << 38
 
 // readTrailer decodes the trailer starting at b[0]; b extends at least to the end of
 // the mapping that holds it. ok is false when anything does not verify.
@@ -149,23 +248,64 @@ func readTrailer(b []byte, seed uint32) (t trailer, ok bool) {
 	t.Txn = binary.LittleEndian.Uint64(b[32:])
 	t.Time = int64(binary.LittleEndian.Uint64(b[40:]))
 	t.TxnCount = binary.LittleEndian.Uint32(b[48:])
-	l := int(binary.LittleEndian.Uint16(b[52:]))
+	l := int(b[52])
+	t.Kind = b[53]
 	t.Session = uint48(b[54:60])
-	if l == 0 || l > MaxNameLen || t.Length > 1<<50 {
+	if l == 0 || t.Length > maxLength || t.Kind > trailerDelta {
 		return t, false
 	}
-	ts := crc.TableSize(int64(t.Length))
-	if int64(len(b)) < int64(trailerFixed)+int64(ts)+int64(l) {
-		return t, false
+	var rest, table []byte
+	switch t.Kind {
+	case trailerClassic:
+		ts := crc.TableSize(int64(t.Length))
+		if int64(len(b)) < int64(trailerFixed)+int64(ts)+int64(l) {
+			return t, false
+		}
+		rest = b[trailerFixed : trailerFixed+ts+l]
+		table = b[trailerFixed : trailerFixed+ts]
+	default:
+		if len(b) < trailerFixed+blockHeaderLen {
+			return t, false
+		}
+		h := b[trailerFixed : trailerFixed+blockHeaderLen]
+		lay := blockLayout{
+			RegionLen: int64(binary.LittleEndian.Uint64(h[0:])),
+			Base:      binary.LittleEndian.Uint64(h[8:]),
+			K:         int64(binary.LittleEndian.Uint64(h[16:])),
+			Shift:     h[24],
+			Payload:   int64(t.Length),
+		}
+		if lay.Shift < minBlockShift || lay.Shift > maxBlockShift || lay.RegionLen <= 0 || lay.RegionLen > maxLength ||
+			lay.K < 0 || (lay.K == 0) != (lay.Payload == 0) || (lay.K == 0 && !lay.delta()) || lay.K > maxBlocks || lay.K > blockCount(lay.RegionLen, lay.Shift) || lay.Payload > lay.K<<lay.Shift ||
+			(t.Kind == trailerDelta) != lay.delta() || (t.Kind == trailerFull && (lay.K != blockCount(lay.RegionLen, lay.Shift) || lay.Payload != lay.RegionLen)) {
+			return t, false
+		}
+		ext := lay.extLen(l)
+		if int64(len(b)) < trailerFixed+ext {
+			return t, false
+		}
+		rest = b[trailerFixed : trailerFixed+ext-pad8(int64(l))+int64(l)]
+		t.Blocks = lay
+		var idx []byte
+		idx, table = blockParts(b, &lay)
+		t.Index = idx
 	}
 	c := crc.CRC32C(seed, b[:60])
-	c = crc.CRC32C(c, b[trailerFixed:trailerFixed+ts+l])
+	c = crc.CRC32C(c, rest)
 	if c != binary.LittleEndian.Uint32(b[60:]) {
 		return t, false
 	}
-	t.Table = b[trailerFixed : trailerFixed+ts]
-	t.Name = b[trailerFixed+ts : trailerFixed+ts+l]
+	t.Table = table
+	t.Name = rest[len(rest)-l:]
 	return t, true
+}
+
+// trailerSize is the bytes of the trailer t (as read) from its fixed part's start.
+func (t *trailer) size() int64 {
+	if t.Kind == trailerClassic {
+		return trailerLen(int64(t.Length), len(t.Name))
+	}
+	return trailerFixed + t.Blocks.extLen(len(t.Name))
 }
 
 // sessionMask keeps the 48 bits of a session id that a trailer holds.

@@ -30,6 +30,13 @@ type FileInfo struct {
 	LastWriter      *SessionInfo
 	ReadOnly        bool
 	Recovery        Recovery
+	// Differential says how this File saves large regions: "" when it saves them
+	// whole; "kernel tracking" when changed blocks are found through the kernel's
+	// written-page tracking; "hashing (why)" when by hashing every block. Regions the
+	// engine stopped tracking as dense writers are counted in Hashed.
+	Differential string
+	Tracked      int // registered differential regions tracked by the kernel now
+	Hashed       int // registered differential regions whose changes are found by hashing now
 }
 
 // SessionInfo describes the last writer that opened the file.
@@ -38,6 +45,9 @@ type SessionInfo struct {
 	Opened       time.Time
 	Sync         SyncPolicy
 	KeepVersions int
+	Differential bool // it saved large regions by blocks
+	BlockSize    int  // of those blocks
+	Tracking     bool // the kernel's written-page tracking was available to it
 }
 
 // Info returns facts about the file.
@@ -53,7 +63,7 @@ func (f *File) Info() (fi FileInfo, err error) {
 	fi = FileInfo{
 		Path:            f.path,
 		IndexPath:       f.idxPath,
-		FormatVersion:   FormatVersion,
+		FormatVersion:   int(f.format),
 		DataSize:        f.data.Size(),
 		DataUsed:        f.usedEnd(),
 		IndexSize:       f.idx.Size(),
@@ -70,6 +80,23 @@ func (f *File) Info() (fi FileInfo, err error) {
 		if n := s.n(); n > 0 {
 			fi.Checkpoints++
 			fi.Versions += n
+		}
+	}
+	if f.opts.Differential && !f.ro {
+		if why := f.tracking(); why != "" {
+			fi.Differential = "hashing (" + why + ")"
+		} else {
+			fi.Differential = "kernel tracking"
+		}
+		for _, c := range f.registeredList() {
+			if c.diff == nil {
+				continue
+			}
+			if c.diff.tracked.Load() {
+				fi.Tracked++
+			} else {
+				fi.Hashed++
+			}
 		}
 	}
 	return fi, nil
@@ -116,24 +143,24 @@ func (f *File) readVersionOnce(name string, v int) (buf []byte, vi VersionInfo, 
 			return nil, VersionInfo{}, nil, true // unregistered meanwhile: look again
 		}
 	}
-	ver, err := f.lookup(name, v)
+	s, ver, err := f.lookup(name, v)
 	if err != nil {
 		return nil, VersionInfo{}, err, false
 	}
-	buf, err = f.copyOut(&ver, len(name))
+	buf, err = f.copyOut(s, &ver, len(name))
 	if errors.Is(err, errMismatch) {
 		if f.ro {
-			return nil, ver.info(), f.mismatch(name, ver.num), false
+			return nil, ver.info(len(name)), f.mismatch(name, ver.num), false
 		}
 		if !f.stillKept(name, &ver) {
 			if v > 0 {
-				return nil, ver.info(), errf(ErrVersion, "version %d of %q was dropped by retention while it was read", v, name), false
+				return nil, ver.info(len(name)), errf(ErrVersion, "version %d of %q was dropped by retention while it was read", v, name), false
 			}
-			return nil, ver.info(), errf(ErrVersion, "version %d of %q was dropped by retention while it was read", v, name), true
+			return nil, ver.info(len(name)), errf(ErrVersion, "version %d of %q was dropped by retention while it was read", v, name), true
 		}
-		return nil, ver.info(), errf(ErrCorrupt, "version %d of %q: hash mismatch", ver.num, name), false
+		return nil, ver.info(len(name)), errf(ErrCorrupt, "version %d of %q: hash mismatch", ver.num, name), false
 	}
-	return buf, ver.info(), err, false
+	return buf, ver.info(len(name)), err, false
 }
 
 // registered returns the registered checkpoint called name, or nil.
@@ -147,14 +174,15 @@ func (f *File) registered(name string) *Checkpoint {
 }
 
 // lookup resolves version v of the checkpoint called name.
-func (f *File) lookup(name string, v int) (version, error) {
+func (f *File) lookup(name string, v int) (*ckptState, version, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.ckpts[name]
 	if s == nil || s.n() == 0 {
-		return version{}, errf(ErrNotFound, "no checkpoint %q in %s", name, f.path)
+		return nil, version{}, errf(ErrNotFound, "no checkpoint %q in %s", name, f.path)
 	}
-	return s.resolve(v)
+	ver, err := s.resolve(v)
+	return s, ver, err
 }
 
 // stillKept reports whether ver is still a kept version of name (a writer's retention
@@ -213,6 +241,10 @@ func (f *File) Verify(progress func(done, total int64)) (rep VerifyReport, err e
 	for i := range items {
 		it := &items[i]
 		err := f.checkVersion(&it.v, len(it.name))
+		if err == nil && it.v.delta() {
+			// A delta reads blocks of the versions before it: check those it reads.
+			err = f.checkReads(it.name, &it.v)
+		}
 		if err != nil && !f.ro && !f.stillKept(it.name, &it.v) {
 			continue // dropped by retention while it was checked
 		}
@@ -279,18 +311,48 @@ func (f *File) usedEnd() int64 {
 
 var errMismatch = errors.New("hash mismatch")
 
-// copyOut copies a version out of the mapping and verifies the copy.
-func (f *File) copyOut(v *version, nameLen int) (buf []byte, err error) {
+// copyOut copies version v of s out of the mapping and verifies the copy.
+func (f *File) copyOut(s *ckptState, v *version, nameLen int) (buf []byte, err error) {
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	data := f.data.Bytes()
-	if end := v.off + footprint(v.length, nameLen); end > int64(len(data)) || v.off < dataHeaderSize {
+	if end := v.off + v.footprint(nameLen); end > int64(len(data)) || v.off < dataHeaderSize {
 		return nil, errf(ErrCorrupt, "version %d lies beyond the end of the data file", v.num)
 	}
 	buf = make([]byte, v.length)
+	if v.blocks {
+		chain, err := f.chainOf(s, v)
+		if err != nil {
+			return nil, err
+		}
+		if err := f.readBlocks(chain, nameLen, buf, false); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
 	copy(buf, data[v.off:v.off+v.length])
 	if crc.Payload(buf) != v.hash {
 		return nil, errMismatch
 	}
 	return buf, nil
+}
+
+// checkReads verifies every block version v of name reads, along its chain, and its
+// block map against its hash.
+func (f *File) checkReads(name string, v *version) (err error) {
+	defer catch(&err)
+	f.mu.Lock()
+	s := f.ckpts[name]
+	f.mu.Unlock()
+	if s == nil {
+		return errf(ErrNotFound, "no checkpoint %q", name)
+	}
+	p, err := f.planBlocks(s, v, len(name))
+	if err != nil {
+		return err
+	}
+	if p.check(f.data.Bytes()) != nil {
+		return errf(ErrCorrupt, "version %d: a block it reads does not match its hash", v.num)
+	}
+	return nil
 }

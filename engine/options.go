@@ -46,11 +46,29 @@ type Options struct {
 	// NoHugePages turns off the request for 2 MiB page-cache folios on the data mapping.
 	NoHugePages bool
 
+	// Differential makes a save of a large region (16 blocks or more) write only the
+	// blocks that changed since the region's previous version, plus a block map; a full
+	// version is written now and then so that a restore never reads an unbounded chain.
+	// Which blocks changed is told by the kernel's written-page tracking where it works
+	// (Linux 6.7+, userfaultfd allowed) and by hashing every block elsewhere. See
+	// docs/FORMAT.md ("Differential saves") for the rules.
+	Differential bool
+
+	// BlockSize is the unit of differential saves, a power of two from 4 KiB to 2 MiB;
+	// 0 means 4 KiB (a page: what the kernel tracks, so sparse writes cost the least).
+	BlockSize int
+
+	// NoTracking makes differential saves find changed blocks by hashing every block,
+	// never by the kernel's written-page tracking.
+	NoTracking bool
+
 	// bootID, when set, replaces the kernel's boot id (tests simulate a reboot with it).
 	bootID *[16]byte
 	// syncWhole makes durable points fdatasync whole files instead of msync'ing the
 	// written ranges (BenchmarkDurablePoint compares the two).
 	syncWhole bool
+	// chainLimit, when set, replaces maxChain (tests reach it sooner).
+	chainLimit int
 }
 
 const (
@@ -87,6 +105,11 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if r.ChunkSize == 0 {
 		r.ChunkSize = defaultChunk
+	}
+	if r.BlockSize != 0 {
+		if r.BlockSize < 1<<minBlockShift || r.BlockSize > 1<<maxBlockShift || r.BlockSize&(r.BlockSize-1) != 0 {
+			return r, errf(ErrInvalid, "BlockSize %d: a power of two from %d to %d", r.BlockSize, 1<<minBlockShift, 1<<maxBlockShift)
+		}
 	}
 	if r.Workers == 0 {
 		r.Workers = runtime.GOMAXPROCS(0)

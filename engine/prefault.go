@@ -121,6 +121,13 @@ func (p *prefaulter) round() {
 	p.needs, p.aligns = p.needs[:0], p.aligns[:0]
 	for _, c := range f.registeredList() {
 		n := int64(len(c.region))
+		if c.diff != nil {
+			if e := c.diff.expect.Load(); e > 0 {
+				p.needs = append(p.needs, e)
+				p.aligns = append(p.aligns, payloadAlign(e))
+				continue
+			}
+		}
 		p.needs = append(p.needs, footprint(n, len(c.name)))
 		p.aligns = append(p.aligns, payloadAlign(n))
 	}

@@ -107,7 +107,7 @@ func (f *File) rebuildFreeSpace() {
 	}
 	var cs []*cursor
 	for _, s := range f.byID {
-		if s.n() > 0 {
+		if s.held() > 0 {
 			cs = append(cs, &cursor{s: s, next: f.slotOf(s.recs[s.head], len(s.name))})
 		}
 	}
@@ -116,7 +116,7 @@ func (f *File) rebuildFreeSpace() {
 	f.alloc.resetStream(dataHeaderSize, func() (extent, bool) {
 		best := -1
 		for k, c := range cs {
-			if c.i < c.s.n() && (best < 0 || c.next.off < cs[best].next.off) {
+			if c.i < c.s.held() && (best < 0 || c.next.off < cs[best].next.off) {
 				best = k
 			}
 		}
@@ -126,7 +126,7 @@ func (f *File) rebuildFreeSpace() {
 		c := cs[best]
 		e := c.next
 		f.liveBytes += e.end - e.off
-		if c.i++; c.i < c.s.n() {
+		if c.i++; c.i < c.s.held() {
 			c.next = f.slotOf(c.s.recs[c.s.head+c.i], len(c.s.name))
 			if c.next.off < e.off {
 				merged = false // not in order: stop and sort instead
@@ -205,9 +205,13 @@ func (rp *replay) apply(txn []index.Record) error {
 		case index.KindVersion:
 			s := rp.state(r.Ckpt)
 			s.push(start+int64(i), r.Version)
+			var next *index.Record
+			if r.Flags&index.FlagBlocks != 0 {
+				next = &txn[i+1] // its BLOCKS record (check made sure it is there)
+			}
 			if rp.track {
 				// Replay the allocation: the writer's free space comes out of the replay.
-				e := extent{int64(r.Offset), int64(r.Offset) + footprintFor(int64(r.Length), len(s.name), r.Slack)}
+				e := recordSlot(r, next, len(s.name))
 				rp.overlap = !f.alloc.claim(e) || rp.overlap
 				f.liveBytes += e.end - e.off
 			}
@@ -308,9 +312,20 @@ func (rp *replay) bind(s *ckptState) {
 	}
 }
 
-// footprintFor is the slot size of a version from its record.
-func footprintFor(length int64, nameLen int, slack uint32) int64 {
-	return footprint(length, nameLen) + int64(slack)
+// recordSlot is the slot of the version of VERSION record r; blk is its BLOCKS record
+// when it is stored by blocks, else nil.
+func recordSlot(r, blk *index.Record, nameLen int) extent {
+	size := footprint(int64(r.Length), nameLen)
+	if blk != nil {
+		lay := layoutOf(r, blk)
+		size = lay.footprint(nameLen)
+	}
+	return extent{int64(r.Offset), int64(r.Offset) + size + int64(r.Slack)}
+}
+
+// layoutOf is the block layout of VERSION record r from its BLOCKS record blk.
+func layoutOf(r, blk *index.Record) blockLayout {
+	return blockLayout{RegionLen: int64(r.Length), Shift: uint8(blk.Aux), Base: blk.Hash, K: int64(blk.Length), Payload: int64(blk.Offset)}
 }
 
 // maxLength bounds a version's length in a record we trust: 1 PiB.
@@ -406,6 +421,10 @@ func (rp *replay) check(txn []index.Record) string {
 			rp.names[r.Ckpt] = string(name)
 		case index.KindNameMore:
 			return "stray name continuation"
+		case index.KindBlocks:
+			if i == 0 || txn[i-1].Kind != index.KindVersion || txn[i-1].Flags&index.FlagBlocks == 0 {
+				return "stray BLOCKS record"
+			}
 		case index.KindVersion:
 			name, ok := nameOf(r.Ckpt)
 			if !ok {
@@ -417,8 +436,18 @@ func (rp *replay) check(txn []index.Record) string {
 			if r.Length == 0 || r.Length > maxLength {
 				return fmt.Sprintf("version %d of %q has length %d", r.Version, name, r.Length)
 			}
-			end := int64(r.Offset) + footprintFor(int64(r.Length), len(name), r.Slack)
-			if int64(r.Offset) < dataHeaderSize || r.Offset%8 != 0 || r.Offset > 1<<60 || end > f.opts.MaxSize {
+			var blk *index.Record
+			if r.Flags&index.FlagBlocks != 0 {
+				if i+1 >= len(txn) || txn[i+1].Kind != index.KindBlocks || txn[i+1].Ckpt != r.Ckpt || txn[i+1].Version != r.Version {
+					return fmt.Sprintf("version %d of %q lacks its BLOCKS record", r.Version, name)
+				}
+				blk = &txn[i+1]
+				if msg := rp.checkBlocks(r, blk, name, lastOf(r.Ckpt), countOf(r.Ckpt)); msg != "" {
+					return msg
+				}
+			}
+			end := recordSlot(r, blk, len(name)).end
+			if int64(r.Offset) < dataHeaderSize || r.Offset%8 != 0 || r.Offset > 1<<60 || end > f.opts.MaxSize || end < int64(r.Offset) {
 				return fmt.Sprintf("version %d of %q has a slot outside the file (offset %d)", r.Version, name, r.Offset)
 			}
 			if r.Aux > 0 {
@@ -459,6 +488,42 @@ func (rp *replay) check(txn []index.Record) string {
 	return ""
 }
 
+// checkBlocks checks the BLOCKS record blk of VERSION record r of the checkpoint
+// called name, whose newest version before it is last (count: its versions earlier in
+// this transaction): a sane layout, and a delta's base is that newest version, kept or
+// pinned, stored by blocks of the same size over a region of the same length.
+func (rp *replay) checkBlocks(r, blk *index.Record, name string, last uint64, count int) string {
+	lay := layoutOf(r, blk)
+	bad := func(why string) string {
+		return fmt.Sprintf("version %d of %q: %s", r.Version, name, why)
+	}
+	if blk.Txn != r.Txn {
+		return bad("BLOCKS record of another transaction")
+	}
+	if lay.Shift < minBlockShift || lay.Shift > maxBlockShift {
+		return bad(fmt.Sprintf("block size 2^%d", lay.Shift))
+	}
+	n := blockCount(lay.RegionLen, lay.Shift)
+	if lay.K < 0 || lay.K > n || (lay.K == 0) != (lay.Payload == 0) || lay.Payload > lay.K<<lay.Shift || (lay.K > 0 && lay.Payload < (lay.K-1)<<lay.Shift) {
+		return bad(fmt.Sprintf("%d blocks in %d payload bytes", lay.K, lay.Payload))
+	}
+	if !lay.delta() {
+		if lay.K != n || lay.Payload != lay.RegionLen {
+			return bad("full version without every block")
+		}
+		return ""
+	}
+	s := rp.state(r.Ckpt)
+	if s == nil || count > 0 || lay.Base != last || s.held() == 0 {
+		return bad(fmt.Sprintf("delta on version %d, which is not the newest before it", lay.Base))
+	}
+	base := s.heldAt(s.held() - 1)
+	if base.num != lay.Base || !base.blocks || base.lay.Shift != lay.Shift || base.length != lay.RegionLen {
+		return bad(fmt.Sprintf("delta on version %d, which is gone or of another layout", lay.Base))
+	}
+	return ""
+}
+
 // needVerify reports whether data written after the last durable point may have been
 // lost: some session that wrote it ran under another boot than this one.
 func (rp *replay) needVerify(boot [16]byte) bool {
@@ -495,9 +560,10 @@ func (f *File) verifyTail(durable int64) int64 {
 	}
 	var cands []cand
 	for _, s := range f.byID {
-		// Kept versions are oldest first: look from the newest back.
-		for i := s.n() - 1; i >= 0 && s.recs[s.head+i] >= durable; i-- {
-			cands = append(cands, cand{s.at(i), len(s.name)})
+		// Versions in use (pinned ones too: kept deltas read them) are oldest first:
+		// look from the newest back.
+		for i := s.held() - 1; i >= 0 && s.recs[s.head+i] >= durable; i-- {
+			cands = append(cands, cand{s.heldAt(i), len(s.name)})
 		}
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].v.pos < cands[j].v.pos })
@@ -516,6 +582,9 @@ func (f *File) verifyTail(durable int64) int64 {
 func (f *File) checkVersion(v *version, nameLen int) (err error) {
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	if v.blocks {
+		return f.checkBlockSlot(v, nameLen)
+	}
 	data := f.data.Bytes()
 	end := v.off + footprint(v.length, nameLen)
 	if v.off < dataHeaderSize || end > int64(len(data)) || end < v.off {
@@ -532,5 +601,13 @@ func (f *File) checkVersion(v *version, nameLen int) (err error) {
 }
 
 func sessionInfo(s index.Session) *SessionInfo {
-	return &SessionInfo{PID: int(s.PID), Opened: time.Unix(0, s.Time), Sync: policyFromCode(s.Policy), KeepVersions: int(s.Keep)}
+	si := &SessionInfo{PID: int(s.PID), Opened: time.Unix(0, s.Time), Sync: policyFromCode(s.Policy), KeepVersions: int(s.Keep)}
+	if s.Flags&index.SessionDifferential != 0 {
+		si.Differential = true
+		if sh := s.Flags >> 8 & 0xff; sh >= minBlockShift && sh <= maxBlockShift {
+			si.BlockSize = 1 << sh
+		}
+		si.Tracking = s.Flags&index.SessionTracking != 0
+	}
+	return si
 }

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/ckp-go/ckp/crc"
 	"github.com/ckp-go/ckp/index"
 	"github.com/ckp-go/ckp/mmapfile"
@@ -55,6 +57,9 @@ type found struct {
 	hash     uint64
 	time     int64
 	session  uint64
+	blocks   bool // stored by blocks: lay, and the trailer's offset
+	lay      blockLayout
+	trailer  int64
 }
 
 // Repair rebuilds the index of path; see the comment above.
@@ -107,13 +112,21 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 		}
 		rep.Trailers++
 		length := int64(t.Length)
-		if (len(t.Table) > 0 && crc.Combine(t.Table) != t.Hash) || crc.Payload(b[p:p+length]) != t.Hash {
+		fd := found{name: string(t.Name), ver: t.Version, txn: t.Txn, txnCount: t.TxnCount,
+			off: p, length: length, hash: t.Hash, time: t.Time, session: t.Session}
+		if t.Kind != trailerClassic {
+			fd.blocks, fd.lay, fd.trailer = true, t.Blocks, off
+			fd.length = t.Blocks.RegionLen
+			if !blocksIntact(b[p:p+length], &t) {
+				rep.DamagedPayload++
+				continue
+			}
+		} else if (len(t.Table) > 0 && crc.Combine(t.Table) != t.Hash) || crc.Payload(b[p:p+length]) != t.Hash {
 			rep.DamagedPayload++
 			continue
 		}
-		all = append(all, found{name: string(t.Name), ver: t.Version, txn: t.Txn, txnCount: t.TxnCount,
-			off: p, length: length, hash: t.Hash, time: t.Time, session: t.Session})
-		off += trailerLen(length, len(t.Name)) - 8
+		all = append(all, fd)
+		off += t.size() - 8
 	}
 	rep.Scanned = int64(len(b))
 
@@ -158,6 +171,8 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 	ids := map[string]uint32{}
 	last := map[string]uint64{}
 	var recs []index.Record
+	tables := map[string][]uint64{} // block hashes of the last version taken, by name
+	next := make([][]uint64, 0, 8)
 	for _, g := range groups {
 		vs := g.vs
 		ok := true
@@ -172,6 +187,29 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 			rep.Duplicates += len(vs)
 			continue
 		}
+		// Versions stored by blocks: a full one brings its table; a delta applies to
+		// the table of its base, which must be the last version taken of its name, and
+		// the result must match its hash. Otherwise the whole transaction stays out.
+		next = next[:0]
+		for _, v := range vs {
+			var tb []uint64
+			if v.blocks {
+				tb = blockTable(b, seed, &v, tables[v.name], last[v.name])
+				ok = ok && tb != nil
+			}
+			next = append(next, tb)
+		}
+		if !ok {
+			rep.Incomplete += len(vs)
+			continue
+		}
+		for i, v := range vs {
+			if v.blocks {
+				tables[v.name] = next[i]
+			} else {
+				delete(tables, v.name)
+			}
+		}
 		for _, v := range vs {
 			id, known := ids[v.name]
 			if !known {
@@ -180,8 +218,14 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 				recs = append(recs, index.NameRecords(id, v.name)...)
 			}
 			last[v.name] = v.ver
-			recs = append(recs, index.Record{Kind: index.KindVersion, Ckpt: id, Version: v.ver,
-				Offset: uint64(v.off), Length: uint64(v.length), Hash: v.hash, Time: v.time, Txn: v.txn})
+			r := index.Record{Kind: index.KindVersion, Ckpt: id, Version: v.ver,
+				Offset: uint64(v.off), Length: uint64(v.length), Hash: v.hash, Time: v.time, Txn: v.txn}
+			if v.blocks {
+				r.Flags = index.FlagBlocks
+				recs = append(recs, r, blocksRecord(id, v.ver, v.txn, &v.lay))
+			} else {
+				recs = append(recs, r)
+			}
 			rep.Versions++
 		}
 		recs[len(recs)-1].Flags |= index.FlagCommit
@@ -217,4 +261,62 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 	f := &File{opts: Options{Perm: perm}}
 	ih := index.Header{FileID: h.FileID, Created: time.Now().UnixNano()}
 	return rep, f.writeIndexFile(idxPath, ih, recs, true)
+}
+
+// blocksIntact checks the blocks a blocks slot holds against their hashes, and a full
+// slot's table against its hash.
+func blocksIntact(payload []byte, t *trailer) bool {
+	lay := &t.Blocks
+	if t.Kind == trailerFull && xxhash.Sum64(t.Table) != t.Hash {
+		return false
+	}
+	off := int64(0)
+	prev := int64(-1)
+	nb := blockCount(lay.RegionLen, lay.Shift)
+	for i := int64(0); i < lay.K; i++ {
+		blk := i
+		if t.Kind == trailerDelta {
+			blk = int64(binary.LittleEndian.Uint32(t.Index[4*i:]))
+			if blk <= prev || blk >= nb {
+				return false
+			}
+			prev = blk
+		}
+		l := blockLen(blk, lay.Shift, lay.RegionLen)
+		if off+l > int64(len(payload)) || xxhash.Sum64(payload[off:off+l]) != binary.LittleEndian.Uint64(t.Table[8*i:]) {
+			return false
+		}
+		off += l
+	}
+	return off == int64(len(payload))
+}
+
+// blockTable returns the block hashes of version v (stored by blocks), or nil when it
+// cannot be taken: a delta whose base is not lastVer (the last version of its name
+// taken), or whose table with its changes does not match its hash. base is lastVer's
+// table (nil when it was not stored by blocks); it is not modified.
+func blockTable(data []byte, seed uint32, v *found, base []uint64, lastVer uint64) []uint64 {
+	t, ok := readTrailer(data[v.trailer:], seed)
+	if !ok {
+		return nil
+	}
+	nb := blockCount(v.lay.RegionLen, v.lay.Shift)
+	tb := make([]uint64, nb)
+	if t.Kind == trailerFull {
+		for i := range tb {
+			tb[i] = binary.LittleEndian.Uint64(t.Table[8*i:])
+		}
+		return tb
+	}
+	if v.lay.Base != lastVer || len(base) != int(nb) {
+		return nil
+	}
+	copy(tb, base)
+	for i := int64(0); i < v.lay.K; i++ {
+		tb[binary.LittleEndian.Uint32(t.Index[4*i:])] = binary.LittleEndian.Uint64(t.Table[8*i:])
+	}
+	if xxhash.Sum64(tableAsBytes(tb)) != v.hash {
+		return nil
+	}
+	return tb
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"runtime/debug"
 
 	"github.com/ckp-go/ckp/crc"
@@ -19,13 +20,24 @@ func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 	}
 	data := f.data.Bytes()
 	for i, c := range cs {
-		end := vs[i].off + footprint(vs[i].length, len(c.name))
-		if end > int64(len(data)) {
+		end := vs[i].off + vs[i].footprint(len(c.name))
+		if end > int64(len(data)) || end < vs[i].off {
 			return errf(ErrCorrupt, "version %d of %q lies beyond the end of the data file", vs[i].num, c.name)
 		}
 	}
 	if f.ro {
 		return f.restoreCopied(cs, vs)
+	}
+	// Versions stored by blocks: their block maps, from their chains' trailers.
+	plans := make([]*blockPlan, len(cs))
+	for i, c := range cs {
+		if vs[i].blocks {
+			p, err := f.planBlocks(c.st, &vs[i], len(c.name))
+			if err != nil {
+				return fmt.Errorf("%w (%q)", err, c.name)
+			}
+			plans[i] = p
+		}
 	}
 	// Verify in the mapping (both cores for large versions), then copy out.
 	f.batchMu.Lock()
@@ -35,6 +47,13 @@ func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 	hashes := make([]uint64, len(cs))
 	for i, c := range cs {
 		ver := &vs[i]
+		if p := plans[i]; p != nil {
+			for k := range p.runs {
+				r := &p.runs[k]
+				b.add(job{src: data[r.data : r.data+r.n], table: p.tb[8*r.b0 : 8*r.b1], shift: p.shift})
+			}
+			continue
+		}
 		src := data[ver.off : ver.off+ver.length]
 		j := job{src: src}
 		if ts := crc.TableSize(ver.length); ts > 0 {
@@ -56,6 +75,12 @@ func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 	if b.bad.Load() {
 		// Say which one.
 		for i, c := range cs {
+			if p := plans[i]; p != nil {
+				if p.check(data) != nil {
+					return errf(ErrCorrupt, "version %d of %q: a block does not match its hash", vs[i].num, c.name)
+				}
+				continue
+			}
 			if crc.Payload(data[vs[i].off:vs[i].off+vs[i].length]) != vs[i].hash {
 				return errf(ErrCorrupt, "version %d of %q: hash mismatch", vs[i].num, c.name)
 			}
@@ -64,6 +89,13 @@ func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 	}
 	b.reset(jobCopy)
 	for i, c := range cs {
+		if p := plans[i]; p != nil {
+			for k := range p.runs {
+				r := &p.runs[k]
+				b.add(job{src: data[r.data : r.data+r.n], dst: c.region[r.region : r.region+r.n]})
+			}
+			continue
+		}
 		b.add(job{src: data[vs[i].off : vs[i].off+vs[i].length], dst: c.region})
 	}
 	f.pool.run(b)
@@ -76,7 +108,7 @@ func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 func (f *File) restoreCopied(cs []*Checkpoint, vs []version) error {
 	bufs := make([][]byte, len(cs))
 	for i, c := range cs {
-		buf, err := f.copyOut(&vs[i], len(c.name))
+		buf, err := f.copyOut(c.st, &vs[i], len(c.name))
 		if errors.Is(err, errMismatch) {
 			return f.mismatch(c.name, vs[i].num)
 		}

@@ -25,13 +25,46 @@ import (
 func (f *File) save(cs []*Checkpoint) (err error) {
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	for _, c := range cs {
+		if c.diff != nil {
+			return f.saveWithDiffs(cs)
+		}
+	}
+	var published bool
+	return f.saveSlots(cs, &published)
+}
+
+// saveWithDiffs is save for a set of checkpoints of which some are differential: their
+// changed blocks are found first (prepareDiff), and their bookkeeping follows the
+// outcome (finishDiff).
+func (f *File) saveWithDiffs(cs []*Checkpoint) error {
+	var published bool
+	defer func() {
+		for _, c := range cs {
+			if c.diff != nil {
+				f.finishDiff(c, published)
+			}
+		}
+	}()
+	for _, c := range cs {
+		if c.diff != nil {
+			if err := f.prepareDiff(c); err != nil {
+				return err
+			}
+		}
+	}
+	return f.saveSlots(cs, &published)
+}
+
+// saveSlots runs the steps above; *published is set once the save's records are in the
+// index (the versions exist, even if a later step fails).
+func (f *File) saveSlots(cs []*Checkpoint, published *bool) (err error) {
 	durablePoint, txn, err := f.allocate(cs)
 	if err != nil {
 		return err
 	}
-	published := false
 	defer func() {
-		if !published {
+		if !*published {
 			f.unallocate(cs)
 		}
 	}()
@@ -42,12 +75,12 @@ func (f *File) save(cs []*Checkpoint) (err error) {
 	if durablePoint {
 		f.syncMu.Lock()
 		defer f.syncMu.Unlock()
-		return f.publishDurable(cs, txn, now, &published)
+		return f.publishDurable(cs, txn, now, published)
 	}
 	if err := f.publish(cs, txn, now, false); err != nil {
 		return err
 	}
-	published = true
+	*published = true
 	if f.opts.Sync.kind == syncAsync {
 		f.startWriteback(cs)
 	}
@@ -81,12 +114,14 @@ func (f *File) allocate(cs []*Checkpoint) (durablePoint bool, txn uint64, err er
 		durablePoint = f.saveSeq%uint64(f.opts.Sync.n) == 0
 	}
 	var top int64
-	for i, c := range cs {
-		n := int64(len(c.region))
-		off, size := f.alloc.alloc(footprint(n, len(c.name)), payloadAlign(n))
-		c.slot = slotPlan{off: off, size: size, ver: c.st.next}
+	for _, c := range cs {
+		need, align := c.need()
+		off, size := f.alloc.alloc(need, align)
+		c.slot.off, c.slot.size, c.slot.ver, c.slot.hash = off, size, c.st.next, 0
+		if c.slot.blocks {
+			c.slot.hash = c.diff.p.hash
+		}
 		top = max(top, off+size)
-		_ = i
 	}
 	var err2 error
 	if top > f.opts.MaxSize {
@@ -135,16 +170,23 @@ func (f *File) fill(cs []*Checkpoint, txn uint64) (now int64, err error) {
 		b := &f.batchBuf
 		b.reset(jobSave)
 		for _, c := range cs {
-			b.add(saveJob(data, c))
+			if !c.slot.blocks {
+				b.add(saveJob(data, c))
+			}
 		}
-		f.pool.run(b)
-		err = b.err()
+		if len(b.jobs) > 0 {
+			f.pool.run(b)
+			err = b.err()
+		}
 		f.batchMu.Unlock()
 		if err != nil {
 			return 0, err
 		}
 	} else {
 		for _, c := range cs {
+			if c.slot.blocks {
+				continue
+			}
 			j := saveJob(data, c)
 			if j.table == nil {
 				*j.hash = copyHash(j.dst, j.src)
@@ -157,8 +199,23 @@ func (f *File) fill(cs []*Checkpoint, txn uint64) (now int64, err error) {
 			}
 		}
 	}
+	for _, c := range cs {
+		if c.slot.blocks {
+			if err := f.fillBlocks(data, c); err != nil {
+				return 0, err
+			}
+		}
+	}
 	now = f.clock.now()
 	for _, c := range cs {
+		if c.slot.blocks {
+			lay := &c.slot.lay
+			t := trailer{Hash: c.slot.hash, Length: uint64(lay.Payload), Version: c.slot.ver, Txn: txn, Time: now, TxnCount: uint32(len(cs)), Session: f.session}
+			t0 := c.slot.off + pad8(lay.Payload)
+			clear(data[c.slot.off+lay.Payload : t0])
+			writeBlockTrailer(data[t0:t0+trailerFixed+lay.extLen(len(c.name))], f.seed, &t, lay, c.name)
+			continue
+		}
 		n := int64(len(c.region))
 		t0 := c.slot.off + pad8(n)
 		if ts := crc.TableSize(n); ts > 0 {
@@ -235,8 +292,15 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 		}
 		n := int64(len(c.region))
 		c.slot.rec = int64(len(recs))
+		fp := footprint(n, len(s.name))
+		var flags uint8
+		if c.slot.blocks {
+			fp = c.slot.lay.footprint(len(s.name))
+			flags = index.FlagBlocks
+		}
 		recs = append(recs, index.Record{
 			Kind:    index.KindVersion,
+			Flags:   flags,
 			Ckpt:    s.id,
 			Version: c.slot.ver,
 			Offset:  uint64(c.slot.off),
@@ -244,15 +308,18 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 			Hash:    c.slot.hash,
 			Time:    now,
 			Txn:     txn,
-			Slack:   uint32(c.slot.size - footprint(n, len(s.name))),
+			Slack:   uint32(c.slot.size - fp),
 		})
+		if c.slot.blocks {
+			recs = append(recs, blocksRecord(s.id, c.slot.ver, txn, &c.slot.lay))
+		}
 		if old := s.n(); keep > 0 && old+1 > keep {
 			// After this version is added, the newest keep remain: the version record
 			// says how many of the oldest go (one, in a steady hot loop); a drop record
 			// says it when that number does not fit.
 			d := old + 1 - keep
 			if d <= math.MaxUint16 {
-				recs[len(recs)-1].Aux = uint16(d)
+				recs[c.slot.rec].Aux = uint16(d)
 			} else {
 				first := c.slot.ver // the first version kept
 				if d < old {
@@ -281,12 +348,12 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 			f.live += int64(index.NameRecordCount(len(s.name)))
 		}
 		s.push(start+c.slot.rec, c.slot.ver)
-		f.live++
+		f.live += recordsOf(c.slot.blocks)
 		f.liveBytes += c.slot.size
 		if keep > 0 && s.n() > keep {
 			for _, rec := range s.dropOldest(s.n() - keep) {
 				d := f.decodeVersion(rec, len(s.name))
-				f.live--
+				f.live -= recordsOf(d.blocks)
 				f.liveBytes -= d.size
 				if d.pos < f.log.durable {
 					// A durable version: the durable index still lists it until this
@@ -326,4 +393,19 @@ func putTable(table []byte, i int, h uint64) {
 	e := table[8*i : 8*i+8]
 	e[0], e[1], e[2], e[3] = byte(h), byte(h>>8), byte(h>>16), byte(h>>24)
 	e[4], e[5], e[6], e[7] = byte(h>>32), byte(h>>40), byte(h>>48), byte(h>>56)
+}
+
+// recordsOf is the number of index records a version takes: its VERSION record, and a
+// BLOCKS record when it is stored by blocks.
+func recordsOf(blocks bool) int64 {
+	if blocks {
+		return 2
+	}
+	return 1
+}
+
+// blocksRecord is the BLOCKS record of a version stored by blocks.
+func blocksRecord(id uint32, ver, txn uint64, lay *blockLayout) index.Record {
+	return index.Record{Kind: index.KindBlocks, Ckpt: id, Version: ver, Txn: txn, Aux: uint16(lay.Shift),
+		Offset: uint64(lay.Payload), Length: uint64(lay.K), Hash: lay.Base}
 }

@@ -10,28 +10,47 @@ import (
 type version struct {
 	num    uint64 // version number, 1..N
 	off    int64  // payload offset in the data file
-	length int64  // payload length
+	length int64  // bytes of the version (the region's length)
 	hash   uint64 // payload hash
 	time   int64  // unix nanoseconds
 	txn    uint64 // transaction number
 	size   int64  // slot size: footprint plus slack
 	pos    int64  // the number of its VERSION record in the index
+	blocks bool   // stored by blocks (differential): lay describes the slot
+	lay    blockLayout
 }
 
 func (v *version) slot() extent { return extent{v.off, v.off + v.size} }
 
+// delta reports whether the version holds only the blocks changed since its base.
+func (v *version) delta() bool { return v.blocks && v.lay.delta() }
+
+// footprint is the slot's size without slack: what the version wrote.
+func (v *version) footprint(nameLen int) int64 {
+	if v.blocks {
+		return v.lay.footprint(nameLen)
+	}
+	return footprint(v.length, nameLen)
+}
+
 // ckptState is everything the File knows about one checkpoint name, registered or not.
 //
-// Its kept versions are held as the numbers of their VERSION records in the index,
-// decoded when needed: 8 bytes per version in memory, so that opening a file of a
-// million versions costs little more than reading its index.
+// Its versions are held as the numbers of their VERSION records in the index, decoded
+// when needed: 8 bytes per version in memory, so that opening a file of a million
+// versions costs little more than reading its index.
+//
+// recs[head:] are the versions whose slots are in use, oldest first: recs[vis:] the
+// kept (visible) ones, recs[head:vis] versions retention dropped whose blocks a kept
+// version of a differential checkpoint still reads (its chain of deltas goes back to a
+// full version). Only versions stored by blocks are ever pinned that way.
 type ckptState struct {
 	f     *File
 	id    uint32
 	name  string
-	named bool    // the name's records are in the index
-	recs  []int64 // kept versions: recs[head:], oldest first
+	named bool // the name's records are in the index
+	recs  []int64
 	head  int
+	vis   int
 	next  uint64      // the next version number
 	reg   *Checkpoint // the registered handle, or nil
 
@@ -44,10 +63,16 @@ type ckptState struct {
 }
 
 // n is the number of kept versions.
-func (s *ckptState) n() int { return len(s.recs) - s.head }
+func (s *ckptState) n() int { return len(s.recs) - s.vis }
 
 // at decodes the i-th kept version (0 = oldest).
-func (s *ckptState) at(i int) version { return s.f.decodeVersion(s.recs[s.head+i], len(s.name)) }
+func (s *ckptState) at(i int) version { return s.f.decodeVersion(s.recs[s.vis+i], len(s.name)) }
+
+// held is the number of versions whose slots are in use: kept and pinned.
+func (s *ckptState) held() int { return len(s.recs) - s.head }
+
+// heldAt decodes the i-th version in use (0 = oldest, pinned ones first).
+func (s *ckptState) heldAt(i int) version { return s.f.decodeVersion(s.recs[s.head+i], len(s.name)) }
 
 // newest decodes the newest kept version; ok is false when none is kept.
 func (s *ckptState) newest() (v version, ok bool) {
@@ -62,27 +87,44 @@ func (s *ckptState) push(rec int64, num uint64) {
 	if len(s.recs) == cap(s.recs) && s.head > 0 {
 		n := copy(s.recs, s.recs[s.head:])
 		s.recs = s.recs[:n]
+		s.vis -= s.head
 		s.head = 0
 	}
 	s.recs = append(s.recs, rec)
 	s.next = num + 1
 }
 
-// dropOldest forgets the k oldest kept versions and returns their records.
+// dropOldest drops the k oldest kept versions (retention) and returns the records of
+// the versions whose slots are free now: the dropped ones, and pinned ones, that no
+// kept version's chain of deltas reads any more.
 func (s *ckptState) dropOldest(k int) []int64 {
-	k = min(k, s.n())
-	d := s.recs[s.head : s.head+k]
-	s.head += k
-	return d
+	s.vis += min(k, s.n())
+	return s.release()
 }
 
-// dropBelow forgets the kept versions numbered below first and returns their records.
+// dropBelow drops the kept versions numbered below first and returns the records of
+// the versions whose slots are free now (see dropOldest).
 func (s *ckptState) dropBelow(first uint64) []int64 {
 	k := 0
 	for k < s.n() && s.at(k).num < first {
 		k++
 	}
 	return s.dropOldest(k)
+}
+
+// release unpins the dropped versions that the oldest kept version does not read: all
+// of them below the full version its chain starts from (all of them when the oldest
+// kept version is full, or when none is kept).
+func (s *ckptState) release() []int64 {
+	keep := s.vis // index of the first version still in use
+	if s.vis < len(s.recs) {
+		for keep > s.head && s.f.recordIsDelta(s.recs[keep]) {
+			keep--
+		}
+	}
+	d := s.recs[s.head:keep]
+	s.head = keep
+	return d
 }
 
 // resolve maps an API version number (1..N absolute, 0..-(N-1) relative) to a kept
@@ -131,7 +173,8 @@ func (s *ckptState) resolve(v int) (version, error) {
 }
 
 // decodeVersion decodes the VERSION record number rec of the index (verified when it
-// was replayed or written). Caller holds f.mu, or is alone with the File.
+// was replayed or written), and the BLOCKS record after it for a version stored by
+// blocks. Caller holds f.mu, or is alone with the File.
 func (f *File) decodeVersion(rec int64, nameLen int) version {
 	b := f.idx.Bytes()[index.HeaderSize+rec*index.RecordSize:][:index.RecordSize]
 	v := version{
@@ -143,17 +186,44 @@ func (f *File) decodeVersion(rec int64, nameLen int) version {
 		txn:    binary.LittleEndian.Uint64(b[48:]),
 		pos:    rec,
 	}
-	v.size = footprintFor(v.length, nameLen, binary.LittleEndian.Uint32(b[56:]))
+	slack := int64(binary.LittleEndian.Uint32(b[56:]))
+	if b[1]&index.FlagBlocks == 0 {
+		v.size = footprint(v.length, nameLen) + slack
+		return v
+	}
+	v.blocks = true
+	v.lay = f.decodeLayout(rec+1, v.length)
+	v.size = v.lay.footprint(nameLen) + slack
 	return v
+}
+
+// decodeLayout decodes the BLOCKS record number rec.
+func (f *File) decodeLayout(rec int64, regionLen int64) blockLayout {
+	b := f.idx.Bytes()[index.HeaderSize+rec*index.RecordSize:][:index.RecordSize]
+	return blockLayout{
+		RegionLen: regionLen,
+		Shift:     uint8(binary.LittleEndian.Uint16(b[2:])),
+		Base:      binary.LittleEndian.Uint64(b[32:]),
+		K:         int64(binary.LittleEndian.Uint64(b[24:])),
+		Payload:   int64(binary.LittleEndian.Uint64(b[16:])),
+	}
+}
+
+// recordIsDelta reports whether VERSION record rec is a delta: stored by blocks, with
+// a base version.
+func (f *File) recordIsDelta(rec int64) bool {
+	b := f.idx.Bytes()[index.HeaderSize+rec*index.RecordSize:]
+	if b[1]&index.FlagBlocks == 0 {
+		return false
+	}
+	return binary.LittleEndian.Uint64(b[index.RecordSize+32:]) != 0
 }
 
 // slotOf decodes only the slot extent of VERSION record rec: what rebuilding the free
 // space at open needs.
 func (f *File) slotOf(rec int64, nameLen int) extent {
-	b := f.idx.Bytes()[index.HeaderSize+rec*index.RecordSize:][:index.RecordSize]
-	off := int64(binary.LittleEndian.Uint64(b[16:]))
-	length := int64(binary.LittleEndian.Uint64(b[24:]))
-	return extent{off, off + footprintFor(length, nameLen, binary.LittleEndian.Uint32(b[56:]))}
+	v := f.decodeVersion(rec, nameLen)
+	return v.slot()
 }
 
 // txnStart returns the number of the first record of the transaction that holds

@@ -25,6 +25,11 @@ const (
 	KindSession Kind = 5
 	// KindMark: a durable point with no version in it (File.Sync, Close, SyncInterval).
 	KindMark Kind = 6
+	// KindBlocks: the block layout of the KindVersion record just before it, which has
+	// FlagBlocks: Offset is the payload bytes in the slot, Length the number of blocks
+	// stored, Hash the base version (0: the slot holds every block), Aux the log2 of the
+	// block size. Ckpt, Version and Txn repeat the version record's.
+	KindBlocks Kind = 7
 )
 
 // Record flags.
@@ -37,6 +42,10 @@ const (
 	// record, that the data of the first Version records had. Recovery after a power
 	// loss trusts the data below the newest such claim and checks the data above it.
 	FlagDurable uint8 = 1 << 1
+	// FlagBlocks, on a KindVersion record, says the version is stored by blocks (a
+	// differential checkpoint): its slot has a block trailer, and a KindBlocks record
+	// follows it.
+	FlagBlocks uint8 = 1 << 2
 )
 
 // Record is one decoded index record. Which fields are meaningful depends on Kind; see
@@ -93,7 +102,7 @@ func Decode(b []byte, prev uint32, r *Record) (c uint32, ok bool) {
 		return 0, false
 	}
 	k := Kind(b[0])
-	if k < KindVersion || k > KindMark {
+	if k < KindVersion || k > KindBlocks {
 		return 0, false
 	}
 	*r = Record{

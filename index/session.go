@@ -5,7 +5,7 @@ import "encoding/binary"
 // Session is what a KindSession record says: a writer opened the file. It is encoded in
 // a Record's fields as follows (docs/FORMAT.md): Ckpt = process id, Version = next
 // transaction number, Offset and Length = the 16-byte boot id of the running kernel,
-// Hash = the sync policy's code, Time = when, Txn = KeepVersions, Slack = reserved.
+// Hash = the sync policy's code, Time = when, Txn = KeepVersions, Slack = Flags.
 type Session struct {
 	PID     uint32
 	NextTxn uint64
@@ -13,7 +13,16 @@ type Session struct {
 	Policy  uint64
 	Time    int64
 	Keep    uint64
+	Flags   uint32 // SessionDifferential, SessionTracking, block shift << 8
 }
+
+// Session flags.
+const (
+	// SessionDifferential: the writer saves large regions by blocks (differential).
+	SessionDifferential = 1 << 0
+	// SessionTracking: the kernel's written-page tracking was available to it.
+	SessionTracking = 1 << 1
+)
 
 // Record returns the session as a record.
 func (s Session) Record() Record {
@@ -26,6 +35,7 @@ func (s Session) Record() Record {
 		Hash:    s.Policy,
 		Time:    s.Time,
 		Txn:     s.Keep,
+		Slack:   s.Flags,
 	}
 }
 
@@ -39,5 +49,6 @@ func SessionOf(r *Record) Session {
 	s.Policy = r.Hash
 	s.Time = r.Time
 	s.Keep = r.Txn
+	s.Flags = r.Slack
 	return s
 }

@@ -24,6 +24,8 @@ import (
 var (
 	flagCuts = flag.Int("powercut.cuts", envInt("CKP_POWERCUT_CUTS", 20),
 		"power cuts per sync policy (env CKP_POWERCUT_CUTS)")
+	flagDiffCuts = flag.Int("powercut.diffcuts", envInt("CKP_POWERCUT_DIFF_CUTS", 12),
+		"power cuts of differential saves, under SyncAlways and SyncEvery(4) (env CKP_POWERCUT_DIFF_CUTS)")
 	flagControlCuts = flag.Int("powercut.controlcuts", envInt("CKP_POWERCUT_CONTROL_CUTS", 3),
 		"power cuts of the control, which must lose acknowledged versions (env CKP_POWERCUT_CONTROL_CUTS)")
 	flagSeed = flag.Uint64("powercut.seed", uint64(envInt("CKP_POWERCUT_SEED", 0)),
@@ -158,10 +160,16 @@ type chain struct {
 	cuts   int
 	maxVer int // CKP_MAXVER
 	sizes  string
-	id     int // distinguishes the chains' seeds
+	id     int  // distinguishes the chains' seeds
+	diff   bool // Options.Differential, with the sparse pattern
 }
 
-func (c chain) name() string { return fmt.Sprintf("keep%d-%d", c.keep, c.id) }
+func (c chain) name() string {
+	if c.diff {
+		return fmt.Sprintf("diff-keep%d-%d", c.keep, c.id)
+	}
+	return fmt.Sprintf("keep%d-%d", c.keep, c.id)
+}
 
 // chainsFor splits n cuts of a policy into chains, one per KeepVersions
 // value in -powercut.keeps, KeepVersions 0 getting half the share of the
@@ -369,6 +377,9 @@ func (c chain) params(mode string, seed uint64, p plan) map[string]string {
 	if c.pol.ackAll {
 		m["CKP_ACK"] = "all"
 	}
+	if c.diff {
+		m["CKP_DIFF"] = "1"
+	}
 	if p.kill > 0 {
 		m["CKP_KILLAFTER"] = strconv.FormatInt(p.kill.Milliseconds(), 10)
 	}
@@ -397,7 +408,7 @@ func runChain(t *testing.T, env *Env, initrd string, c chain) *chainResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := ckpcheck.Config{Sizes: sizes, Seed: seed}
+	cfg := ckpcheck.Config{Sizes: sizes, Seed: seed, Sparse: c.diff}
 	dir := t.TempDir()
 	disk, err := env.NewDisk(filepath.Join(dir, "disk.img"), diskSize)
 	if err != nil {
@@ -720,6 +731,36 @@ func TestPowerCutSyncAlways(t *testing.T) { testPolicy(t, polAlways) }
 func TestPowerCutSyncEvery4(t *testing.T) { testPolicy(t, polEvery4) }
 
 func TestPowerCutSyncNoneSync(t *testing.T) { testPolicy(t, polNone) }
+
+// TestPowerCutDifferential runs the durable policies with differential saves: deltas,
+// chains pinned by retention and block maps must survive the cuts as whole versions do.
+func TestPowerCutDifferential(t *testing.T) {
+	t.Parallel()
+	n := *flagDiffCuts
+	if n <= 0 {
+		t.Skip("no differential cuts (-powercut.diffcuts)")
+	}
+	var chains []chain
+	for i, p := range []policy{polAlways, polEvery4} {
+		for _, c := range chainsFor(p, n/2+i*(n%2)) {
+			c.diff = true
+			c.id += 100 * (i + 1)
+			chains = append(chains, c)
+		}
+	}
+	rs := runPolicy(t, chains)
+	s := summarize(rs)
+	t.Logf("differential: %v", s)
+	if t.Failed() {
+		return
+	}
+	if s.cuts < n {
+		t.Errorf("only %d of %d cuts ran", s.cuts, n)
+	}
+	if s.cuts > 0 && s.acked[guest] == 0 {
+		t.Errorf("no acknowledged version was ever inspected: the test proved nothing")
+	}
+}
 
 // TestPowerCutControl proves that the check can fail: the guest runs
 // SyncNone and never calls Sync, yet acknowledges every SaveAll as durable.

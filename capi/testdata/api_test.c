@@ -359,6 +359,24 @@ int main(int argc, char **argv) {
 	truth(ra[0] == 0xAB && ra[N - 1] == 0xAB);
 	expect(ckpClose(f), 0);
 
+	/* A data file at its maximum size: EFBIG, and the saved versions stay. */
+	fill(ra, N, 5);
+	expect(ckpOpen(path("full.ckp"), "max_size=300000", &f), 0);
+	expect(ckpRegister(f, "full", ra, N, &a), 0);
+	int saved = 0;
+	int st;
+	while ((st = ckpSave(a)) == 0 && saved < 1000) {
+		saved++;
+	}
+	expect(st, EFBIG);
+	last_error_has("MaxSize");
+	truth(saved >= 1);
+	memset(ra, 0, N);
+	expect(ckpRestore(a, saved), 0);
+	fill(want, N, 5);
+	truth(memcmp(ra, want, N) == 0);
+	expect(ckpClose(f), 0);
+
 	free(ra);
 	free(rb);
 	free(want);

@@ -46,6 +46,7 @@ type writerJSON struct {
 	Opened       string `json:"opened"`
 	Sync         string `json:"sync"`
 	KeepVersions int    `json:"keep_versions"`
+	Differential string `json:"differential,omitempty"`
 }
 
 type infoJSON struct {
@@ -87,7 +88,7 @@ func runInfo(e *env, o infoOptions) int {
 			WriterActive: active, Recovery: mkRecoveryJSON(fi.Recovery),
 		}
 		if w := fi.LastWriter; w != nil {
-			out.LastWriter = &writerJSON{w.PID, jsonTime(w.Opened), w.Sync.String(), w.KeepVersions}
+			out.LastWriter = &writerJSON{w.PID, jsonTime(w.Opened), w.Sync.String(), w.KeepVersions, differential(w)}
 		}
 		if err := writeJSON(e.stdout, out); err != nil {
 			return e.fail(err)
@@ -114,6 +115,11 @@ func runInfo(e *env, o infoOptions) int {
 			p("retention", "newest %d versions per checkpoint (KeepVersions %d)", w.KeepVersions, w.KeepVersions)
 		}
 		p("sync policy", "%s", w.Sync)
+		if d := differential(w); d != "" {
+			p("differential", "%s", d)
+		} else {
+			p("differential", "no (every version is saved whole)")
+		}
 		if w.PID == 0 {
 			// Compaction rewrites the session record without the writer's pid and time.
 			p("last writer", "unknown pid and open time (the index was compacted)")
@@ -145,4 +151,17 @@ func runInfo(e *env, o infoOptions) int {
 		return e.fail(err)
 	}
 	return exitOK
+}
+
+// differential says how the last writer saved large regions: "" when whole, else the
+// block size and how it found changed blocks.
+func differential(w *engine.SessionInfo) string {
+	if !w.Differential {
+		return ""
+	}
+	how := "changed blocks found by hashing every block"
+	if w.Tracking {
+		how = "changed pages told by the kernel (userfaultfd + PAGEMAP_SCAN), hashing for dense writers"
+	}
+	return fmt.Sprintf("%s blocks, %s", humanSize(int64(w.BlockSize)), how)
 }

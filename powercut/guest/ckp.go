@@ -83,8 +83,9 @@ func ckpWorkload(mode string) error {
 	if err != nil {
 		return err
 	}
-	cfg := ckpcheck.Config{Sizes: sizes, Seed: seed}
-	opts := &engine.Options{Sync: policy, KeepVersions: keep}
+	diff := env("CKP_DIFF", "0") == "1"
+	cfg := ckpcheck.Config{Sizes: sizes, Seed: seed, Sparse: diff}
+	opts := &engine.Options{Sync: policy, KeepVersions: keep, Differential: diff}
 
 	if mode == "final" {
 		ready("workload=ckp mode=final")
@@ -126,8 +127,12 @@ func ckpWorkload(mode string) error {
 	n := 0
 	v := next
 	for ; maxVer == 0 || v <= maxVer; v++ {
+		from := v - 1 // the regions hold the version before (inspection left garbage the first time)
+		if v == next {
+			from = 0
+		}
 		for i, r := range s.Regions {
-			ckpcheck.Fill(r, seed, i, v)
+			cfg.Fill(r, i, v, from)
 		}
 		if err := s.F.SaveAll(); err != nil {
 			return fmt.Errorf("SaveAll of version %d: %w", v, err)
@@ -214,7 +219,7 @@ func ckpFinal(opts *engine.Options, cfg ckpcheck.Config) error {
 	start := s.Newest() + 1
 	for v := start; v < start+2; v++ {
 		for i, r := range s.Regions {
-			ckpcheck.Fill(r, cfg.Seed, i, v)
+			cfg.Fill(r, i, v, 0)
 		}
 		if err := s.F.SaveAll(); err != nil {
 			return fmt.Errorf("SaveAll of version %d after recovery: %w", v, err)

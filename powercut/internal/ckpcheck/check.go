@@ -17,6 +17,28 @@ import (
 type Config struct {
 	Sizes []int
 	Seed  uint64
+	// Sparse: the file is written with Options.Differential, and version v of a
+	// region holds the sparse pattern (FillSparse), in which about one 4 KiB block in
+	// eight changes from one version to the next.
+	Sparse bool
+}
+
+// Fill writes version v of region r into buf, which holds version from of it already
+// (0: anything): under Sparse only the blocks that changed since from are written.
+func (c Config) Fill(buf []byte, r, v, from int) {
+	if c.Sparse {
+		FillSparse(buf, c.Seed, r, v, from)
+		return
+	}
+	Fill(buf, c.Seed, r, v)
+}
+
+// Check is Check or CheckSparse, as c says.
+func (c Config) Check(got []byte, r, v int, scratch []byte) error {
+	if c.Sparse {
+		return CheckSparse(got, c.Seed, r, v, scratch)
+	}
+	return Check(got, c.Seed, r, v, scratch)
 }
 
 // ParseSizes parses a comma-separated list of region sizes in bytes; an
@@ -186,7 +208,7 @@ func Inspect(s *Set, cfg Config, where string) *Report {
 			err := s.Cks[i].Restore(v)
 			switch {
 			case err == nil:
-				if err := Check(s.Regions[i], cfg.Seed, i, v, scratch[i]); err != nil {
+				if err := cfg.Check(s.Regions[i], i, v, scratch[i]); err != nil {
 					fail(v, i, "mismatch", err)
 				} else {
 					r.Restored++
@@ -210,7 +232,7 @@ func Inspect(s *Set, cfg Config, where string) *Report {
 					r.RestoreAll = fmt.Sprintf("region %d has no version", i)
 					break
 				}
-				if err := Check(s.Regions[i], cfg.Seed, i, l[len(l)-1].Version, scratch[i]); err != nil {
+				if err := cfg.Check(s.Regions[i], i, l[len(l)-1].Version, scratch[i]); err != nil {
 					r.RestoreAll = "restored bytes differ: " + err.Error()
 					break
 				}

@@ -1,6 +1,7 @@
 package ckpcheck
 
 import (
+	"bytes"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -122,5 +123,33 @@ func TestInspect(t *testing.T) {
 	}
 	if err := s.F.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSparsePattern(t *testing.T) {
+	const n = 5*4096 + 100
+	a := make([]byte, n)
+	FillSparse(a, 3, 1, 1, 0)
+	for v := 2; v <= 40; v++ {
+		FillSparse(a, 3, 1, v, v-1) // only the changed blocks
+		if err := CheckSparse(a, 3, 1, v, nil); err != nil {
+			t.Fatalf("v%d: %v", v, err)
+		}
+		if err := CheckSparse(a, 3, 1, v-1, nil); err == nil {
+			t.Fatalf("v%d passes as v%d", v, v-1)
+		}
+	}
+	b := make([]byte, n)
+	FillSparse(b, 3, 1, 40, 0)
+	if !bytes.Equal(a, b) {
+		t.Fatal("incremental fill differs from a full one")
+	}
+	// Some block other than block 0 keeps an older version's bytes.
+	kept := false
+	for blk := 1; blk*4096 < n; blk++ {
+		kept = kept || !SparseChanged(3, 1, blk, 40)
+	}
+	if !kept {
+		t.Fatal("every block changed at version 40")
 	}
 }

@@ -125,3 +125,78 @@ func allZero(b []byte) bool {
 	}
 	return true
 }
+
+// The sparse pattern, for differential saves: the region is cut into 4 KiB blocks, and
+// block b of version v holds the bytes of Fill's version u at those offsets, u being
+// the newest version up to v at which block b changed. Block 0 (with the header words)
+// changes at every version, every other block at version 1 and then at about one
+// version in eight.
+
+const sparseBlock = 4096
+
+// SparseChanged reports whether block b of region r changes at version v.
+func SparseChanged(seed uint64, r, b, v int) bool {
+	if v <= 1 || b == 0 {
+		return true
+	}
+	return mix(seed^mix(uint64(r)<<48^uint64(b)<<24^uint64(v)))%8 == 0
+}
+
+// sparseVersion is the version whose bytes block b of version v holds.
+func sparseVersion(seed uint64, r, b, v int) int {
+	for !SparseChanged(seed, r, b, v) {
+		v--
+	}
+	return v
+}
+
+// FillSparse writes version v of region r's sparse pattern into buf, which holds
+// version from of it already (0: anything): only blocks that changed since are written.
+func FillSparse(buf []byte, seed uint64, r, v, from int) {
+	var tmp [sparseBlock]byte
+	for off, b := 0, 0; off < len(buf); off, b = off+sparseBlock, b+1 {
+		u := sparseVersion(seed, r, b, v)
+		if from > 0 && u <= from {
+			continue
+		}
+		// Fill's words of version u at this block's offsets.
+		end := min(off+sparseBlock, len(buf))
+		fillRange(tmp[:end-off], seed, r, u, off)
+		copy(buf[off:end], tmp[:end-off])
+	}
+}
+
+// fillRange writes bytes [off, off+len(dst)) of Fill's version v of region r into dst;
+// off is a multiple of 8.
+func fillRange(dst []byte, seed uint64, r, v, off int) {
+	bs := base(seed, r, v)
+	var t [8]byte
+	for k := 0; k < len(dst); k += 8 {
+		i := (off + k) / 8
+		w := bs + uint64(i)*step
+		if i < 3 {
+			w = word(seed, r, v, i)
+		}
+		binary.LittleEndian.PutUint64(t[:], w)
+		copy(dst[k:], t[:])
+	}
+}
+
+// CheckSparse returns nil if got is exactly version v of region r's sparse pattern,
+// otherwise an error that says where it differs.
+func CheckSparse(got []byte, seed uint64, r, v int, scratch []byte) error {
+	if len(scratch) != len(got) {
+		scratch = make([]byte, len(got))
+	}
+	FillSparse(scratch, seed, r, v, 0)
+	if bytes.Equal(got, scratch) {
+		return nil
+	}
+	first := 0
+	for got[first] == scratch[first] {
+		first++
+	}
+	b := first / sparseBlock
+	return fmt.Errorf("region %d is not sparse version %d: block %d (which holds version %d's bytes) differs at byte %d: %s",
+		r, v, b, sparseVersion(seed, r, b, v), first, Describe(got, seed, r, first, v+64))
+}
