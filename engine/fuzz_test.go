@@ -2,10 +2,13 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/ckp-go/ckp/crc"
 )
@@ -40,6 +43,43 @@ func fuzzSeedFiles(f *testing.F) (data, idx []byte) {
 	return bytes.TrimRight(data, "\x00"), bytes.TrimRight(idx, "\x00")
 }
 
+// fuzzSeedDiff makes a small pair of files with versions stored by blocks: full
+// versions and deltas, some pinned by retention.
+func fuzzSeedDiff(f *testing.F) (data, idx []byte) {
+	path := filepath.Join(f.TempDir(), "d.ckp")
+	fl, err := Open(path, &Options{ChunkSize: 64 << 10, NoPrefault: true, KeepVersions: 2, Differential: true, NoTracking: true, chainLimit: 3})
+	if err != nil {
+		f.Fatal(err)
+	}
+	a := make([]byte, 16*4096+100)
+	if _, err := fl.Register("d", a); err != nil {
+		f.Fatal(err)
+	}
+	for v := 1; v <= 6; v++ {
+		a[v*4096+v]++
+		if err := fl.SaveAll(); err != nil {
+			f.Fatal(err)
+		}
+	}
+	fl.Close()
+	data, _ = os.ReadFile(path)
+	idx, _ = os.ReadFile(path + ".idx")
+	return bytes.TrimRight(data, "\x00"), bytes.TrimRight(idx, "\x00")
+}
+
+// fuzzHash is the hash a version's bytes must have: the payload hash of a version stored
+// whole, the hash of its block table for one stored by blocks.
+func fuzzHash(b []byte, info VersionInfo) uint64 {
+	if info.BlockSize == 0 {
+		return crc.Payload(b)
+	}
+	var table []byte
+	for off := 0; off < len(b); off += info.BlockSize {
+		table = binary.LittleEndian.AppendUint64(table, xxhash.Sum64(b[off:min(off+info.BlockSize, len(b))]))
+	}
+	return xxhash.Sum64(table)
+}
+
 // FuzzOpen opens arbitrary file contents. Open must never crash or hang; when it
 // succeeds, every version it lists is either served with bytes that match its hash or
 // refused with ErrCorrupt, and a writer can save again.
@@ -49,6 +89,9 @@ func FuzzOpen(f *testing.F) {
 	f.Add(data, idx[:len(idx)-10])
 	f.Add(data[:5000], idx)
 	f.Add([]byte("not a checkpoint"), []byte{})
+	ddata, didx := fuzzSeedDiff(f)
+	f.Add(ddata, didx)
+	f.Add(ddata, didx[:len(didx)-70])
 	f.Fuzz(func(t *testing.T, data, idx []byte) {
 		dir := fuzzDir(t)
 		path := filepath.Join(dir, "f.ckp")
@@ -81,7 +124,7 @@ func FuzzOpen(f *testing.F) {
 						}
 						continue
 					}
-					if crc.Payload(b) != info.Hash || int64(len(b)) != info.Size {
+					if fuzzHash(b, info) != info.Hash || int64(len(b)) != info.Size {
 						t.Fatalf("read %q@%d served bytes that do not match", name, v.Version)
 					}
 				}
@@ -108,24 +151,60 @@ func FuzzOpen(f *testing.F) {
 	})
 }
 
-// FuzzTrailer decodes arbitrary bytes as a slot trailer.
+// FuzzTrailer decodes arbitrary bytes as a slot trailer: a whole one, or one of a
+// version stored by blocks (full or delta).
 func FuzzTrailer(f *testing.F) {
 	b := make([]byte, 256)
 	writeTrailer(b, 7, &trailer{Hash: 1, Length: 3 << 20, Version: 2, Txn: 3, TxnCount: 1}, "name")
 	f.Add(b, uint32(7))
+	for _, lay := range []blockLayout{
+		{RegionLen: 5*4096 + 3, Shift: 12, K: 6, Payload: 5*4096 + 3},
+		{RegionLen: 9 * 4096, Shift: 12, Base: 4, K: 2, Payload: 2 * 4096},
+		{RegionLen: 9 * 4096, Shift: 12, Base: 4},
+	} {
+		b := make([]byte, trailerFixed+lay.extLen(3))
+		idx, hashes := blockParts(b, &lay)
+		for i := range lay.K {
+			if idx != nil {
+				binary.LittleEndian.PutUint32(idx[4*i:], uint32(2*i+1))
+			}
+			binary.LittleEndian.PutUint64(hashes[8*i:], uint64(i)*77)
+		}
+		writeBlockTrailer(b, 9, &trailer{Hash: 5, Length: uint64(lay.Payload), Version: 5, Txn: 8, TxnCount: 2}, &lay, "abc")
+		f.Add(b, uint32(9))
+	}
 	f.Fuzz(func(t *testing.T, b []byte, seed uint32) {
 		tr, ok := readTrailer(b, seed)
 		if !ok {
 			return
 		}
-		if len(tr.Name) == 0 || len(tr.Name) > MaxNameLen || len(tr.Table) != crc.TableSize(int64(tr.Length)) {
+		if len(tr.Name) == 0 || len(tr.Name) > MaxNameLen {
 			t.Fatalf("accepted an inconsistent trailer: %+v", tr)
 		}
-		out := make([]byte, trailerLen(int64(tr.Length), len(tr.Name)))
-		copy(out[trailerFixed:], tr.Table)
-		writeTrailer(out, seed, &tr, string(tr.Name))
+		if tr.Kind == trailerClassic {
+			if len(tr.Table) != crc.TableSize(int64(tr.Length)) {
+				t.Fatalf("accepted an inconsistent trailer: %+v", tr)
+			}
+			out := make([]byte, trailerLen(int64(tr.Length), len(tr.Name)))
+			copy(out[trailerFixed:], tr.Table)
+			writeTrailer(out, seed, &tr, string(tr.Name))
+			if !bytes.Equal(out[:trailerFixed], b[:trailerFixed]) {
+				t.Fatalf("trailer does not round-trip")
+			}
+			return
+		}
+		lay := tr.Blocks
+		if lay.K < 0 || lay.K > blockCount(lay.RegionLen, lay.Shift) || len(tr.Table) != int(8*lay.K) ||
+			(tr.Kind == trailerDelta) != (tr.Index != nil) || int64(tr.Length) != lay.Payload {
+			t.Fatalf("accepted an inconsistent block trailer: %+v", tr)
+		}
+		out := make([]byte, trailerFixed+lay.extLen(len(tr.Name)))
+		idx, hashes := blockParts(out, &lay)
+		copy(idx, tr.Index)
+		copy(hashes, tr.Table)
+		writeBlockTrailer(out, seed, &tr, &lay, string(tr.Name))
 		if !bytes.Equal(out[:trailerFixed], b[:trailerFixed]) {
-			t.Fatalf("trailer does not round-trip")
+			t.Fatalf("block trailer does not round-trip")
 		}
 	})
 }
