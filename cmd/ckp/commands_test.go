@@ -615,3 +615,47 @@ func TestInProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestDifferential: ls shows per version the bytes written and the share of changed
+// blocks, info says how the last writer saved, and cat and verify read deltas.
+func TestDifferential(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "d.ckp")
+	f, err := engine.Open(file, &engine.Options{Differential: true, NoTracking: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	region := make([]byte, 64<<10)
+	c, err := f.Register("grid", region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want [][]byte
+	for v := 1; v <= 3; v++ {
+		region[v*4096]++
+		if err := c.Save(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, bytes.Clone(region))
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, 0, dir, "ls", file, "grid")
+	for _, s := range []string{"WRITTEN", "CHANGED", "100.0% of 4.0 KiB blocks (full)", "6.2% of 4.0 KiB blocks (delta on 2)"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("ls does not show %q:\n%s", s, r.stdout)
+		}
+	}
+	r = mustRun(t, 0, dir, "info", file)
+	if !strings.Contains(r.stdout, "4.0 KiB blocks, changed blocks found by hashing every block") {
+		t.Errorf("info does not say how the writer saved:\n%s", r.stdout)
+	}
+	for v := 1; v <= 3; v++ {
+		r = mustRun(t, 0, dir, "cat", file, fmt.Sprintf("grid@%d", v))
+		if r.stdout != string(want[v-1]) {
+			t.Errorf("cat grid@%d: wrong bytes", v)
+		}
+	}
+	mustRun(t, 0, dir, "verify", file)
+}

@@ -70,6 +70,11 @@ type lsVersionJSON struct {
 	Offset  int64  `json:"offset"`
 	Txn     uint64 `json:"txn"`
 	Stored  int64  `json:"stored"`
+	Written int64  `json:"written"`
+	// Changed is the share of the version's blocks its slot holds (1 when stored whole).
+	Changed float64 `json:"changed"`
+	Delta   bool    `json:"delta,omitempty"`
+	Base    int     `json:"base,omitempty"`
 }
 
 func runLs(e *env, o lsOptions) int {
@@ -162,7 +167,8 @@ func lsVersions(e *env, f *engine.File, o lsOptions) int {
 		for _, v := range vs {
 			out.Versions = append(out.Versions, lsVersionJSON{
 				Version: v.Version, Size: v.Size, Saved: jsonTime(v.Saved), Hash: hashHex(v.Hash),
-				Offset: v.Offset, Txn: v.Txn, Stored: v.Stored,
+				Offset: v.Offset, Txn: v.Txn, Stored: v.Stored, Written: v.Written, Changed: v.Changed,
+				Delta: v.Delta, Base: v.Base,
 			})
 		}
 		if err := writeJSON(e.stdout, out); err != nil {
@@ -172,10 +178,19 @@ func lsVersions(e *env, f *engine.File, o lsOptions) int {
 	}
 	tf, sf := timeFmt{o.utc}, sizeFmt{o.bytes}
 	tw := newTable(e.stdout)
-	fmt.Fprintln(tw, "VERSION\tSIZE\tSAVED\tHASH\tOFFSET\tTXN")
+	fmt.Fprintln(tw, "VERSION\tSIZE\tSAVED\tHASH\tOFFSET\tTXN\tWRITTEN\tCHANGED")
 	for _, v := range vs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\n", v.Version, sf.format(v.Size), tf.format(v.Saved),
-			hashHex(v.Hash), v.Offset, v.Txn)
+		changed := "whole"
+		if v.BlockSize > 0 {
+			changed = fmt.Sprintf("%.1f%% of %s blocks", 100*v.Changed, sf.format(int64(v.BlockSize)))
+			if v.Delta {
+				changed += fmt.Sprintf(" (delta on %d)", v.Base)
+			} else {
+				changed += " (full)"
+			}
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", v.Version, sf.format(v.Size), tf.format(v.Saved),
+			hashHex(v.Hash), v.Offset, v.Txn, sf.format(v.Written), changed)
 	}
 	if err := tw.Flush(); err != nil {
 		return e.fail(err)

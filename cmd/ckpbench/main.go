@@ -33,6 +33,8 @@ func run(args []string) int {
 	fs.IntVar(&o.rounds, "rounds", 2, "runs of each variant, interleaved; the median is reported")
 	fs.IntVar(&o.reopenVersions, "reopen-versions", 1_000_000, "versions in the file the reopen section opens")
 	fs.IntVar(&o.manyRegions, "many-regions", 10_000, "regions registered and saved by the regions section")
+	fs.StringVar(&o.diffSize, "diff-size", "", "region size of the differential section (default 1GiB)")
+	fs.IntVar(&o.diffSaves, "diff-saves", 6, "measured saves per run of the differential section")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of a table")
 	fs.BoolVar(&o.benchstat, "benchstat", false, "print the results as Go benchmark lines (for benchstat) instead of a table")
 	fs.StringVar(&o.plot, "plot", "", "write a chart of throughput vs region size per policy to `FILE` (.png or .svg); runs a size sweep")

@@ -49,6 +49,7 @@ type report struct {
 	Rows       []*row               `json:"rows"`
 	Reopen     *bench.ReopenResult  `json:"reopen,omitempty"`
 	Regions    *bench.RegionsResult `json:"regions,omitempty"`
+	Diff       []*bench.DiffResult  `json:"differential,omitempty"`
 	Allocs     []allocResult        `json:"allocs,omitempty"`
 	Sweep      []*row               `json:"sweep,omitempty"`
 	Goals      []goal               `json:"goals"`
@@ -178,6 +179,7 @@ func (rep *report) goals() {
 		addGoal(fmt.Sprintf("10. reopen a file of %d SaveAlls of %d regions for writing vs reading its index once", r.SaveAlls, r.Regions), v, "<= 10x", v <= 10,
 			fmt.Sprintf("%v vs %v (%d KiB index)", r.Open.Round(time.Microsecond), r.ReadIndex.Round(time.Microsecond), r.IndexBytes>>10))
 	}
+	rep.diffGoals(addGoal)
 	if k, a := rep.keepRows(); k != nil && a != nil {
 		v := ratio(k.BytesPerSec, a.BytesPerSec)
 		addGoal(fmt.Sprintf("retention: %s saves with KeepVersions=%d vs keep-all", sizeLabel(k.Size, k.Regions), k.Keep), v, "(report)", true,
@@ -342,4 +344,67 @@ func keepLabel(k int) string {
 		return fmt.Sprintf("KeepVersions=%d", k)
 	}
 	return "keeping every version"
+}
+
+// diff finds the differential run of a mode and share.
+func (rep *report) diff(m bench.DiffMode, fr float64) *bench.DiffResult {
+	for _, d := range rep.Diff {
+		if d.Config.Mode == m && d.Config.Fraction == fr {
+			return d
+		}
+	}
+	return nil
+}
+
+// diffGoals adds issue 13's goals from the differential section.
+func (rep *report) diffGoals(addGoal func(g string, v float64, target string, met bool, detail string)) {
+	if len(rep.Diff) == 0 {
+		return
+	}
+	size := humanSize(rep.Diff[0].Config.Size)
+	full, tr, ha := rep.diff(bench.DiffFull, 0.01), rep.diff(bench.DiffTracking, 0.01), rep.diff(bench.DiffHashing, 0.01)
+	if full != nil && tr != nil {
+		v := tr.MeanSave().Seconds() / full.MeanSave().Seconds()
+		addGoal(fmt.Sprintf("D1. %s, 1%% of pages written, KeepVersions=3: time in Save, differential (%s) vs full", size, tr.Detection), v, "<= 0.05x", v <= 0.05,
+			fmt.Sprintf("%v vs %v", tr.MeanSave().Round(time.Microsecond), full.MeanSave().Round(time.Microsecond)))
+		v = tr.DeltaShare()
+		addGoal(fmt.Sprintf("D1. %s, 1%% of pages written: bytes a delta adds, share of the region", size), 100*v, "<= 1.5%", v <= 0.015,
+			fmt.Sprintf("%.2f%% per delta, %.2f%% per save with the full versions", 100*v, 100*tr.WrittenShare()))
+	}
+	if full != nil && ha != nil {
+		v := ha.MeanSave().Seconds() / full.MeanSave().Seconds()
+		addGoal(fmt.Sprintf("D1. %s, 1%% of pages written: time in Save, differential by hashing vs full", size), v, "<= 0.5x", v <= 0.5,
+			fmt.Sprintf("%v vs %v", ha.MeanSave().Round(time.Microsecond), full.MeanSave().Round(time.Microsecond)))
+	}
+	if f, d := rep.diff(bench.DiffFull, 1), rep.diff(bench.DiffTracking, 1); f != nil && d != nil {
+		v := d.MeanSave().Seconds() / f.MeanSave().Seconds()
+		addGoal(fmt.Sprintf("D2. %s, 100%% of pages written: time in Save, differential vs full", size), v, "<= 1.1x", v <= 1.1,
+			fmt.Sprintf("%v vs %v (%s)", d.MeanSave().Round(time.Microsecond), f.MeanSave().Round(time.Microsecond), d.Detection))
+	}
+	for _, fr := range diffFractions {
+		f, d := rep.diff(bench.DiffFull, fr), rep.diff(bench.DiffTracking, fr)
+		if f == nil || d == nil {
+			continue
+		}
+		v := d.MeanLoop().Seconds() / f.MeanLoop().Seconds()
+		addGoal(fmt.Sprintf("D3. %s, %g%% of pages written: whole loop (writes + save), differential vs full", size, 100*fr), v, "<= 1.05x", v <= 1.05,
+			fmt.Sprintf("%v (writes %v) vs %v (writes %v)", d.MeanLoop().Round(time.Microsecond), mean(d.Write).Round(time.Microsecond),
+				f.MeanLoop().Round(time.Microsecond), mean(f.Write).Round(time.Microsecond)))
+	}
+	if full != nil && tr != nil && len(tr.Restore) > 0 && len(full.Restore) > 0 {
+		v := full.MeanRestore().Seconds() / tr.MeanRestore().Seconds()
+		addGoal(fmt.Sprintf("D4. %s: restore of a differential version vs of a full version (speed)", size), v, ">= 0.8x", v >= 0.8,
+			fmt.Sprintf("%v vs %v", tr.MeanRestore().Round(time.Microsecond), full.MeanRestore().Round(time.Microsecond)))
+	}
+}
+
+func mean(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	var t time.Duration
+	for _, x := range d {
+		t += x
+	}
+	return t / time.Duration(len(d))
 }

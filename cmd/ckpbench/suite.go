@@ -17,7 +17,7 @@ import (
 	"github.com/ckp-go/ckp/engine"
 )
 
-var allSections = []string{"save", "compute", "small", "parallel", "restore", "keep", "reopen", "regions", "alloc"}
+var allSections = []string{"save", "compute", "small", "parallel", "restore", "keep", "reopen", "regions", "alloc", "differential"}
 
 // defaultSections run without -run: keep is left out, the save section already
 // compares retention with keep-all.
@@ -26,7 +26,9 @@ var defaultSections = []string{"save", "compute", "small", "parallel", "restore"
 type options struct {
 	dir, sections, size, sync, plot, cpuprofile          string
 	regions, saves, keep, retain, rounds, reopenVersions int
-	manyRegions                                          int
+	manyRegions, diffSaves                               int
+	diffSize                                             string
+	diffSizeBytes                                        int
 	compute                                              float64
 	json, benchstat, quiet                               bool
 
@@ -61,6 +63,17 @@ func (o *options) check() error {
 			return err
 		}
 		o.policies = append(o.policies, namedPolicy{p.String(), p})
+	}
+	o.diffSizeBytes = 1 << 30
+	if o.diffSize != "" {
+		n, err := parseSize(o.diffSize)
+		if err != nil {
+			return err
+		}
+		o.diffSizeBytes = n
+	}
+	if o.diffSaves < 1 {
+		return fmt.Errorf("-diff-saves must be at least 1")
 	}
 	o.run = map[string]bool{}
 	for _, s := range strings.Split(o.sections, ",") {
@@ -169,6 +182,11 @@ func runSuite(o *options) (*report, error) {
 	if o.run["regions"] {
 		steps++
 	}
+	var diffs []bench.DiffConfig
+	if o.run["differential"] {
+		diffs = diffPlan(o, dir)
+		steps += len(diffs) * o.rounds
+	}
 	if o.plot != "" {
 		steps += len(sweepSizes) * (len(o.policies) + 1)
 	}
@@ -214,6 +232,24 @@ func runSuite(o *options) (*report, error) {
 		}
 		rep.Regions = &mr
 		bar.Add(1)
+	}
+	if len(diffs) > 0 {
+		res := make([][]*bench.DiffResult, len(diffs))
+		for r := 0; r < o.rounds; r++ {
+			for i, cfg := range diffs {
+				bar.Describe(fmt.Sprintf("diff     %-8s %5.1f%% round %d", cfg.Mode, 100*cfg.Fraction, r+1))
+				bench.Warm(min(int64(cfg.Size)*int64(cfg.Keep+2), 4<<30))
+				dr, err := bench.Differential(cfg)
+				if err != nil {
+					return nil, fmt.Errorf("differential %s %.1f%%: %w", cfg.Mode, 100*cfg.Fraction, err)
+				}
+				res[i] = append(res[i], dr)
+				bar.Add(1)
+			}
+		}
+		for _, rs := range res {
+			rep.Diff = append(rep.Diff, medianDiff(rs))
+		}
 	}
 	if o.run["alloc"] {
 		bar.Describe("alloc    engine heap per save")
@@ -436,4 +472,30 @@ func (b *bar) Finish() {
 	if b.pb != nil {
 		_ = b.pb.Finish()
 	}
+}
+
+// diffFractions are the shares of pages the differential section writes between saves.
+var diffFractions = []float64{0.001, 0.01, 0.1, 0.5, 1}
+
+// diffPlan lists the differential runs: full saves and tracked differential saves at
+// every share, hashed differential saves at 1% and 100%.
+func diffPlan(o *options, dir string) []bench.DiffConfig {
+	var out []bench.DiffConfig
+	for _, fr := range diffFractions {
+		for _, m := range []bench.DiffMode{bench.DiffFull, bench.DiffTracking, bench.DiffHashing} {
+			if m == bench.DiffHashing && fr != 0.01 && fr != 1 {
+				continue
+			}
+			out = append(out, bench.DiffConfig{Dir: dir, Size: o.diffSizeBytes, Fraction: fr, Saves: o.diffSaves,
+				Warmup: 4, Keep: 3, Mode: m, Restores: 3})
+		}
+	}
+	return out
+}
+
+// medianDiff returns the round with the median mean save time.
+func medianDiff(rs []*bench.DiffResult) *bench.DiffResult {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b *bench.DiffResult) int { return int(a.MeanSave() - b.MeanSave()) })
+	return s[len(s)/2]
 }
