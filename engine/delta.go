@@ -42,6 +42,7 @@ const (
 	defaultBlockShift = 12
 	minDiffBlocks     = 16 // smaller regions are saved whole
 	maxChain          = 64
+	fullShare         = 0.25 // more blocks changed than this: a full version
 	denseFraction     = 0.25
 	denseSaves        = 2
 	sparseFraction    = 0.05
@@ -67,6 +68,7 @@ type diffState struct {
 	why     string         // why not tracked now
 	dense   int            // tracked saves in a row above denseFraction
 	sparse  int            // hashed saves in a row below sparseFraction
+	busy    bool           // the last save changed more than fullShare of the blocks
 
 	// The save in progress.
 	p diffPlan
@@ -83,15 +85,12 @@ type diffState struct {
 type diffPlan struct {
 	active   bool   // the save goes by blocks
 	full     bool   // every block is stored
+	fused    bool   // full, known before reading the region: copied and hashed in one pass
 	tracked  bool   // candidates came from the tracker
 	fresh    bool   // table was built by this save (undo: drop it)
 	pages    int    // pages the tracker reported (tracked saves)
 	hash     uint64 // the version's hash
 	lay      blockLayout
-	prevOf   uint64 // tableOf before the save
-	prevTbl  bool   // table was usable before the save
-	prevChn  int
-	prevChnB int64
 }
 
 // newDiffState returns the bookkeeping for a region of n bytes, or nil when the region
@@ -153,7 +152,7 @@ func blockLen(b int64, shift uint8, n int64) int64 {
 // after it, undoDiff puts everything back.
 func (f *File) prepareDiff(c *Checkpoint) error {
 	d := c.diff
-	d.p = diffPlan{active: true, prevOf: d.tableOf, prevTbl: d.table != nil, prevChn: d.chain, prevChnB: d.chainB}
+	d.p = diffPlan{active: true}
 	region := c.region
 	n := int64(len(region))
 	newest, haveNewest := f.newestOf(c.st)
@@ -165,7 +164,24 @@ func (f *File) prepareDiff(c *Checkpoint) error {
 		if haveNewest {
 			f.loadTable(c, &newest)
 		}
-		d.p.prevTbl = false
+	}
+	limit := maxChain
+	if f.opts.chainLimit > 0 {
+		limit = f.opts.chainLimit
+	}
+	if d.table == nil || d.chain >= limit || d.hashing && d.busy {
+		// A full version, known before reading the region: no base, the chain is
+		// at its limit, or a hashed region that changed most of its blocks last time
+		// (a dense writer). Copy and hash in one pass, as a whole save does; the
+		// tracker's report is consumed (the save reads every page).
+		if d.trk != nil {
+			d.p.pages, _ = d.trk.Written(d.markNothing)
+		}
+		d.p.full, d.p.fused, d.p.fresh = true, true, d.table == nil
+		d.p.lay = blockLayout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
+		d.changed, d.old = d.changed[:0], d.old[:0]
+		c.slot.blocks, c.slot.lay = true, d.p.lay
+		return nil
 	}
 	// Candidate blocks: what the tracker reports, or every block.
 	if cap(d.mark) < int(d.nblk+63)/64 {
@@ -218,11 +234,7 @@ func (f *File) prepareDiff(c *Checkpoint) error {
 			}
 		}
 		k := int64(len(d.changed))
-		limit := maxChain
-		if f.opts.chainLimit > 0 {
-			limit = f.opts.chainLimit
-		}
-		d.p.full = d.chain >= limit || d.chainB+payload > n || 2*k > d.nblk
+		d.p.full = d.chainB+payload > n || float64(k) > fullShare*float64(d.nblk)
 	}
 	if d.p.full {
 		d.p.lay = blockLayout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
@@ -240,6 +252,9 @@ func (f *File) prepareDiff(c *Checkpoint) error {
 func trailingZeros(x uint64) int { return bits.TrailingZeros64(x) }
 
 func popCount(x uint64) int { return bits.OnesCount64(x) }
+
+// markNothing discards a tracker's report.
+func (d *diffState) markNothing(start, end int) {}
 
 // markRange marks the blocks holding bytes [start, end) of the region as candidates.
 func (d *diffState) markRange(start, end int) {
@@ -612,6 +627,19 @@ func (f *File) fillBlocks(data []byte, c *Checkpoint) error {
 	t0 := c.slot.off + pad8(lay.Payload)
 	tr := data[t0 : t0+trailerFixed+lay.extLen(len(c.name))]
 	idx, hashes := blockParts(tr, lay)
+	if d.p.fused {
+		// Copy and hash in one pass; the version's hash follows from the table.
+		f.copyHashBlocks(dst, region, hashes, d.shift)
+		c.slot.hash = xxhash.Sum64(hashes)
+		if cap(d.hbuf) < int(d.nblk) {
+			d.hbuf = make([]uint64, d.nblk)
+		}
+		d.hbuf = d.hbuf[:d.nblk]
+		for i := range d.hbuf {
+			d.hbuf[i] = binary.LittleEndian.Uint64(hashes[8*i:])
+		}
+		return nil
+	}
 	if !lay.delta() {
 		f.copyRegion(dst, region)
 		copy(hashes, d.tableBytes())
@@ -635,6 +663,27 @@ func (f *File) fillBlocks(data []byte, c *Checkpoint) error {
 		binary.LittleEndian.PutUint64(hashes[8*i:], d.table[b])
 	}
 	return nil
+}
+
+// copyHashBlocks copies src to dst and writes the xxhash64 of each block (1<<shift
+// bytes) of src into table, little-endian: in one pass, on both cores when large.
+func (f *File) copyHashBlocks(dst, src, table []byte, shift uint8) {
+	if len(src) < parallelThreshold || f.pool.n == 0 {
+		bs := 1 << shift
+		for b, off := 0, 0; off < len(src); b, off = b+1, off+bs {
+			end := min(off+bs, len(src))
+			binary.LittleEndian.PutUint64(table[8*b:], copyHash(dst[off:end], src[off:end]))
+		}
+		return
+	}
+	f.activeSaves(1)
+	defer f.activeSaves(-1)
+	f.batchMu.Lock()
+	defer f.batchMu.Unlock()
+	b := &f.batchBuf
+	b.reset(jobSave)
+	b.add(job{src: src, dst: dst, table: table, shift: shift})
+	f.pool.run(b)
 }
 
 // copyRegion copies src to dst, on both cores when large.
@@ -676,6 +725,21 @@ func (f *File) finishDiff(c *Checkpoint, published bool) {
 		}
 		return
 	}
+	changed := len(d.changed)
+	if p.fused {
+		// The table is the one the copy computed; count what changed against the old.
+		changed = int(d.nblk)
+		if d.table != nil {
+			changed = 0
+			for b, h := range d.hbuf {
+				if h != d.table[b] {
+					changed++
+				}
+			}
+		}
+		d.table, d.hbuf = d.hbuf, d.table
+	}
+	d.busy = !p.fresh && float64(changed) > fullShare*float64(d.nblk)
 	d.tableOf = c.slot.ver
 	if p.full {
 		d.chain, d.chainB = 0, 0
@@ -703,7 +767,7 @@ func (f *File) finishDiff(c *Checkpoint, published bool) {
 	case d.noTrack != "":
 		// Never tracked here.
 	default:
-		sparse := !p.fresh && float64(len(d.changed)) < sparseFraction*float64(d.nblk)
+		sparse := !p.fresh && float64(changed) < sparseFraction*float64(d.nblk)
 		if sparse {
 			d.sparse++
 		} else {
