@@ -94,6 +94,16 @@ func Encode(b []byte, r *Record, prev uint32) uint32 {
 // the record does not verify (torn, stale, zeroed or of an unknown kind). For name
 // records, r.Name aliases b.
 func Decode(b []byte, prev uint32, r *Record) (c uint32, ok bool) {
+	c, ok = verify(b, prev)
+	if !ok {
+		return 0, false
+	}
+	decodeFields(b, r)
+	return c, true
+}
+
+// verify checks the record in b[:RecordSize] chained after prev and returns its CRC.
+func verify(b []byte, prev uint32) (c uint32, ok bool) {
 	if len(b) < RecordSize {
 		return 0, false
 	}
@@ -101,10 +111,15 @@ func Decode(b []byte, prev uint32, r *Record) (c uint32, ok bool) {
 	if c != binary.LittleEndian.Uint32(b[60:]) {
 		return 0, false
 	}
-	k := Kind(b[0])
-	if k < KindVersion || k > KindBlocks {
+	if k := Kind(b[0]); k < KindVersion || k > KindBlocks {
 		return 0, false
 	}
+	return c, true
+}
+
+// decodeFields decodes a record that verified.
+func decodeFields(b []byte, r *Record) {
+	k := Kind(b[0])
 	*r = Record{
 		Kind:  k,
 		Flags: b[1],
@@ -113,7 +128,7 @@ func Decode(b []byte, prev uint32, r *Record) (c uint32, ok bool) {
 	}
 	if k == KindName || k == KindNameMore {
 		r.Name = b[8:60]
-		return c, true
+		return
 	}
 	r.Version = binary.LittleEndian.Uint64(b[8:])
 	r.Offset = binary.LittleEndian.Uint64(b[16:])
@@ -122,7 +137,6 @@ func Decode(b []byte, prev uint32, r *Record) (c uint32, ok bool) {
 	r.Time = int64(binary.LittleEndian.Uint64(b[40:]))
 	r.Txn = binary.LittleEndian.Uint64(b[48:])
 	r.Slack = binary.LittleEndian.Uint32(b[56:])
-	return c, true
 }
 
 // NameRecords returns the records that bind id to name: one KindName record and as many
