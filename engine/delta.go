@@ -83,14 +83,14 @@ type diffState struct {
 
 // diffPlan is what prepareDiff decided for one save.
 type diffPlan struct {
-	active   bool   // the save goes by blocks
-	full     bool   // every block is stored
-	fused    bool   // full, known before reading the region: copied and hashed in one pass
-	tracked  bool   // candidates came from the tracker
-	fresh    bool   // table was built by this save (undo: drop it)
-	pages    int    // pages the tracker reported (tracked saves)
-	hash     uint64 // the version's hash
-	lay      blockLayout
+	active  bool   // the save goes by blocks
+	full    bool   // every block is stored
+	fused   bool   // full, known before reading the region: copied and hashed in one pass
+	tracked bool   // candidates came from the tracker
+	fresh   bool   // table was built by this save (undo: drop it)
+	pages   int    // pages the tracker reported (tracked saves)
+	hash    uint64 // the version's hash
+	lay     blockLayout
 }
 
 // newDiffState returns the bookkeeping for a region of n bytes, or nil when the region
