@@ -63,7 +63,7 @@ func (f *File) compact() error {
 		return err
 	}
 	f.syncBuf = ranges[:0]
-	recs := make([]index.Record, 0, f.live+2)
+	recs := make([]index.Record, 0, max(f.live, 0)+2)
 	// The writer's own session, as it opened the file.
 	s := index.Session{PID: uint32(os.Getpid()), NextTxn: f.nextTxn, BootID: f.bootID, Policy: f.opts.Sync.code(),
 		Keep: uint64(f.opts.KeepVersions), Time: time.Now().UnixNano(), Flags: f.sessionFlags()}

@@ -34,7 +34,10 @@ import (
 // A full version is written when there is no base (the first save, another size or
 // block size, a base that cannot be read), when the chain of deltas since the last full
 // version reaches maxChain, when the chain's payload with this delta would outweigh
-// the region, and when more than half the blocks changed.
+// the region, when more than fullShare of the blocks changed, right after a save that
+// changed that much (copied and hashed in one pass, with no first pass), and when no
+// room would be left under MaxSize for the full version the chain needs next
+// (docs/FORMAT.md has the whole rule).
 
 const (
 	minBlockShift     = 12 // 4 KiB: a page, the granularity of kernel tracking
@@ -150,7 +153,10 @@ func blockLen(b int64, shift uint8, n int64) int64 {
 // data file, to load the base's hashes) and sets c.slot.blocks and c.slot.lay. The
 // caller holds c.mu and the File's operation lock, not f.mu. On failure of the save
 // after it, undoDiff puts everything back.
-func (f *File) prepareDiff(c *Checkpoint) error {
+//
+// With deltaOnly (the full version did not fit under MaxSize), the save is a delta
+// whenever there is a base, whatever the rules for a full version say.
+func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 	d := c.diff
 	d.p = diffPlan{active: true}
 	region := c.region
@@ -169,11 +175,11 @@ func (f *File) prepareDiff(c *Checkpoint) error {
 	if f.opts.chainLimit > 0 {
 		limit = f.opts.chainLimit
 	}
-	if d.table == nil || d.chain >= limit || d.hashing && d.busy {
+	if d.table == nil || !deltaOnly && (d.chain >= limit || d.busy) {
 		// A full version, known before reading the region: no base, the chain is
-		// at its limit, or a hashed region that changed most of its blocks last time
-		// (a dense writer). Copy and hash in one pass, as a whole save does; the
-		// tracker's report is consumed (the save reads every page).
+		// at its limit, or the region changed more than fullShare of its blocks last
+		// time (a dense writer, likely to do it again). Copy and hash in one pass, as a
+		// whole save does; the tracker's report is consumed (the save reads every page).
 		if d.trk != nil {
 			d.p.pages, _ = d.trk.Written(d.markNothing)
 		}
@@ -234,7 +240,7 @@ func (f *File) prepareDiff(c *Checkpoint) error {
 			}
 		}
 		k := int64(len(d.changed))
-		d.p.full = d.chainB+payload > n || float64(k) > fullShare*float64(d.nblk)
+		d.p.full = !deltaOnly && (d.chainB+payload > n || float64(k) > fullShare*float64(d.nblk) || !f.roomAfter(c, payload, k))
 	}
 	if d.p.full {
 		d.p.lay = blockLayout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
@@ -463,6 +469,9 @@ func (f *File) assembleTable(chain []version, nameLen int, where bool) (table []
 				src[b] = off
 			}
 			off += blockLen(b, v.lay.Shift, v.length)
+			if off > v.off+t.Blocks.Payload {
+				return nil, nil, errf(ErrCorrupt, "version %d: blocks overrun the payload", v.num)
+			}
 		}
 		if off != v.off+t.Blocks.Payload {
 			return nil, nil, errf(ErrCorrupt, "version %d: blocks do not fill the payload", v.num)
@@ -604,6 +613,9 @@ func (f *File) checkBlockSlot(v *version, nameLen int) error {
 			prev = b
 		}
 		l := blockLen(b, v.lay.Shift, v.length)
+		if off+l > v.off+t.Blocks.Payload {
+			return errf(ErrCorrupt, "version %d: blocks overrun the payload", v.num)
+		}
 		if xxhash.Sum64(data[off:off+l]) != binary.LittleEndian.Uint64(t.Table[8*i:]) {
 			return errf(ErrCorrupt, "version %d: block %d does not match its hash", v.num, b)
 		}
@@ -821,4 +833,26 @@ func (p *blockPlan) check(data []byte) error {
 		}
 	}
 	return nil
+}
+
+// roomAfter reports whether, after a delta of k blocks and payload bytes, the data file
+// still has room under MaxSize for a full version of c's region: the chain's next full
+// version can only be written while the chain is still held, so a chain that ate that
+// room would leave every later save failing with ErrFull. Far from the limit it costs
+// one comparison.
+func (f *File) roomAfter(c *Checkpoint, payload, k int64) bool {
+	d := c.diff
+	n := int64(len(c.region))
+	full := blockLayout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
+	delta := blockLayout{RegionLen: n, Shift: d.shift, Base: 1, K: k, Payload: payload}
+	need := full.footprint(len(c.name)) + payloadAlign(n) + delta.footprint(len(c.name)) + payloadAlign(max(payload, 1))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.opts.MaxSize-f.alloc.end >= need {
+		return true
+	}
+	// Near the limit: place the delta and then the full version as the allocator would.
+	_, _, end := f.alloc.plan([]int64{delta.footprint(len(c.name)), full.footprint(len(c.name))},
+		[]int64{payloadAlign(max(payload, 1)), payloadAlign(n)}, nil, nil)
+	return end <= f.opts.MaxSize
 }

@@ -321,12 +321,9 @@ func TestDifferentialChainRule(t *testing.T) {
 				touch(15) // 15 of 64: deltas, until the chain's 60 blocks and 15 more outweigh the region
 				save()
 			}
-			want = []bool{false, true, true, true, true, false, true}
-			if m.noTracking {
-				// A hashed region that changed most blocks is expected to go on doing
-				// so: its next save is full, copied and hashed in one pass.
-				want = []bool{false, false, true, true, true, true, false}
-			}
+			// A region that changed more than a quarter of its blocks is expected to go
+			// on doing so: its next save is full, copied and hashed in one pass.
+			want = []bool{false, false, true, true, true, true, false}
 			if fmt.Sprint(kinds) != fmt.Sprint(want) {
 				t.Fatalf("delta or not: %v, want %v", kinds, want)
 			}

@@ -316,8 +316,13 @@ func (f *File) create() error {
 	if err := f.data.Grow(dataHeaderSize); err != nil {
 		return fileErr("grow", f.path, err)
 	}
-	encodeDataHeader(f.data.Bytes(), dataHeader{FileID: f.fileID, Created: now})
-	f.format = FormatVersion
+	// Format 1 unless versions stored by blocks may be written: a build that reads only
+	// format 1 reads this file as long as it holds none.
+	f.format = 1
+	if f.opts.Differential {
+		f.format = FormatVersion
+	}
+	encodeDataHeader(f.data.Bytes(), dataHeader{FileID: f.fileID, Created: now, Version: f.format})
 	if err := f.data.Sync(); err != nil {
 		return fmt.Errorf("ckp: sync %s: %w", f.path, err)
 	}

@@ -2,16 +2,18 @@ package engine
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 
 	"github.com/ckp-go/ckp/crc"
 )
 
 // The data file: a 4 KiB header page, then slots. docs/FORMAT.md describes every byte.
 const (
-	// FormatVersion is the version of the on-disk format (both files) this build
-	// writes. Version 2 added versions stored by blocks (differential saves); this build
-	// reads 1 and 2, and turns a version 1 file into version 2 when it opens it to write
-	// differentially.
+	// FormatVersion is the newest version of the on-disk format this build reads and
+	// writes. Version 2 added versions stored by blocks (differential saves): a file is
+	// version 2 when it may hold them (created or opened with Options.Differential),
+	// version 1 otherwise, so that older builds still read it. This build reads both.
 	FormatVersion  = 2
 	dataHeaderSize = 4096
 	dataHeaderLen  = 64
@@ -21,6 +23,10 @@ const (
 	// hugeAlign is the payload alignment of regions of 2 MiB and more: one huge page.
 	hugeAlign = 2 << 20
 )
+
+// errUnknownFormat is wrapped (with ErrCorrupt) by the error for an intact data header
+// of a format version this build does not read.
+var errUnknownFormat = errors.New("unknown data format")
 
 var (
 	dataMagic    = [8]byte{'C', 'K', 'P', 'D', 'A', 'T', 'A', 0}
@@ -63,7 +69,7 @@ func decodeDataHeader(b []byte) (dataHeader, error) {
 	}
 	h.Version = binary.LittleEndian.Uint32(b[8:])
 	if h.Version < 1 || h.Version > FormatVersion {
-		return h, errf(ErrCorrupt, "unknown data format version %d (this build reads 1 to %d)", h.Version, FormatVersion)
+		return h, fmt.Errorf("%w: %w: version %d (this build reads 1 to %d)", ErrCorrupt, errUnknownFormat, h.Version, FormatVersion)
 	}
 	if binary.LittleEndian.Uint32(b[12:]) != dataHeaderSize {
 		return h, errf(ErrCorrupt, "unexpected data header size")
@@ -289,6 +295,9 @@ func readTrailer(b []byte, seed uint32) (t trailer, ok bool) {
 		var idx []byte
 		idx, table = blockParts(b, &lay)
 		t.Index = idx
+		if idx != nil && !deltaListFits(idx, &lay) {
+			return t, false
+		}
 	}
 	c := crc.CRC32C(seed, b[:60])
 	c = crc.CRC32C(c, rest)
@@ -320,4 +329,21 @@ func putUint48(b []byte, v uint64) {
 func uint48(b []byte) uint64 {
 	_ = b[5]
 	return uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint16(b[4:]))<<32
+}
+
+// deltaListFits checks a delta's block numbers: strictly increasing, each below the
+// region's block count, and their lengths adding up to the payload exactly.
+func deltaListFits(idx []byte, lay *blockLayout) bool {
+	nb := blockCount(lay.RegionLen, lay.Shift)
+	var sum int64
+	prev := int64(-1)
+	for i := int64(0); i < lay.K; i++ {
+		b := int64(binary.LittleEndian.Uint32(idx[4*i:]))
+		if b <= prev || b >= nb {
+			return false
+		}
+		prev = b
+		sum += blockLen(b, lay.Shift, lay.RegionLen)
+	}
+	return sum == lay.Payload
 }

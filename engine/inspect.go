@@ -321,11 +321,17 @@ func (f *File) copyOut(s *ckptState, v *version, nameLen int) (buf []byte, err e
 	}
 	buf = make([]byte, v.length)
 	if v.blocks {
+		// A chain that does not read back is damaged, or was dropped (and its slots
+		// reused) by a writer since this File looked it up: the callers tell which, as
+		// for a hash mismatch.
 		chain, err := f.chainOf(s, v)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			err = f.readBlocks(chain, nameLen, buf, false)
 		}
-		if err := f.readBlocks(chain, nameLen, buf, false); err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			return nil, fmt.Errorf("%w: %v", errMismatch, err)
+		}
+		if err != nil {
 			return nil, err
 		}
 		return buf, nil

@@ -84,7 +84,11 @@ func (f *File) recover(seed uint32) error {
 	f.nextTxn = rp.maxTxn + 1
 	f.nextID = rp.maxID + 1
 	for _, s := range f.byID {
-		f.live += int64(s.n()) + int64(index.NameRecordCount(len(s.name)))
+		// Every version in use, pinned ones too, with its BLOCKS record if it has one.
+		f.live += int64(index.NameRecordCount(len(s.name)))
+		for _, rec := range s.recs[s.head:] {
+			f.live += recordsOf(f.recordHasBlocks(rec))
+		}
 	}
 	// A writer's free space was built while replaying (a reader allocates nothing),
 	// unless kept slots overlapped, which only an inconsistent index can do: then it is

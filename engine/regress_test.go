@@ -292,11 +292,28 @@ func TestRepairNeverMixesSaveAlls(t *testing.T) {
 // TestReadVersionDuringSaves: ReadVersion on a writer while another goroutine saves
 // with KeepVersions 1 returns the bytes of a kept version (or ErrVersion for an
 // absolute one that was dropped), never ErrCorrupt on a healthy file; so does Verify.
+// With differential saves too (deltas whose chains retention pins and releases).
 func TestReadVersionDuringSaves(t *testing.T) {
-	f := apiOpen(t, apiPath(t), &Options{KeepVersions: 1})
+	for _, diff := range []bool{false, true} {
+		t.Run(fmt.Sprintf("differential=%v", diff), func(t *testing.T) {
+			readDuringSaves(t, diff)
+		})
+	}
+}
+
+func readDuringSaves(t *testing.T, diff bool) {
+	f := apiOpen(t, apiPath(t), &Options{KeepVersions: 1, Differential: diff, NoTracking: true})
 	region := make([]byte, 256<<10)
 	c := apiReg(t, f, "r", region)
-	crashFill(region, 0, 1)
+	fill, check := crashFill, crashCheck
+	if diff {
+		fill = func(p []byte, r, v int) { crashFillSparse(p, r, v, v-1) }
+		check = crashCheckSparse
+	}
+	crashFillSparse(region, 0, 1, 0)
+	if !diff {
+		crashFill(region, 0, 1)
+	}
 	apiNoErr(t, c.Save(), "Save")
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -304,7 +321,7 @@ func TestReadVersionDuringSaves(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for v := 2; !stop.Load(); v++ {
-			crashFill(region, 0, v)
+			fill(region, 0, v)
 			if err := c.Save(); err != nil {
 				t.Errorf("save %d: %v", v, err)
 				return
@@ -322,11 +339,11 @@ func TestReadVersionDuringSaves(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ReadVersion(0) #%d: %v", reads, err)
 		}
-		if err := crashCheck(b, 0, vi.Version); err != nil {
+		if err := check(b, 0, vi.Version); err != nil {
 			t.Fatalf("ReadVersion(0) #%d returned other bytes than version %d: %v", reads, vi.Version, err)
 		}
 		if b, vi, err := f.ReadVersion("r", max(1, vi.Version-1)); err == nil {
-			if err := crashCheck(b, 0, vi.Version); err != nil {
+			if err := check(b, 0, vi.Version); err != nil {
 				t.Fatalf("ReadVersion(%d): %v", vi.Version, err)
 			}
 		} else if !errors.Is(err, ErrVersion) {

@@ -86,6 +86,10 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 	}
 	b := data.Bytes()
 	h, err := decodeDataHeader(b)
+	if errors.Is(err, errUnknownFormat) {
+		// An intact header of a format this build does not know: never guess.
+		return rep, err
+	}
 	if err != nil {
 		// The data header is damaged: the old index may still name the file id.
 		ib, rerr := os.ReadFile(path + ".idx")

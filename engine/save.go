@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"math"
 	"runtime/debug"
 
@@ -38,6 +39,18 @@ func (f *File) save(cs []*Checkpoint) (err error) {
 // changed blocks are found first (prepareDiff), and their bookkeeping follows the
 // outcome (finishDiff).
 func (f *File) saveWithDiffs(cs []*Checkpoint) error {
+	err := f.saveDiffsOnce(cs, false)
+	if errors.Is(err, ErrFull) {
+		// A full version does not fit under MaxSize while its chain is held: deltas
+		// instead, where there is a base, rather than no save at all.
+		err = f.saveDiffsOnce(cs, true)
+	}
+	return err
+}
+
+// saveDiffsOnce prepares the differential checkpoints of cs (with deltaOnly, a delta
+// wherever there is a base) and saves.
+func (f *File) saveDiffsOnce(cs []*Checkpoint, deltaOnly bool) error {
 	var published bool
 	defer func() {
 		for _, c := range cs {
@@ -48,7 +61,7 @@ func (f *File) saveWithDiffs(cs []*Checkpoint) error {
 	}()
 	for _, c := range cs {
 		if c.diff != nil {
-			if err := f.prepareDiff(c); err != nil {
+			if err := f.prepareDiff(c, deltaOnly); err != nil {
 				return err
 			}
 		}

@@ -209,6 +209,11 @@ func (f *File) decodeLayout(rec int64, regionLen int64) blockLayout {
 	}
 }
 
+// recordHasBlocks reports whether VERSION record rec is stored by blocks.
+func (f *File) recordHasBlocks(rec int64) bool {
+	return f.idx.Bytes()[index.HeaderSize+rec*index.RecordSize+1]&index.FlagBlocks != 0
+}
+
 // recordIsDelta reports whether VERSION record rec is a delta: stored by blocks, with
 // a base version.
 func (f *File) recordIsDelta(rec int64) bool {

@@ -1,0 +1,26 @@
+package engine
+
+import (
+	"encoding/binary"
+	"os"
+	"testing"
+)
+
+// TestDiffRegressNewFileFormat: FORMAT.md: "format version, 2 (1 for files without versions
+// stored by blocks)", and a writer turns the header into 2 only when opened with
+// Differential. A new file written without Differential gets 2 anyway, so the previous
+// build (which reads only 1) refuses a file with nothing it could not read.
+func TestDiffRegressNewFileFormat(t *testing.T) {
+	path := apiPath(t)
+	f := apiOpen(t, path, nil)
+	apiReg(t, f, "r", make([]byte, 100))
+	apiNoErr(t, f.SaveAll(), "SaveAll")
+	apiNoErr(t, f.Close(), "Close")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := binary.LittleEndian.Uint32(b[8:]); v != 1 {
+		t.Errorf("a new file without Differential has format version %d, want 1", v)
+	}
+}
