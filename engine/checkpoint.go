@@ -356,8 +356,14 @@ func (f *File) lockRegistered() []*Checkpoint {
 // large save fault once per 2 MiB; but the page cache writes a folio dirtied through a
 // mapping back whole, so a durable save of a few KiB in a 2 MiB folio would write
 // 2 MiB. Caller holds f.mu.
+//
+// Saves that keep every version under SyncNone or SyncInterval ask for them too, whatever
+// their size: each such save writes only new pages, which the prefaulter maps ahead on
+// the other core twice as fast in 2 MiB folios, and nothing flushes those pages one save
+// at a time (a durable point writes whole folios that are full of saves anyway).
 func (f *File) hugeFolios() {
-	want := !f.opts.NoHugePages && f.nhuge > 0
+	fresh := f.opts.KeepVersions == 0 && (f.opts.Sync.kind == syncNone || f.opts.Sync.kind == syncInterval)
+	want := !f.opts.NoHugePages && (f.nhuge > 0 || fresh && f.nreg > 0)
 	if want != f.huge && f.data.SetHugePages(want) == nil {
 		f.huge = want
 	}
