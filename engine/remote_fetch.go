@@ -424,4 +424,3 @@ func (rm *remote) storeManifest(ctx context.Context, name string, v uint64) (*ma
 	}
 	return m, nil
 }
-

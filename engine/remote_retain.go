@@ -28,7 +28,7 @@ type victim struct {
 func (rm *remote) retain(ctx context.Context) error {
 	rm.retainMu.Lock()
 	defer rm.retainMu.Unlock()
-	rm.lastPass = time.Now()
+	rm.lastPass.Store(time.Now().UnixNano())
 	keep := rm.cfg.keep
 	if keep <= 0 {
 		return nil

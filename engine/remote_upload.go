@@ -111,12 +111,12 @@ type remote struct {
 	queue    []*upItem     // items not started yet, oldest first
 	open     map[uint64]*upItem
 	seq      uint64
-	pending  int64               // bytes of unfinished uploads
-	last     map[uint32]*upItem  // the newest unfinished item of each checkpoint id
-	bySlot   map[int64]*upItem   // unfinished uploads by payload offset
-	segs     map[uint32]string   // key segments of local checkpoint ids
-	err      error               // a permanent failure not reported yet
-	stopping bool                // Close has begun: nothing more is queued
+	pending  int64                 // bytes of unfinished uploads
+	last     map[uint32]*upItem    // the newest unfinished item of each checkpoint id
+	bySlot   map[int64]*upItem     // unfinished uploads by payload offset
+	segs     map[uint32]string     // key segments of local checkpoint ids
+	err      error                 // a permanent failure not reported yet
+	stopping bool                  // Close has begun: nothing more is queued
 	ckpts    map[string]*storeCkpt // this rank's committed versions, by segment
 	refs     map[string]int        // data keys named by committed versions whose keys are known
 	inUse    map[string]int        // data keys of unfinished uploads
@@ -124,7 +124,7 @@ type remote struct {
 	gcDone   bool // orphaned data objects were looked for once
 
 	retainMu sync.Mutex // one retention pass at a time
-	lastPass time.Time
+	lastPass atomic.Int64 // when the last retention pass began, Unix ns
 
 	readMu   sync.RWMutex // readers of the data mapping hold it; stop takes it
 	unmapped bool
@@ -735,7 +735,7 @@ func (rm *remote) janitor() {
 			return
 		case <-rm.kick:
 		}
-		if d := time.Until(rm.lastPass.Add(janitorEvery)); d > 0 {
+		if d := time.Until(time.Unix(0, rm.lastPass.Load()).Add(janitorEvery)); d > 0 {
 			t := time.NewTimer(d)
 			select {
 			case <-rm.ctx.Done():
