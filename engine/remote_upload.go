@@ -123,7 +123,7 @@ type remote struct {
 	deleting map[string]chan struct{}
 	gcDone   bool // orphaned data objects were looked for once
 
-	retainMu sync.Mutex // one retention pass at a time
+	retainMu sync.Mutex   // one retention pass at a time
 	lastPass atomic.Int64 // when the last retention pass began, Unix ns
 
 	readMu   sync.RWMutex // readers of the data mapping hold it; stop takes it
