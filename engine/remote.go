@@ -247,14 +247,18 @@ func parseManifestKey(key string) (manifestRef, bool) {
 //	40  8  save time, Unix nanoseconds
 //	48  8  transaction number in the writer's local file
 //	56  4  transaction size (versions the Save or SaveAll wrote)
-//	60  4  rank
-//	64  4  ranks
-//	68  2  name length N
-//	70  2  flags (0)
-//	72  4  block count B (entries of the block table; 0 when L <= 1 MiB)
-//	76  4  extent count E
-//	80  8  writer session id
-//	88     name (N bytes, zero-padded to 8)
+//	60  4  members: versions of the transaction with this version number that it
+//	       uploads (the Every rule); the version is complete on its rank when at
+//	       least that many of the rank's checkpoints have it committed
+//	64  4  rank
+//	68  4  ranks
+//	72  2  name length N
+//	74  2  flags (0)
+//	76  4  block count B (entries of the block table; 0 when L <= 1 MiB)
+//	80  4  extent count E
+//	84  4  zero
+//	88  8  writer session id
+//	96     name (N bytes, zero-padded to 8)
 //	       block table (B x 8 bytes: the xxhash64 of each 1 MiB block)
 //	       E extents of 40 bytes + key: region offset (8), length (8), object offset
 //	       (8), payload hash of the extent's bytes (8), key length K (2), zero (6),
@@ -265,7 +269,7 @@ var manifestMagic = [8]byte{'C', 'K', 'P', 'M', 'A', 'N', 'I', 'F'}
 
 const (
 	manifestFormat = 1
-	manifestFixed  = 88
+	manifestFixed  = 96
 	extentFixed    = 40
 	maxManifest    = 64 << 20 // a manifest longer than this is refused
 )
@@ -279,6 +283,7 @@ type manifest struct {
 	Time        int64
 	Txn         uint64
 	TxnSize     uint32
+	Members     uint32
 	Rank, Ranks int
 	Session     uint64
 	Table       []byte // the block table (8 bytes per block), nil for one block
@@ -311,12 +316,13 @@ func (m *manifest) encode() []byte {
 	le.PutUint64(b[40:], uint64(m.Time))
 	le.PutUint64(b[48:], m.Txn)
 	le.PutUint32(b[56:], m.TxnSize)
-	le.PutUint32(b[60:], uint32(m.Rank))
-	le.PutUint32(b[64:], uint32(m.Ranks))
-	le.PutUint16(b[68:], uint16(len(m.Name)))
-	le.PutUint32(b[72:], uint32(len(m.Table)/8))
-	le.PutUint32(b[76:], uint32(len(m.Extents)))
-	le.PutUint64(b[80:], m.Session)
+	le.PutUint32(b[60:], m.Members)
+	le.PutUint32(b[64:], uint32(m.Rank))
+	le.PutUint32(b[68:], uint32(m.Ranks))
+	le.PutUint16(b[72:], uint16(len(m.Name)))
+	le.PutUint32(b[76:], uint32(len(m.Table)/8))
+	le.PutUint32(b[80:], uint32(len(m.Extents)))
+	le.PutUint64(b[88:], m.Session)
 	p := manifestFixed
 	copy(b[p:], m.Name)
 	p += int(pad8(int64(len(m.Name))))
@@ -363,13 +369,14 @@ func decodeManifest(b []byte) (*manifest, error) {
 		Time:    int64(le.Uint64(b[40:])),
 		Txn:     le.Uint64(b[48:]),
 		TxnSize: le.Uint32(b[56:]),
-		Rank:    int(le.Uint32(b[60:])),
-		Ranks:   int(le.Uint32(b[64:])),
-		Session: le.Uint64(b[80:]),
+		Members: le.Uint32(b[60:]),
+		Rank:    int(le.Uint32(b[64:])),
+		Ranks:   int(le.Uint32(b[68:])),
+		Session: le.Uint64(b[88:]),
 	}
-	nameLen := int(le.Uint16(b[68:]))
-	blocks := int64(le.Uint32(b[72:]))
-	extents := int64(le.Uint32(b[76:]))
+	nameLen := int(le.Uint16(b[72:]))
+	blocks := int64(le.Uint32(b[76:]))
+	extents := int64(le.Uint32(b[80:]))
 	if m.Version == 0 || m.Length <= 0 || m.Length > maxLength || nameLen == 0 || nameLen > MaxNameLen {
 		return bad("version %d, length %d, name of %d bytes", m.Version, m.Length, nameLen)
 	}

@@ -79,7 +79,10 @@ func (f *File) JobVersion(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, remoteErr(f.rm.st, err, "list the job's versions")
 	}
-	v, ok := jobOf(job, f.rm.cfg.ranks)
+	v, ok, err := jobVersionOf(ctx, job, f.rm.cfg.ranks, storeMembers(f.rm.st, nil))
+	if err != nil {
+		return 0, remoteErr(f.rm.st, err, "read the job's manifests")
+	}
 	if !ok {
 		return 0, errf(ErrNotFound, "no version is committed by every one of the %d rank(s) in %s", f.rm.cfg.ranks, f.rm.st)
 	}
@@ -122,15 +125,26 @@ func InspectJob(ctx context.Context, st store.Store, ranks int) (JobStatus, erro
 		}
 	}
 	js := JobStatus{Ranks: ranks, Newest: make([]int, ranks), Committed: make([]int, ranks)}
+	members := storeMembers(st, nil)
 	for r := 0; r < ranks; r++ {
-		if v, ok, _ := newestOf(complete(job[r])); ok {
+		v, ok, err := jobVersionOf(ctx, jobListing{0: job[r]}, 1, func(ctx context.Context, _ int, seg string, v uint64) (uint32, error) {
+			return members(ctx, r, seg, v)
+		})
+		if err != nil {
+			return js, remoteErr(st, err, "read the manifests of rank %d", r)
+		}
+		if ok {
 			js.Newest[r] = int(v)
 		}
 		for _, vs := range job[r] {
 			js.Committed[r] += len(vs)
 		}
 	}
-	if v, ok := jobOf(job, ranks); ok && ranks > 0 {
+	v, ok, err := jobVersionOf(ctx, job, ranks, members)
+	if err != nil {
+		return js, remoteErr(st, err, "read the job's manifests")
+	}
+	if ok {
 		js.Version = int(v)
 	}
 	return js, nil
@@ -379,16 +393,22 @@ func Pull(ctx context.Context, st store.Store, rank int, path string, v int, opt
 	}
 	rm := newRemote(f, remoteCfg{st: st, every: 1, rank: rank, ranks: rank + 1, timeout: DefaultRemoteTimeout})
 	defer rm.cancel(errors.New("pull done"))
-	sets := map[string][]uint64{}
+	own := rankListing{}
 	for _, k := range keys {
 		r, _ := parseManifestKey(k)
 		c := rm.ckpt(r.seg, "")
 		c.vers = append(c.vers, storeVer{num: r.ver})
-		sets[r.seg] = append(sets[r.seg], r.ver)
+		own[r.seg] = append(own[r.seg], r.ver)
 	}
 	want := uint64(v)
 	if v == 0 {
-		top, ok, _ := newestOf(complete(sets))
+		top, ok, err := newestComplete(ctx, st, rank, own, nil)
+		if err != nil {
+			f.Close()
+			os.Remove(path)
+			os.Remove(path + ".idx")
+			return 0, remoteErr(st, err, "read the manifests of rank %d", rank)
+		}
 		if !ok {
 			f.Close()
 			os.Remove(path)
@@ -400,13 +420,15 @@ func Pull(ctx context.Context, st store.Store, rank int, path string, v int, opt
 	var cs []*storeCkpt
 	for _, c := range rm.ckpts {
 		sortVers(c.vers)
-		if c.find(want) < 0 {
-			f.Close()
-			os.Remove(path)
-			os.Remove(path + ".idx")
-			return 0, errf(ErrVersion, "version %d is not committed for every checkpoint of rank %d in %s", want, rank, st)
+		if c.find(want) >= 0 {
+			cs = append(cs, c)
 		}
-		cs = append(cs, c)
+	}
+	if len(cs) == 0 {
+		f.Close()
+		os.Remove(path)
+		os.Remove(path + ".idx")
+		return 0, errf(ErrVersion, "rank %d committed no version %d in %s", rank, want, st)
 	}
 	if err := rm.importVersions(ctx, cs, want); err != nil {
 		f.Close()

@@ -193,12 +193,12 @@ func (rm *remote) reconcile(ctx context.Context) error {
 		c := rm.ckpt(r.seg, "")
 		c.vers = append(c.vers, storeVer{num: r.ver})
 	}
-	sets := map[string][]uint64{}
+	own := rankListing{}
 	var hashed []*storeCkpt
 	for seg, c := range rm.ckpts {
 		sortVers(c.vers)
 		for _, v := range c.vers {
-			sets[seg] = append(sets[seg], v.num)
+			own[seg] = append(own[seg], v.num)
 		}
 		if name, ok := segmentName(seg); ok {
 			c.name = name
@@ -219,7 +219,10 @@ func (rm *remote) reconcile(ctx context.Context) error {
 	if err != nil {
 		return remoteErr(st, err, "read a manifest")
 	}
-	top, _, _ := newestOf(complete(sets))
+	top, _, err := newestComplete(ctx, st, rank, own, nil)
+	if err != nil {
+		return remoteErr(st, err, "read the manifests of rank %d", rank)
+	}
 	localNewest := func(name string) uint64 {
 		if s := f.ckpts[name]; s != nil {
 			if v, ok := s.newest(); ok {
@@ -232,7 +235,7 @@ func (rm *remote) reconcile(ctx context.Context) error {
 	// Restart elsewhere: the store is ahead.
 	var want []*storeCkpt
 	for _, c := range rm.ckpts {
-		if top > 0 && localNewest(c.name) < top {
+		if top > 0 && localNewest(c.name) < top && c.find(top) >= 0 {
 			want = append(want, c)
 		}
 	}
@@ -320,7 +323,7 @@ func (rm *remote) importVersions(ctx context.Context, cs []*storeCkpt, v uint64)
 		}
 		rm.mu.Lock()
 		if j := c.find(v); j >= 0 && c.vers[j].keys == nil {
-			rm.add(c, storeVer{num: v, keys: keys, time: m.Time})
+			rm.add(c, storeVer{num: v, keys: keys, members: m.Members})
 		}
 		rm.mu.Unlock()
 	}
@@ -353,7 +356,18 @@ func (rm *remote) catchUp() {
 	defer f.mu.Unlock()
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
-	for _, s := range sortedStates(f.byID) {
+	// Members: how many kept versions share each version's transaction and number.
+	type txnNum struct{ txn, num uint64 }
+	members := map[txnNum]uint32{}
+	states := sortedStates(f.byID)
+	for _, s := range states {
+		for i := 0; i < s.n(); i++ {
+			if v := s.at(i); rm.cfg.selected(v.num) {
+				members[txnNum{v.txn, v.num}]++
+			}
+		}
+	}
+	for _, s := range states {
 		seg := rm.seg(s.id, s.name)
 		var have uint64
 		if c := rm.ckpts[seg]; c != nil {
@@ -372,8 +386,8 @@ func (rm *remote) catchUp() {
 			rm.enqueue(&upItem{
 				kind: itemUpload, id: s.id, name: s.name, seg: seg, ver: v.num,
 				off: v.off, length: v.length, hash: v.hash, time: v.time, txn: v.txn,
-				txnSize: f.trailerTxnSize(&v, len(s.name)),
-				key:     dataKey(rm.cfg.rank, v.hash, v.length),
+				txnSize: f.trailerTxnSize(&v, len(s.name)), members: members[txnNum{v.txn, v.num}],
+				key: dataKey(rm.cfg.rank, v.hash, v.length),
 			})
 		}
 	}

@@ -75,33 +75,29 @@ func (rm *remote) retain(ctx context.Context) error {
 	return nil
 }
 
-// jobVersion returns the job version as the store shows it now: for a job of one, what
-// this rank committed (known here); otherwise computed from a listing of every rank.
+// jobVersion returns the job version as the store shows it now: for a job of one,
+// from what this rank committed (known here); otherwise from a listing of every rank.
 func (rm *remote) jobVersion(ctx context.Context) (uint64, bool, error) {
 	if rm.cfg.ranks <= 1 {
 		rm.mu.Lock()
-		defer rm.mu.Unlock()
-		sets := make(map[string][]uint64, len(rm.ckpts))
+		own := rankListing{}
+		known := map[manifestRef]uint32{}
 		for seg, c := range rm.ckpts {
 			for _, v := range c.vers {
-				sets[seg] = append(sets[seg], v.num)
+				own[seg] = append(own[seg], v.num)
+				if v.members > 0 {
+					known[manifestRef{rm.cfg.rank, seg, v.num}] = v.members
+				}
 			}
 		}
-		return newestOf(complete(sets))
+		rm.mu.Unlock()
+		return newestComplete(ctx, rm.st, rm.cfg.rank, own, known)
 	}
 	job, err := listJob(ctx, rm.st)
 	if err != nil {
 		return 0, false, err
 	}
-	jv, ok := jobOf(job, rm.cfg.ranks)
-	return jv, ok, nil
-}
-
-func newestOf(vs []uint64) (uint64, bool, error) {
-	if len(vs) == 0 {
-		return 0, false, nil
-	}
-	return vs[len(vs)-1], true, nil
+	return jobVersionOf(ctx, job, rm.cfg.ranks, storeMembers(rm.st, nil))
 }
 
 // loadKeys reads the manifests of this rank's committed versions whose data objects
@@ -144,7 +140,7 @@ func (rm *remote) loadKeys(ctx context.Context) error {
 		if c.name == "" {
 			c.name = m.Name
 		}
-		rm.add(c, storeVer{num: t.num, keys: keys, time: m.Time})
+		rm.add(c, storeVer{num: t.num, keys: keys, members: m.Members})
 		return nil
 	})
 }
@@ -261,17 +257,31 @@ func (rm *remote) deleteAbove(ctx context.Context, seg string, v uint64) error {
 	return nil
 }
 
-// Listing a job.
+// Listing a job, and which versions are complete.
+//
+// A version v is complete on a rank when at least as many of the rank's checkpoints
+// have v committed as the transaction (Save or SaveAll) that wrote v uploaded with
+// that number: its manifests' Members. So a SaveAll whose uploads were cut short by a
+// crash is not complete, while checkpoints saved by separate Saves each are. The job
+// version is the newest version complete on every rank.
 
-// jobListing is what every rank committed: rank → key segment → versions, ascending.
-type jobListing map[int]map[string][]uint64
+// rankListing is what one rank committed: key segment → versions, ascending.
+type rankListing map[string][]uint64
+
+// jobListing is what every rank committed, by rank.
+type jobListing map[int]rankListing
 
 // listJob lists the manifests of every rank.
 func listJob(ctx context.Context, st store.Store) (jobListing, error) {
+	return listManifests(ctx, st, manifestDir)
+}
+
+// listManifests lists the manifests under prefix.
+func listManifests(ctx context.Context, st store.Store, prefix string) (jobListing, error) {
 	var objs []store.Object
 	err := retry(ctx, 0, func(ctx context.Context) error {
 		var err error
-		objs, err = st.List(ctx, manifestDir)
+		objs, err = st.List(ctx, prefix)
 		return err
 	})
 	if err != nil {
@@ -284,7 +294,7 @@ func listJob(ctx context.Context, st store.Store) (jobListing, error) {
 			continue
 		}
 		if job[r.rank] == nil {
-			job[r.rank] = map[string][]uint64{}
+			job[r.rank] = rankListing{}
 		}
 		job[r.rank][r.seg] = append(job[r.rank][r.seg], r.ver)
 	}
@@ -296,57 +306,104 @@ func listJob(ctx context.Context, st store.Store) (jobListing, error) {
 	return job, nil
 }
 
-// complete returns the versions present in every set, ascending (none when there is
-// no set).
-func complete(sets map[string][]uint64) []uint64 {
-	var out []uint64
-	first := true
-	for _, vs := range sets {
-		if first {
-			out = append(out, vs...)
-			sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-			first = false
-			continue
+// membersFunc returns the Members of the manifest of version v of seg of rank; 0
+// when it is gone.
+type membersFunc func(ctx context.Context, rank int, seg string, v uint64) (uint32, error)
+
+// storeMembers reads Members from the manifests in st, remembering them for the
+// call; those in known are used without reading.
+func storeMembers(st store.Store, known map[manifestRef]uint32) membersFunc {
+	cache := map[manifestRef]uint32{}
+	return func(ctx context.Context, rank int, seg string, v uint64) (uint32, error) {
+		ref := manifestRef{rank, seg, v}
+		if m, ok := known[ref]; ok {
+			return m, nil
 		}
-		out = intersect(out, vs)
+		if m, ok := cache[ref]; ok {
+			return m, nil
+		}
+		m, err := readManifest(ctx, st, manifestKey(rank, seg, v))
+		switch {
+		case errors.Is(err, store.ErrNotExist):
+			cache[ref] = 0
+			return 0, nil
+		case err != nil:
+			return 0, err
+		}
+		cache[ref] = m.Members
+		return m.Members, nil
 	}
-	return out
 }
 
-// intersect returns the common values of two ascending slices (reusing a).
-func intersect(a, b []uint64) []uint64 {
-	k, j := 0, 0
-	for _, x := range a {
-		for j < len(b) && b[j] < x {
-			j++
-		}
-		if j < len(b) && b[j] == x {
-			a[k] = x
-			k++
-		}
-	}
-	return a[:k]
+// presence is how many checkpoints of a rank have a version committed, and one of them.
+type presence struct {
+	n   int
+	seg string
 }
 
-// jobOf returns the newest version that every rank 0..ranks-1 committed for every one
-// of its checkpoints.
-func jobOf(job jobListing, ranks int) (uint64, bool) {
-	var common []uint64
-	for r := 0; r < ranks; r++ {
-		c := complete(job[r])
-		if r == 0 {
-			common = c
-		} else {
-			common = intersect(common, c)
-		}
-		if len(common) == 0 {
-			return 0, false
+func presenceOf(r rankListing) map[uint64]presence {
+	segs := make([]string, 0, len(r))
+	for seg := range r {
+		segs = append(segs, seg)
+	}
+	sort.Strings(segs)
+	p := map[uint64]presence{}
+	for _, seg := range segs {
+		for _, v := range r[seg] {
+			x, ok := p[v]
+			if !ok {
+				x.seg = seg
+			}
+			x.n++
+			p[v] = x
 		}
 	}
-	if len(common) == 0 {
-		return 0, false
+	return p
+}
+
+// jobVersionOf returns the newest version complete on every rank 0..ranks-1 of job.
+func jobVersionOf(ctx context.Context, job jobListing, ranks int, members membersFunc) (uint64, bool, error) {
+	if ranks <= 0 {
+		return 0, false, nil
 	}
-	return common[len(common)-1], true
+	pres := make([]map[uint64]presence, ranks)
+	for r := range pres {
+		pres[r] = presenceOf(job[r])
+	}
+	var cands []uint64
+	for v := range pres[0] {
+		all := true
+		for r := 1; r < ranks && all; r++ {
+			_, all = pres[r][v]
+		}
+		if all {
+			cands = append(cands, v)
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i] > cands[j] })
+	for _, v := range cands {
+		ok := true
+		for r := 0; r < ranks && ok; r++ {
+			p := pres[r][v]
+			m, err := members(ctx, r, p.seg, v)
+			if err != nil {
+				return 0, false, err
+			}
+			ok = m > 0 && p.n >= int(m)
+		}
+		if ok {
+			return v, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+// newestComplete returns the newest version complete on one rank, from its listing.
+func newestComplete(ctx context.Context, st store.Store, rank int, r rankListing, known map[manifestRef]uint32) (uint64, bool, error) {
+	m := storeMembers(st, known)
+	return jobVersionOf(ctx, jobListing{0: r}, 1, func(ctx context.Context, _ int, seg string, v uint64) (uint32, error) {
+		return m(ctx, rank, seg, v)
+	})
 }
 
 // parallel runs fn(0..n-1) on up to k goroutines; the first error cancels the rest.

@@ -66,6 +66,7 @@ type upItem struct {
 	time    int64
 	txn     uint64
 	txnSize uint32
+	members uint32 // versions of the transaction with this number that are uploaded
 	key     string
 	prev    *upItem       // the previous queued item of the same checkpoint, or nil
 	done    chan struct{} // closed when the item is finished
@@ -90,9 +91,9 @@ type storeCkpt struct {
 }
 
 type storeVer struct {
-	num  uint64
-	keys []string // the data objects its manifest names; nil until known
-	time int64
+	num     uint64
+	keys    []string // the data objects its manifest names; nil until known
+	members uint32   // its manifest's Members; 0 until known
 }
 
 // remote is a File's remote tier.
@@ -284,11 +285,17 @@ func (rm *remote) published(cs []*Checkpoint, txn uint64, now int64) {
 		if !rm.cfg.selected(v) {
 			continue
 		}
+		members := uint32(0) // a SaveAll's versions usually share their number
+		for _, d := range cs {
+			if d.slot.ver == v {
+				members++
+			}
+		}
 		n := int64(len(c.region))
 		it := &upItem{
 			kind: itemUpload, id: c.st.id, name: c.name, seg: rm.seg(c.st.id, c.name), ver: v,
 			off: c.slot.off, length: n, hash: c.slot.hash, time: now, txn: txn, txnSize: uint32(len(cs)),
-			key: dataKey(rm.cfg.rank, c.slot.hash, n),
+			members: members, key: dataKey(rm.cfg.rank, c.slot.hash, n),
 		}
 		rm.enqueue(it)
 		queued = true
@@ -627,7 +634,7 @@ func (rm *remote) yieldToSaves() {
 func (rm *remote) commit(it *upItem) error {
 	m := manifest{
 		Name: it.name, Version: it.ver, Length: it.length, Hash: it.hash, Time: it.time,
-		Txn: it.txn, TxnSize: it.txnSize, Rank: rm.cfg.rank, Ranks: rm.cfg.ranks,
+		Txn: it.txn, TxnSize: it.txnSize, Members: it.members, Rank: rm.cfg.rank, Ranks: rm.cfg.ranks,
 		Session: rm.f.session, Table: it.table,
 		Extents: []extentRef{{Off: 0, Len: it.length, ObjOff: 0, Hash: it.hash, Key: it.key}},
 	}
@@ -650,7 +657,7 @@ func (rm *remote) commit(it *upItem) error {
 		return err
 	}
 	rm.mu.Lock()
-	rm.add(rm.ckpt(it.seg, it.name), storeVer{num: it.ver, keys: []string{it.key}, time: it.time})
+	rm.add(rm.ckpt(it.seg, it.name), storeVer{num: it.ver, keys: []string{it.key}, members: it.members})
 	rm.mu.Unlock()
 	rm.poke()
 	return nil
