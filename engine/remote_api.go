@@ -89,6 +89,44 @@ func (f *File) JobVersion(ctx context.Context) (int, error) {
 	return int(v), nil
 }
 
+// RestoreJob restarts this rank of a job: it restores every registered checkpoint at
+// the job version (see JobVersion) and rewinds to it, so that the next save is
+// numbered one past it on every rank that restarts the same way. When the job has no
+// version yet (it died before one was committed by every rank), it starts over: every
+// version of the registered checkpoints is dropped, locally and from this rank's
+// store, the regions are left as they are, and the next save is version 1. It returns
+// the version restored, 0 when starting over. In a job of several ranks,
+// RestoreAll(JobVersion) does the same when a job version exists.
+//
+// Every rank of a job calls RestoreJob before its first save; it waits for nothing
+// but the store.
+func (f *File) RestoreJob(ctx context.Context) (int, error) {
+	if err := f.begin(); err != nil {
+		return 0, err
+	}
+	defer f.end()
+	if f.rm == nil {
+		return 0, errf(ErrInvalid, "RestoreJob: %s has no remote tier", f.path)
+	}
+	job, err := listJob(ctx, f.rm.st)
+	if err != nil {
+		return 0, remoteErr(f.rm.st, err, "list the job's versions")
+	}
+	jv, ok, err := jobVersionOf(ctx, job, f.rm.cfg.ranks, storeMembers(f.rm.st, nil))
+	if err != nil {
+		return 0, remoteErr(f.rm.st, err, "read the job's manifests")
+	}
+	cs := f.lockRegistered()
+	defer unlockAll(cs)
+	if len(cs) == 0 {
+		return int(jv), nil
+	}
+	if !ok {
+		return 0, f.rewind(cs, make([]uint64, len(cs)), nil)
+	}
+	return int(jv), f.remoteRestore(cs, int(jv), nil, true)
+}
+
 // Inspecting a store without a local file (the ckp command).
 
 // JobStatus describes what the ranks of a job committed in a store.

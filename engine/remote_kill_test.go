@@ -333,18 +333,15 @@ func TestRemoteRankChild(t *testing.T) {
 			return err
 		}
 		at := 0
-		jv, err := f.JobVersion(t.Context())
-		switch {
-		case err == nil:
-			if err := f.RestoreAll(jv); err != nil {
-				return err
-			}
+		jv, err := f.RestoreJob(t.Context())
+		if err != nil {
+			return err
+		}
+		if jv > 0 {
 			at = int(binary.LittleEndian.Uint64(step[:]))
 			if err := crashCheck(grid, rank, at); err != nil {
 				return fmt.Errorf("restored job version %d: %v", jv, err)
 			}
-		case !errors.Is(err, ErrNotFound):
-			return err
 		}
 		fmt.Println("restored", jv, at)
 		in := bufio.NewScanner(os.Stdin)
