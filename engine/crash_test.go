@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ckp-go/ckp/store"
 )
 
 // The kill test: a child process (this test binary, re-executed) runs a SaveAll loop of
@@ -30,6 +32,7 @@ type crashConfig struct {
 	policy string // as parsed by crashPolicy
 	keep   int
 	kills  int
+	remote bool // with a remote tier in a directory (store.Dir)
 }
 
 func crashPolicy(s string) SyncPolicy {
@@ -57,13 +60,21 @@ func TestKillChild(t *testing.T) {
 		t.Skip("helper process for TestKill")
 	}
 	keep, _ := strconv.Atoi(os.Getenv("CKP_KILL_KEEP"))
-	err := crashChild(path, crashPolicy(os.Getenv("CKP_KILL_POLICY")), keep)
+	err := crashChild(path, crashPolicy(os.Getenv("CKP_KILL_POLICY")), keep, os.Getenv("CKP_KILL_REMOTE"))
 	fmt.Println("error", err)
 	os.Exit(3)
 }
 
-func crashChild(path string, p SyncPolicy, keep int) error {
-	f, err := Open(path, &Options{Sync: p, KeepVersions: keep})
+func crashChild(path string, p SyncPolicy, keep int, remote string) error {
+	opts := &Options{Sync: p, KeepVersions: keep}
+	if remote != "" {
+		st, err := store.Dir(remote)
+		if err != nil {
+			return err
+		}
+		opts.Remote = &Remote{Store: st}
+	}
+	f, err := Open(path, opts)
 	if err != nil {
 		return err
 	}
@@ -161,8 +172,12 @@ func TestKill(t *testing.T) {
 	var configs []crashConfig
 	for _, p := range []string{"none", "async", "always", "every4", "interval5ms"} {
 		for _, k := range []int{0, 1, 3} {
-			configs = append(configs, crashConfig{fmt.Sprintf("%s-keep%d", p, k), p, k, 4})
+			configs = append(configs, crashConfig{fmt.Sprintf("%s-keep%d", p, k), p, k, 4, false})
 		}
+	}
+	// The same with a remote tier in a directory: its uploads run while the writer dies.
+	for _, c := range []crashConfig{{"none-keep1-remote", "none", 1, 4, true}, {"always-keep3-remote", "always", 3, 4, true}, {"every4-keep0-remote", "every4", 0, 4, true}} {
+		configs = append(configs, c)
 	}
 	if testing.Short() {
 		for i := range configs {
@@ -173,12 +188,19 @@ func TestKill(t *testing.T) {
 	for _, cfg := range configs {
 		t.Run(cfg.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "kill.ckp")
+			var remote string
+			if cfg.remote {
+				remote = t.TempDir()
+			}
 			r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 			prev := 0
 			for k := 0; k < cfg.kills; k++ {
-				acked, killedAt := crashRunAndKill(t, path, cfg, r)
+				acked, killedAt := crashRunAndKill(t, path, cfg, r, remote)
 				// Nothing acknowledged in an earlier run may be lost either.
 				newest := crashVerify(t, path, max(acked, prev), cfg.keep)
+				if remote != "" {
+					crashVerifyStore(t, remote, newest)
+				}
 				prev = newest
 				total.Add(1)
 				t.Logf("kill %d after %v: acked %d, found %d", k, killedAt, acked, newest)
@@ -190,13 +212,14 @@ func TestKill(t *testing.T) {
 
 // crashRunAndKill starts a child on path and kills it at a random moment after it is
 // ready. It returns the newest acknowledged version.
-func crashRunAndKill(t *testing.T, path string, cfg crashConfig, r *rand.Rand) (int, time.Duration) {
+func crashRunAndKill(t *testing.T, path string, cfg crashConfig, r *rand.Rand, remote string) (int, time.Duration) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKillChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(),
 		"CKP_KILL_PATH="+path,
 		"CKP_KILL_POLICY="+cfg.policy,
-		"CKP_KILL_KEEP="+strconv.Itoa(cfg.keep))
+		"CKP_KILL_KEEP="+strconv.Itoa(cfg.keep),
+		"CKP_KILL_REMOTE="+remote)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -261,4 +284,48 @@ done:
 		t.Fatalf("child was killed before it was ready (%s)", failure)
 	}
 	return acked, time.Since(start)
+}
+
+// crashVerifyStore checks the remote tier's store after a kill: every committed
+// version is whole and holds its pattern, and the newest version committed for every
+// region is not newer than the local file's.
+func crashVerifyStore(t *testing.T, dir string, newest int) {
+	t.Helper()
+	st, err := store.Dir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := VerifyStore(t.Context(), st, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("store damaged after a kill: %+v", rep.Damaged)
+	}
+	js, err := InspectJob(t.Context(), st, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js.Newest[0] > newest {
+		t.Fatalf("the store's newest complete version %d is newer than the local file's %d", js.Newest[0], newest)
+	}
+	for i := range crashSizes {
+		name := fmt.Sprintf("region-%d", i)
+		vs, err := StoreVersions(t.Context(), st, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs {
+			if v.Name != name {
+				continue
+			}
+			b, _, err := ReadStoreVersion(t.Context(), st, 0, name, v.Version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := crashCheck(b, i, v.Version); err != nil {
+				t.Fatalf("committed %s@%d: %v", name, v.Version, err)
+			}
+		}
+	}
 }

@@ -513,3 +513,85 @@ func checkJobVersion(t *testing.T, st store.Store, jv int) {
 		}
 	}
 }
+
+var importSizes = []int{24<<20 + 100, 4 << 10, 3 << 20}
+
+// TestRemoteImportChild is the child of TestRemoteKillImport: it opens its file with
+// the remote tier (bringing the store's versions in) and exits.
+func TestRemoteImportChild(t *testing.T) {
+	path := os.Getenv("CKP_RI_PATH")
+	spec, ok := storeSpecFromEnv()
+	if path == "" || !ok {
+		t.Skip("helper process for TestRemoteKillImport")
+	}
+	err := func() error {
+		st, err := spec.open()
+		if err != nil {
+			return err
+		}
+		f, err := Open(path, &Options{Remote: &Remote{Store: st}})
+		if err != nil {
+			return err
+		}
+		fmt.Println("opened")
+		return f.Close()
+	}()
+	fmt.Println("error", err)
+	os.Exit(3)
+}
+
+// TestRemoteKillImport kills a process while it brings versions from the store into a
+// fresh local file (a restart on a new node), many times: the local files always open
+// (with or without the remote tier), hold the imported versions of every checkpoint or
+// of none, byte-exact, and the next Open finishes the import.
+func TestRemoteKillImport(t *testing.T) {
+	kills := 10
+	if testing.Short() {
+		kills = 3
+	}
+	for _, spec := range []storeSpec{{kind: "dir", dir: t.TempDir()}, s3Spec(t)} {
+		t.Run(spec.kind, func(t *testing.T) {
+			st := spec.mustOpen(t)
+			w := openRemoteWriter(t, filepath.Join(t.TempDir(), "src.ckp"), Options{Remote: &Remote{Store: st}}, importSizes...)
+			for v := 1; v <= 2; v++ {
+				w.saveAll(t, v)
+			}
+			if err := w.f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "new.ckp")
+			r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 17))
+			imported := 0
+			for k := 0; k < kills; k++ {
+				c := startChild(t, "TestRemoteImportChild", append(spec.env(), "CKP_RI_PATH="+path))
+				time.Sleep(time.Duration(20+r.IntN(200)) * time.Millisecond)
+				c.kill()
+				l := openRemoteWriter(t, path, Options{}, importSizes...)
+				got := versionsOf(t, l.cks[0])
+				for _, ck := range l.cks[1:] {
+					if g := versionsOf(t, ck); fmt.Sprint(g) != fmt.Sprint(got) {
+						t.Fatalf("kill %d: %s has versions %v, %s has %v", k, l.cks[0].Name(), got, ck.Name(), g)
+					}
+				}
+				if len(got) > 0 {
+					if fmt.Sprint(got) != "[2]" {
+						t.Fatalf("kill %d: versions %v, want [2]", k, got)
+					}
+					l.check(t, 0, 2)
+					imported++
+				}
+				if err := l.f.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if len(got) > 0 { // start again from nothing
+					os.Remove(path)
+					os.Remove(path + ".idx")
+				}
+			}
+			t.Logf("%d kills, %d found the import done", kills, imported)
+			n := openRemoteWriter(t, path, Options{Remote: &Remote{Store: st}}, importSizes...)
+			defer n.f.Close()
+			n.check(t, 0, 2)
+		})
+	}
+}
