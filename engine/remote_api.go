@@ -319,7 +319,7 @@ func ReadStoreVersion(ctx context.Context, st store.Store, rank int, name string
 	}
 	sv := storeVersionOf(m, key)
 	buf := make([]byte, m.Length)
-	if err := fetchInto(ctx, st, m, buf); err != nil {
+	if err := fetchInto(ctx, st, m, buf, nil); err != nil {
 		if errors.Is(err, ErrCorrupt) {
 			return nil, sv, err
 		}
@@ -390,7 +390,7 @@ func VerifyStore(ctx context.Context, st store.Store, rank int, progress func(do
 			if int64(cap(buf)) < m.Length {
 				buf = make([]byte, m.Length)
 			}
-			if err := fetchInto(ctx, st, m, buf[:m.Length]); err != nil {
+			if err := fetchInto(ctx, st, m, buf[:m.Length], nil); err != nil {
 				if ctx.Err() != nil {
 					return rep, err
 				}

@@ -23,8 +23,9 @@ const (
 )
 
 // fetchInto downloads the payload that m describes into dst (m.Length bytes) and
-// checks it. dst may be part of the data mapping: faults become ErrCorrupt.
-func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte) error {
+// checks it. dst may be part of the data mapping: faults become ErrCorrupt. prepare,
+// if not nil, is called for each piece of dst before it is written (to pre-fault it).
+func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, prepare func(off, n int64)) error {
 	if int64(len(dst)) != m.Length {
 		return errf(ErrInvalid, "fetch of %d bytes into %d", m.Length, len(dst))
 	}
@@ -44,6 +45,9 @@ func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte) err
 			p := ps[i]
 			defer catch(&err)
 			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+			if prepare != nil && attempt == 0 {
+				prepare(p.off, p.n)
+			}
 			return retry(ctx, p.n, func(ctx context.Context) error {
 				rc, err := st.Get(ctx, p.key, p.objOff, p.n)
 				if err != nil {
@@ -116,6 +120,9 @@ func (f *File) importSlot(ctx context.Context, st store.Store, m *manifest, name
 	n := m.Length
 	f.mu.Lock()
 	off, size := f.alloc.alloc(footprint(n, len(name)), payloadAlign(n))
+	if n >= hugeAlign && !f.opts.NoHugePages && !f.huge && f.data.SetHugePages(true) == nil {
+		f.huge = true // 2 MiB folios: one fault per 2 MiB of the import (hugeFolios may undo it)
+	}
 	var gerr error
 	if off+size > f.opts.MaxSize {
 		gerr = errf(ErrFull, "import of %d bytes needs the data file to reach %d bytes, MaxSize is %d", n, off+size, f.opts.MaxSize)
@@ -138,7 +145,10 @@ func (f *File) importSlot(ctx context.Context, st store.Store, m *manifest, name
 		}
 	}()
 	data := f.data.Bytes()
-	if err := fetchInto(ctx, st, m, data[off:off+n]); err != nil {
+	// Each piece's pages are faulted in before the GET writes them, on as many
+	// goroutines as GETs run, so the GET does not fault page by page.
+	populate := func(o, k int64) { _ = f.data.Populate(off+o, k) }
+	if err := fetchInto(ctx, st, m, data[off:off+n], populate); err != nil {
 		return version{}, err
 	}
 	if err := f.finishSlot(off, n, name, m, txn, txnSize); err != nil {

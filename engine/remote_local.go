@@ -16,9 +16,12 @@ import (
 // (a restart elsewhere, a restore of a version only the store holds) and rewinds.
 // Both go through rewriteIndex, which writes a new index the way compaction does: the
 // imported slots are complete (payload, block table, trailer) before it starts; the
-// data file is synced; the new index is written to path.idx.tmp, synced and renamed
-// over path.idx, and the directory synced. A crash before the rename leaves the old
-// index, in which the imported slots are free space; after it, the new one.
+// data not yet durable is synced, except the imported slots (the store holds them);
+// the new index lists every kept version, then a durable mark covering what came
+// before, then the imported versions, so that after a reboot recovery checks those;
+// it is written to path.idx.tmp, synced and renamed over path.idx, and the directory
+// synced. A crash before the rename leaves the old index, in which the imported slots
+// are free space; after it, the new one.
 
 // indexPlan says how rewriteIndex changes the kept versions.
 type indexPlan struct {
@@ -33,10 +36,12 @@ type indexPlan struct {
 func (f *File) rewriteIndex(p indexPlan) (err error) {
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	if err := f.data.Sync(); err != nil {
-		return fmt.Errorf("ckp: sync %s: %w", f.path, err)
+	ranges, all := f.takeUnsynced()
+	if err := f.syncData(ranges, all); err != nil {
+		f.putUnsynced(ranges)
+		return err
 	}
-	f.unsynced = f.unsynced[:0]
+	f.syncBuf = ranges[:0]
 	s := index.Session{PID: uint32(os.Getpid()), NextTxn: f.nextTxn, BootID: f.bootID, Policy: f.opts.Sync.code(),
 		Keep: uint64(f.opts.KeepVersions), Time: time.Now().UnixNano()}
 	if ls := f.lastSession; ls != nil {
@@ -49,6 +54,12 @@ func (f *File) rewriteIndex(p indexPlan) (err error) {
 	newRecs := make([][]int64, len(states))
 	nexts := make([]uint64, len(states))
 	live := int64(0)
+	type late struct {
+		si int
+		st *ckptState
+		v  version
+	}
+	var imported []late // added versions that stay: after the durable mark
 	for si, st := range states {
 		lim, rewound := p.upTo[st]
 		add, added := p.add[st]
@@ -93,17 +104,23 @@ func (f *File) rewriteIndex(p indexPlan) (err error) {
 			continue
 		}
 		for _, v := range vs {
+			if added && v.num == add.num && v.off == add.off {
+				imported = append(imported, late{si, st, v}) // the newest: it goes last
+				continue
+			}
 			newRecs[si] = append(newRecs[si], int64(len(recs)))
-			recs = append(recs, index.Record{
-				Kind: index.KindVersion, Flags: index.FlagCommit, Ckpt: st.id, Version: v.num,
-				Offset: uint64(v.off), Length: uint64(v.length), Hash: v.hash, Time: v.time, Txn: v.txn,
-				Slack: uint32(v.size - footprint(v.length, len(st.name))),
-			})
+			recs = append(recs, versionRecord(st, v))
 			live++
 		}
 	}
+	covered := int64(len(recs))
 	recs = append(recs, index.Record{Kind: index.KindMark, Flags: index.FlagCommit | index.FlagDurable,
-		Version: uint64(len(recs)), Txn: f.nextTxn - 1, Time: time.Now().UnixNano()})
+		Version: uint64(covered), Txn: f.nextTxn - 1, Time: time.Now().UnixNano()})
+	for _, x := range imported {
+		newRecs[x.si] = append(newRecs[x.si], int64(len(recs)))
+		recs = append(recs, versionRecord(x.st, x.v))
+		live++
+	}
 	h := index.Header{FileID: f.fileID, Generation: f.log.gen + 1, Created: time.Now().UnixNano()}
 	if err := f.writeIndexFile(f.idxPath, h, recs, true); err != nil {
 		return err
@@ -131,9 +148,12 @@ func (f *File) rewriteIndex(p indexPlan) (err error) {
 	}
 	n := int64(len(recs))
 	pos := index.HeaderSize + n*index.RecordSize
-	f.log = logState{pos: pos, crc: res.CRC, synced: pos, durable: n, gen: h.Generation, records: n}
+	f.log = logState{pos: pos, crc: res.CRC, synced: pos, durable: covered + 1, gen: h.Generation, records: n}
 	f.live = live
-	f.dirty = false
+	f.dirty = len(imported) > 0
+	for _, x := range imported { // made durable by the next durable point
+		f.unsynced = addRange(f.unsynced, x.v.slot())
+	}
 	f.rebuildFreeSpace()
 	f.rm.reclaim()
 	f.pf.indexSwapped()
@@ -324,4 +344,13 @@ func (f *File) rewind(cs []*Checkpoint, nums []uint64, fetched map[*ckptState]ve
 	}
 	f.rm.rewound(cs, nums)
 	return nil
+}
+
+// versionRecord is the self-committed VERSION record of a kept version.
+func versionRecord(st *ckptState, v version) index.Record {
+	return index.Record{
+		Kind: index.KindVersion, Flags: index.FlagCommit, Ckpt: st.id, Version: v.num,
+		Offset: uint64(v.off), Length: uint64(v.length), Hash: v.hash, Time: v.time, Txn: v.txn,
+		Slack: uint32(v.size - footprint(v.length, len(st.name))),
+	}
 }
