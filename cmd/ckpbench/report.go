@@ -53,7 +53,7 @@ type report struct {
 	Sweep      []*row               `json:"sweep,omitempty"`
 	// RemoteStore is the store of the remote section: dir or s3 (location).
 	RemoteStore string `json:"remote_store,omitempty"`
-	Goals      []goal               `json:"goals"`
+	Goals       []goal `json:"goals"`
 }
 
 func rowOf(section, label, policy string, r *bench.Result) *row {
