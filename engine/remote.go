@@ -40,9 +40,11 @@ type Remote struct {
 
 	// MaxPending bounds the bytes saved but not yet committed in the store: a Save or
 	// SaveAll that would go past it waits until uploads catch up (back-pressure). A save
-	// larger than MaxPending on its own waits until nothing is pending. 0 means
-	// DefaultMaxPending. The pending versions' slots stay in the local data file until
-	// they are uploaded, so this also bounds the extra local disk the tier takes.
+	// larger than MaxPending on its own waits until nothing is pending. A save that
+	// waits longer than Timeout (the store is unreachable) returns ErrRemote and is not
+	// made. 0 means DefaultMaxPending. The pending versions' slots stay in the local
+	// data file until they are uploaded, so this also bounds the extra local disk the
+	// tier takes.
 	MaxPending int64
 
 	// Keep is the number of committed versions kept in the store per checkpoint; older
@@ -56,9 +58,10 @@ type Remote struct {
 	Rank, Ranks int
 
 	// Timeout bounds how long Open waits for the store when it must ask it what is
-	// committed (an unreachable store then fails Open with ErrRemote), and how long
-	// Close waits for uploads to finish before it gives up on them. 0 means
-	// DefaultRemoteTimeout.
+	// committed (an unreachable store then fails Open with ErrRemote), how long a save
+	// waits for room under MaxPending, how long a restore waits for a version from the
+	// store, and how long Close waits for uploads to finish before it gives up on them.
+	// 0 means DefaultRemoteTimeout.
 	Timeout time.Duration
 }
 
@@ -426,8 +429,9 @@ func decodeManifest(b []byte) (*manifest, error) {
 	return m, nil
 }
 
-// retry runs op until it succeeds, fails permanently (store.IsPermanent) or ctx ends,
-// waiting longer after each transient failure (50 ms doubling to 5 s, with jitter).
+// retry runs op until it succeeds, fails permanently (store.IsPermanent, or damage of
+// the local copy: ErrCorrupt) or ctx ends, waiting longer after each transient failure
+// (50 ms doubling to 5 s, with jitter).
 // Each attempt gets its own deadline, long enough for size bytes at 10 MB/s plus a
 // minute, so a connection that hangs is given up and tried again.
 func retry(ctx context.Context, size int64, op func(ctx context.Context) error) error {
@@ -437,7 +441,7 @@ func retry(ctx context.Context, size int64, op func(ctx context.Context) error) 
 		actx, cancel := context.WithTimeout(ctx, per)
 		err := op(actx)
 		cancel()
-		if err == nil || store.IsPermanent(err) {
+		if err == nil || store.IsPermanent(err) || errors.Is(err, ErrCorrupt) || errors.Is(err, errAbandoned) {
 			return err
 		}
 		if ctx.Err() != nil {

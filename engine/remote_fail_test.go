@@ -510,3 +510,70 @@ func TestRemoteOptions(t *testing.T) {
 }
 
 var _ = strings.Contains
+
+// TestRemoteDamagedNotUploaded: a version whose local bytes no longer match their
+// hash is not uploaded (each block is checked before it is sent): the upload fails
+// with ErrRemote wrapping ErrCorrupt, and the store never shows the version.
+func TestRemoteDamagedNotUploaded(t *testing.T) {
+	srv := s3test.Start(t)
+	st := s3Store(t, srv, srv.NewBucket(t), "run")
+	path := filepath.Join(t.TempDir(), "a.ckp")
+	w := openRemoteWriter(t, path, Options{Remote: &Remote{Store: st}}, 3<<20, 4096)
+	defer w.f.Close()
+	w.saveAll(t, 1)
+	if err := w.f.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	w.saveAll(t, 2)
+	v := w.cks[0].Versions()[1]
+	d, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.WriteAt([]byte("damage"), v.Offset+2<<20+17); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	srv.Restart()
+	err = w.f.Flush(t.Context())
+	if !errors.Is(err, ErrRemote) || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Flush = %v, want ErrRemote wrapping ErrCorrupt", err)
+	}
+	t.Logf("Flush: %v", err)
+	got := committed(t, st, 0)
+	if fmt.Sprint(got["r0"]) != "[1]" || fmt.Sprint(got["r1"]) != "[1 2]" {
+		t.Fatalf("committed %v, want r0 [1], r1 [1 2]", got)
+	}
+	objs, err := st.List(t.Context(), fmt.Sprintf("d/0/%016x", v.Hash))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 0 {
+		t.Fatalf("the damaged version's data object exists: %v", objs)
+	}
+}
+
+// TestRemoteBackPressureTimeout: a save that waits for room under MaxPending longer
+// than Remote.Timeout returns ErrRemote and is not made.
+func TestRemoteBackPressureTimeout(t *testing.T) {
+	srv := s3test.Start(t)
+	st := s3Store(t, srv, srv.NewBucket(t), "run")
+	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "a.ckp"),
+		Options{Remote: &Remote{Store: st, MaxPending: 1 << 20, Timeout: 300 * time.Millisecond}}, 1<<20)
+	srv.Stop()
+	w.saveAll(t, 1)
+	pattern(w.regions[0], 0, 2)
+	if err := w.f.SaveAll(); !errors.Is(err, ErrRemote) {
+		t.Fatalf("SaveAll past MaxPending with the store down = %v, want ErrRemote", err)
+	}
+	if got := versionsOf(t, w.cks[0]); fmt.Sprint(got) != "[1]" {
+		t.Fatalf("versions after the failed save: %v, want [1]", got)
+	}
+	srv.Restart()
+	w.saveAll(t, 2)
+	if err := w.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkCommitted(t, st, 0, 1, "[1 2]")
+}

@@ -253,6 +253,7 @@ func (rm *remote) admit(cs []*Checkpoint) error {
 	}
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
+	var deadline <-chan time.Time
 	for {
 		if err := rm.err; err != nil {
 			rm.err = nil
@@ -261,10 +262,21 @@ func (rm *remote) admit(cs []*Checkpoint) error {
 		if n == 0 || rm.pending == 0 || rm.pending+n <= rm.cfg.maxPending || rm.stopping {
 			return nil
 		}
+		if deadline == nil {
+			t := time.NewTimer(rm.cfg.timeout)
+			defer t.Stop()
+			deadline = t.C
+		}
 		ch := rm.changed
 		rm.mu.Unlock()
-		<-ch
-		rm.mu.Lock()
+		select {
+		case <-ch:
+			rm.mu.Lock()
+		case <-deadline:
+			rm.mu.Lock()
+			return fmt.Errorf("%w: %s: %d bytes have waited for upload for %v (MaxPending %d): the store is unreachable or too slow; the save was not made",
+				ErrRemote, rm.st, rm.pending, rm.cfg.timeout, rm.cfg.maxPending)
+		}
 	}
 }
 
@@ -480,8 +492,8 @@ func (rm *remote) uploadData(it *upItem) error {
 	return retry(rm.ctx, it.length, func(ctx context.Context) error {
 		r := &slotReader{rm: rm, it: it}
 		err := rm.st.Create(ctx, it.key, r, it.length)
-		if r.err != nil {
-			return r.err // the local copy is damaged (or the upload was abandoned)
+		if rerr := r.failure(); rerr != nil {
+			return rerr // the local copy is damaged (or the upload was abandoned)
 		}
 		if errors.Is(err, store.ErrExists) {
 			return nil // content-addressed: an earlier attempt, or identical bytes
@@ -531,6 +543,13 @@ type slotReader struct {
 	pos int64
 	mu  sync.Mutex
 	err error
+}
+
+// failure returns the error that failed a read, if any.
+func (r *slotReader) failure() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
 }
 
 func (r *slotReader) fail(err error) error {
