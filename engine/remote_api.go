@@ -60,13 +60,15 @@ func (f *File) Flush(ctx context.Context) error {
 
 // JobVersion returns the newest absolute version that every rank 0..Ranks-1 of the job
 // has committed in the store for every one of its checkpoints: a restart of every rank
-// at RestoreAll(JobVersion) gives a consistent job. It reads the store (a listing of
-// every rank's manifests). ErrNotFound when no such version exists; ErrInvalid without
-// a remote tier.
+// at RestoreAll(JobVersion) (or RestoreJob) gives a consistent job. It reads the store
+// (a listing of every rank's manifests, and a manifest per rank). ErrNotFound when no
+// such version exists; ErrInvalid without a remote tier.
 //
-// A rank's checkpoints are every checkpoint it has committed a version of: a
-// checkpoint that a rank stops saving holds the job version back until its versions
-// are deleted from the store.
+// "Every one of its checkpoints" means every checkpoint that the Save or SaveAll which
+// wrote the version uploaded with that number (docs/REMOTE.md): a SaveAll whose
+// uploads a crash cut short does not count, while a checkpoint a rank no longer saves
+// does not hold the job version back. Ranks that save their checkpoints together
+// (SaveAll), as jobs do, number them alike.
 func (f *File) JobVersion(ctx context.Context) (int, error) {
 	if err := f.begin(); err != nil {
 		return 0, err

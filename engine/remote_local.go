@@ -189,19 +189,31 @@ func (rm *remote) reclaim() {
 }
 
 // rewound abandons the uploads of versions above nums[i] of cs[i] and queues the
-// deletion of this rank's committed versions above them.
+// deletion of this rank's committed versions above them, if there are any.
 func (rm *remote) rewound(cs []*Checkpoint, nums []uint64) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
+	queued := false
 	for i, c := range cs {
+		above := false
 		for _, it := range rm.open {
 			if it.id == c.st.id && it.kind == itemUpload && it.ver > nums[i] {
 				it.abandoned = true
+				above = true
 			}
 		}
-		rm.enqueue(&upItem{kind: itemDeleteAbove, id: c.st.id, name: c.name, seg: rm.seg(c.st.id, c.name), ver: nums[i]})
+		seg := rm.seg(c.st.id, c.name)
+		if sc := rm.ckpts[seg]; sc != nil && sc.newest() > nums[i] {
+			above = true
+		}
+		if above {
+			rm.enqueue(&upItem{kind: itemDeleteAbove, id: c.st.id, name: c.name, seg: seg, ver: nums[i]})
+			queued = true
+		}
 	}
-	rm.signal()
+	if queued {
+		rm.signal()
+	}
 }
 
 // restoreAny restores version v of cs (Restore, RestoreAll: all), from the local file
@@ -328,6 +340,7 @@ func (f *File) rewind(cs []*Checkpoint, nums []uint64, fetched map[*ckptState]ve
 	}
 	f.mu.Unlock()
 	if !need {
+		f.rm.rewound(cs, nums) // the store may still hold what a killed rewind left
 		return nil
 	}
 	plan := indexPlan{upTo: map[*ckptState]uint64{}, add: fetched}
