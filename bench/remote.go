@@ -37,6 +37,9 @@ type Remote struct {
 	Get func(ctx context.Context, name string, buf []byte) error
 	// Close removes everything the workloads wrote.
 	Close func() error
+	// Cold makes the next reads of what the workloads wrote come from the disk, as on
+	// a node that never read them (nil: not possible, e.g. a server's files).
+	Cold func()
 }
 
 func randomName() string {
@@ -84,6 +87,7 @@ func DirRemote(dir string) (*Remote, error) {
 			return err
 		},
 		Close: func() error { return os.RemoveAll(root) },
+		Cold:  func() { DropCache(root) },
 	}, nil
 }
 
@@ -215,7 +219,8 @@ func UploadDirect(cfg Config, r *Remote) (*Result, error) {
 // RestoreNewNode measures a restart on a new node: a version of cfg.Size bytes is
 // saved through a remote tier on r; then, cfg.Saves times, a File is opened on a fresh
 // directory with the same store (which brings the version in) and restored into a
-// region. Each latency is one Open plus RestoreAll.
+// region. Each latency is one Open plus RestoreAll. Before each, the store's files
+// leave the page cache (Remote.Cold), as on a node that never read them.
 func RestoreNewNode(cfg Config, r *Remote) (*Result, error) {
 	dir, err := os.MkdirTemp(cfg.Dir, "run-")
 	if err != nil {
@@ -250,6 +255,9 @@ func RestoreNewNode(cfg Config, r *Remote) (*Result, error) {
 			return nil, err
 		}
 		clear(region)
+		if r.Cold != nil {
+			r.Cold()
+		}
 		t0 := time.Now()
 		g, err := engine.Open(filepath.Join(node, "new.ckp"), &engine.Options{Remote: &engine.Remote{Store: st}})
 		if err != nil {
@@ -276,7 +284,7 @@ func RestoreNewNode(cfg Config, r *Remote) (*Result, error) {
 }
 
 // RestoreDirect is RestoreNewNode's baseline: the same bytes, written to r directly,
-// read back into a region, cfg.Saves times.
+// read back into a region (from the disk, after Remote.Cold), cfg.Saves times.
 func RestoreDirect(cfg Config, r *Remote) (*Result, error) {
 	region := make([]byte, cfg.Size)
 	fillRegion(region, 0, 1)
@@ -288,6 +296,9 @@ func RestoreDirect(cfg Config, r *Remote) (*Result, error) {
 	res := &Result{Variant: "direct download", Config: cfg}
 	for i := 0; i < cfg.Warmup+cfg.Saves; i++ {
 		clear(region)
+		if r.Cold != nil {
+			r.Cold()
+		}
 		t0 := time.Now()
 		if err := r.Get(ctx, name, region); err != nil {
 			return nil, err

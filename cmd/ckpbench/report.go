@@ -349,7 +349,7 @@ func keepLabel(k int) string {
 
 // remoteGoals adds the remote tier's goals (issue 11).
 func (rep *report) remoteGoals(addGoal func(string, float64, string, bool, string)) {
-	direct, get := "writing and fsyncing a file in the same directory", "reading the file back"
+	direct, get := "writing and fsyncing a file in the same directory", "reading the file back from the disk"
 	if strings.HasPrefix(rep.RemoteStore, "s3") {
 		direct, get = "minio-go PutObject to the same server", "minio-go GetObject"
 	}

@@ -499,7 +499,9 @@ func planRemote(o *options, add func(string, bench.Variant, string, bench.Config
 	add("remote-upload", bench.Engine, direct, up, "")
 	(*jobs)[len(*jobs)-1].run = with(bench.UploadDirect)
 
-	c := bench.Config{Size: size, Compute: o.compute, Keep: o.keep, Saves: 12, Warmup: o.keep + 2}
+	// The warm-up runs the slot rotation through a few upload cycles (a version waiting
+	// for upload holds its slot), so that the measured saves see the steady state.
+	c := bench.Config{Size: size, Compute: o.compute, Keep: o.keep, Saves: max(24, 4*o.remoteEvery), Warmup: o.keep + 2 + 2*o.remoteEvery}
 	if o.saves > 0 {
 		c.Saves = o.saves
 	}
