@@ -117,6 +117,7 @@ type remote struct {
 	bySlot   map[int64]*upItem     // unfinished uploads by payload offset
 	segs     map[uint32]string     // key segments of local checkpoint ids
 	err      error                 // a permanent failure not reported yet
+	errMore  int                   // further failures since err (reported with it)
 	stopping bool                  // Close has begun: nothing more is queued
 	ckpts    map[string]*storeCkpt // this rank's committed versions, by segment
 	refs     map[string]int        // data keys named by committed versions whose keys are known
@@ -255,8 +256,7 @@ func (rm *remote) admit(cs []*Checkpoint) error {
 	defer rm.mu.Unlock()
 	var deadline <-chan time.Time
 	for {
-		if err := rm.err; err != nil {
-			rm.err = nil
+		if err := rm.takeErr(); err != nil {
 			return err
 		}
 		if n == 0 || rm.pending == 0 || rm.pending+n <= rm.cfg.maxPending || rm.stopping {
@@ -451,12 +451,16 @@ func (rm *remote) finish(it *upItem, err error) {
 		}
 		held = it.dropped
 	}
-	if err != nil && !it.abandoned && !errors.Is(err, errAbandoned) && rm.ctx.Err() == nil && rm.err == nil {
+	if err != nil && !it.abandoned && !errors.Is(err, errAbandoned) && rm.ctx.Err() == nil {
 		what := "delete versions above %d of %q"
 		if it.kind == itemUpload {
 			what = "upload version %d of %q"
 		}
-		rm.err = remoteErr(rm.st, err, what, it.ver, it.name)
+		if rm.err == nil {
+			rm.err = remoteErr(rm.st, err, what, it.ver, it.name)
+		} else {
+			rm.errMore++
+		}
 	}
 	close(it.done)
 	rm.signal()
@@ -715,8 +719,7 @@ func (rm *remote) flush(ctx context.Context) error {
 		}
 		rm.mu.Lock()
 	}
-	err := rm.err
-	rm.err = nil
+	err := rm.takeErr()
 	rm.mu.Unlock()
 	if err != nil {
 		return err
@@ -743,11 +746,21 @@ func (rm *remote) stop() error {
 	rm.unmapped = true
 	rm.readMu.Unlock()
 	rm.mu.Lock()
-	if err == nil && rm.err != nil {
-		err = rm.err
+	if rerr := rm.takeErr(); err == nil {
+		err = rerr
 	}
-	rm.err = nil
 	rm.mu.Unlock()
+	return err
+}
+
+// takeErr returns the permanent failures not reported yet (the first, with how many
+// more there were) and forgets them. Caller holds rm.mu.
+func (rm *remote) takeErr() error {
+	err, more := rm.err, rm.errMore
+	rm.err, rm.errMore = nil, 0
+	if err != nil && more > 0 {
+		err = fmt.Errorf("%w (and %d more failure(s) since)", err, more)
+	}
 	return err
 }
 
