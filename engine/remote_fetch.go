@@ -39,8 +39,16 @@ func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, pre
 			ps = append(ps, piece{e.Off + o, min(fetchPiece, e.Len-o), e.ObjOff + o, e.Key})
 		}
 	}
+	if len(m.Table) > 0 && crc.Combine(m.Table) != m.Hash {
+		return errf(ErrCorrupt, "version %d of %q in %s: block table does not match the hash", m.Version, m.Name, st)
+	}
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
+		// The blocks that lie within a piece are checked as soon as it has arrived,
+		// while other pieces are still coming; the rest at the end.
+		checked := make([]atomic.Bool, crc.Blocks(m.Length))
+		var firstBad atomic.Int64
+		firstBad.Store(-1)
 		err := parallel(ctx, len(ps), fetchWorkers, func(ctx context.Context, i int) (err error) {
 			p := ps[i]
 			defer catch(&err)
@@ -48,7 +56,7 @@ func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, pre
 			if prepare != nil && attempt == 0 {
 				prepare(p.off, p.n)
 			}
-			return retry(ctx, p.n, func(ctx context.Context) error {
+			err = retry(ctx, p.n, func(ctx context.Context) error {
 				rc, err := st.Get(ctx, p.key, p.objOff, p.n)
 				if err != nil {
 					return err
@@ -57,13 +65,29 @@ func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, pre
 				_, err = io.ReadFull(rc, dst[p.off:p.off+p.n])
 				return err
 			})
+			if err != nil || len(m.Table) == 0 {
+				return err
+			}
+			for b := (p.off + crc.BlockSize - 1) >> crc.BlockShift; ; b++ {
+				lo, hi := b<<crc.BlockShift, min((b+1)<<crc.BlockShift, m.Length)
+				if lo >= m.Length || hi > p.off+p.n {
+					break
+				}
+				if crc.Block(dst[lo:hi]) != binary.LittleEndian.Uint64(m.Table[8*b:]) {
+					firstBad.CompareAndSwap(-1, b)
+				}
+				checked[b].Store(true)
+			}
+			return nil
 		})
 		if err != nil {
 			return err
 		}
-		bad, err := checkPayload(dst, m.Hash, m.Table)
-		if err != nil {
-			return err
+		bad := firstBad.Load()
+		if bad < 0 {
+			if bad, err = checkRest(dst, m.Hash, m.Table, checked); err != nil {
+				return err
+			}
 		}
 		if bad < 0 {
 			return nil
@@ -75,9 +99,10 @@ func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, pre
 	return lastErr
 }
 
-// checkPayload checks p against its hash (and block table, for more than one block),
-// hashing blocks on every core. It returns the first bad block, or -1.
-func checkPayload(p []byte, hash uint64, table []byte) (bad int64, err error) {
+// checkRest checks p against its hash (and block table, for more than one block),
+// hashing the blocks not checked yet on every core. It returns the first bad block, or
+// -1.
+func checkRest(p []byte, hash uint64, table []byte, checked []atomic.Bool) (bad int64, err error) {
 	if len(table) == 0 {
 		defer catch(&err)
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -100,6 +125,9 @@ func checkPayload(p []byte, hash uint64, table []byte) (bad int64, err error) {
 			b := next.Add(1) - 1
 			if b >= n {
 				return nil
+			}
+			if checked[b].Load() {
+				continue
 			}
 			lo, hi := b<<crc.BlockShift, min((b+1)<<crc.BlockShift, int64(len(p)))
 			if crc.Block(p[lo:hi]) != binary.LittleEndian.Uint64(table[8*b:]) {
