@@ -176,9 +176,8 @@ func TestKill(t *testing.T) {
 		}
 	}
 	// The same with a remote tier in a directory: its uploads run while the writer dies.
-	for _, c := range []crashConfig{{"none-keep1-remote", "none", 1, 4, true}, {"always-keep3-remote", "always", 3, 4, true}, {"every4-keep0-remote", "every4", 0, 4, true}} {
-		configs = append(configs, c)
-	}
+	configs = append(configs, crashConfig{"none-keep1-remote", "none", 1, 4, true},
+		crashConfig{"always-keep3-remote", "always", 3, 4, true}, crashConfig{"every4-keep0-remote", "every4", 0, 4, true})
 	if testing.Short() {
 		for i := range configs {
 			configs[i].kills = 2

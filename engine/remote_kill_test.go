@@ -69,8 +69,6 @@ type child struct {
 	cmd   *exec.Cmd
 	in    io.WriteCloser
 	lines chan string
-	mu    sync.Mutex
-	last  []string
 }
 
 func startChild(t *testing.T, test string, env []string) *child {

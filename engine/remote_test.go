@@ -2,14 +2,11 @@ package engine
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ckp-go/ckp/crc"
 	"github.com/ckp-go/ckp/internal/s3test"
@@ -226,9 +223,5 @@ func TestNameSegment(t *testing.T) {
 		}
 	}
 }
-
-var _ = sort.Ints
-var _ = time.Now
-var _ = context.Background
 
 func combineOf(table []byte) uint64 { return crc.Combine(table) }
