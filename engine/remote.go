@@ -38,7 +38,7 @@ type Remote struct {
 	// use the same rule, or their versions never line up (JobVersion).
 	Every int
 
-	// MaxPending bounds the bytes saved but not yet committed in the store: a Save or
+	// MaxPending bounds the bytes saved but not yet uploaded to the store: a Save or
 	// SaveAll that would go past it waits until uploads catch up (back-pressure). A save
 	// larger than MaxPending on its own waits until nothing is pending. A save that
 	// waits longer than Timeout (the store is unreachable) returns ErrRemote and is not

@@ -76,6 +76,7 @@ type upItem struct {
 
 	// Under remote.mu.
 	abandoned   bool
+	sent        bool   // the bytes are uploaded (or never will be): the slot is not ours
 	dropped     bool   // retention dropped the version: its slot is held (slot) for us
 	slot        extent // the held slot
 	dropDurable bool   // the drop must be durable before the slot is reused...
@@ -356,6 +357,7 @@ func (rm *remote) releaseHeld(it *upItem) {
 	f := rm.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.pf.wake() // the next saves may reuse the slot: plan again
 	switch {
 	case f.closed.Load() && rm.unmapped:
 	case it.dropDurable && it.dropGen == f.log.gen:
@@ -406,7 +408,9 @@ func (rm *remote) process(it *upItem) error {
 		return errAbandoned
 	}
 	if it.kind == itemUpload {
-		if err := rm.uploadData(it); err != nil {
+		err := rm.uploadData(it)
+		rm.sent(it) // the slot's bytes are no longer needed
+		if err != nil {
 			return err
 		}
 	}
@@ -440,16 +444,10 @@ func (rm *remote) finish(it *upItem, err error) {
 	if rm.last[it.id] == it {
 		delete(rm.last, it.id)
 	}
-	held := false
 	if it.kind == itemUpload {
-		rm.pending -= it.length
-		if rm.bySlot[it.off] == it {
-			delete(rm.bySlot, it.off)
-		}
 		if rm.inUse[it.key]--; rm.inUse[it.key] <= 0 {
 			delete(rm.inUse, it.key)
 		}
-		held = it.dropped
 	}
 	if err != nil && !it.abandoned && !errors.Is(err, errAbandoned) && rm.ctx.Err() == nil {
 		what := "delete versions above %d of %q"
@@ -463,6 +461,28 @@ func (rm *remote) finish(it *upItem, err error) {
 		}
 	}
 	close(it.done)
+	rm.signal()
+	rm.mu.Unlock()
+	if it.kind == itemUpload {
+		rm.sent(it)
+	}
+}
+
+// sent ends an upload's claim on its slot, once its bytes are in the store (or never
+// will be): the slot is freed if retention dropped the version meanwhile, and its
+// bytes no longer count against MaxPending. It may be called twice.
+func (rm *remote) sent(it *upItem) {
+	rm.mu.Lock()
+	if it.sent {
+		rm.mu.Unlock()
+		return
+	}
+	it.sent = true
+	rm.pending -= it.length
+	if rm.bySlot[it.off] == it {
+		delete(rm.bySlot, it.off)
+	}
+	held := it.dropped
 	rm.signal()
 	rm.mu.Unlock()
 	if held {
