@@ -490,7 +490,7 @@ func planRemote(o *options, add func(string, bench.Variant, string, bench.Config
 	with := func(run func(bench.Config, *bench.Remote) (*bench.Result, error)) func(bench.Config) (*bench.Result, error) {
 		return func(c bench.Config) (*bench.Result, error) { return run(c, t) }
 	}
-	up := bench.Config{Size: size, Saves: max(2, (256<<20)/size)}
+	up := bench.Config{Size: size, Saves: max(2, (128<<20)/size)}
 	if o.saves > 0 {
 		up.Saves = o.saves
 	}
@@ -501,7 +501,7 @@ func planRemote(o *options, add func(string, bench.Variant, string, bench.Config
 
 	// The warm-up runs the slot rotation through a few upload cycles (a version waiting
 	// for upload holds its slot), so that the measured saves see the steady state.
-	c := bench.Config{Size: size, Compute: o.compute, Keep: o.keep, Saves: max(24, 4*o.remoteEvery), Warmup: o.keep + 2 + 2*o.remoteEvery}
+	c := bench.Config{Size: size, Compute: o.compute, Keep: o.keep, Saves: max(16, 4*o.remoteEvery), Warmup: o.keep + 2 + 2*o.remoteEvery}
 	if o.saves > 0 {
 		c.Saves = o.saves
 	}
