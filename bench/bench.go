@@ -30,6 +30,8 @@ type Config struct {
 	// reads and writes that many bytes of a working set and changes the regions, as a
 	// simulation would. 0 runs the saves back to back.
 	Compute float64
+	// Remote, when not nil, gives each engine run a remote tier (a fresh store).
+	Remote func() (*engine.Remote, error)
 }
 
 func (c Config) regions() int { return max(1, c.Regions) }

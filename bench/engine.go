@@ -11,8 +11,15 @@ import (
 var Engine = Variant{Name: "engine", Open: openEngine}
 
 func openEngine(cfg Config, dir string, regions [][]byte) (Saver, error) {
-	f, err := engine.Open(filepath.Join(dir, "bench.ckp"), &engine.Options{
-		Sync: cfg.Policy, KeepVersions: cfg.Keep, Workers: cfg.Workers})
+	opts := &engine.Options{Sync: cfg.Policy, KeepVersions: cfg.Keep, Workers: cfg.Workers}
+	if cfg.Remote != nil {
+		r, err := cfg.Remote()
+		if err != nil {
+			return nil, err
+		}
+		opts.Remote = r
+	}
+	f, err := engine.Open(filepath.Join(dir, "bench.ckp"), opts)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,13 @@
 
 package bench
 
-import "golang.org/x/sys/unix"
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
 
 // Warm touches n bytes of anonymous memory and gives it back. On a virtual machine
 // whose host reclaims idle guest memory, the page cache a benchmark is about to fill
@@ -22,4 +28,23 @@ func Warm(n int64) {
 		}
 	}
 	_ = unix.Munmap(b)
+}
+
+// DropCache asks the kernel to drop the cached pages of every file under path (a file
+// or a directory), as if another node read them: the next read comes from the disk.
+// Dirty pages are written back first. Errors are ignored: it is a hint.
+func DropCache(path string) {
+	_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		_ = unix.Fdatasync(int(f.Fd()))
+		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+		return nil
+	})
 }

@@ -416,7 +416,7 @@ func (c *Checkpoint) Restore(v int) error {
 		return err
 	}
 	one := [1]*Checkpoint{c}
-	return f.restore(one[:], v)
+	return f.restoreAny(one[:], v, false) // f.restore, or through the remote tier
 }
 
 // RestoreAll restores version v (as in Restore) of every registered checkpoint. All of
@@ -432,7 +432,7 @@ func (f *File) RestoreAll(v int) error {
 	if len(cs) == 0 {
 		return nil
 	}
-	return f.restore(cs, v)
+	return f.restoreAny(cs, v, true) // f.restore, or through the remote tier
 }
 
 // Checkpoints returns the names of every checkpoint that has kept versions in the file

@@ -90,19 +90,7 @@ func (f *File) compact() error {
 		for i := 0; i < st.held(); i++ {
 			v := st.heldAt(i)
 			newRecs[si] = append(newRecs[si], int64(len(recs)))
-			r := index.Record{
-				Kind: index.KindVersion, Flags: index.FlagCommit, Ckpt: st.id, Version: v.num,
-				Offset: uint64(v.off), Length: uint64(v.length), Hash: v.hash, Time: v.time, Txn: v.txn,
-				Slack: uint32(v.size - v.footprint(len(st.name))),
-			}
-			if v.blocks {
-				r.Flags = index.FlagBlocks
-				b := blocksRecord(st.id, v.num, v.txn, &v.lay)
-				b.Flags = index.FlagCommit
-				recs = append(recs, r, b)
-				continue
-			}
-			recs = append(recs, r)
+			recs = append(recs, versionRecords(st, v)...)
 		}
 		if pinned := st.vis - st.head; pinned > 0 {
 			recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: st.id, Version: st.at(0).num, Flags: index.FlagCommit})

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ckp-go/ckp/store"
 )
 
 // The kill test: a child process (this test binary, re-executed) runs a SaveAll loop of
@@ -31,6 +33,7 @@ type crashConfig struct {
 	keep   int
 	kills  int
 	diff   bool // Options.Differential, with the sparse pattern
+	remote bool // with a remote tier in a directory (store.Dir)
 }
 
 func crashPolicy(s string) SyncPolicy {
@@ -58,13 +61,21 @@ func TestKillChild(t *testing.T) {
 		t.Skip("helper process for TestKill")
 	}
 	keep, _ := strconv.Atoi(os.Getenv("CKP_KILL_KEEP"))
-	err := crashChild(path, crashPolicy(os.Getenv("CKP_KILL_POLICY")), keep, os.Getenv("CKP_KILL_DIFF") == "1")
+	err := crashChild(path, crashPolicy(os.Getenv("CKP_KILL_POLICY")), keep, os.Getenv("CKP_KILL_DIFF") == "1", os.Getenv("CKP_KILL_REMOTE"))
 	fmt.Println("error", err)
 	os.Exit(3)
 }
 
-func crashChild(path string, p SyncPolicy, keep int, diff bool) error {
-	f, err := Open(path, &Options{Sync: p, KeepVersions: keep, Differential: diff})
+func crashChild(path string, p SyncPolicy, keep int, diff bool, remote string) error {
+	opts := &Options{Sync: p, KeepVersions: keep, Differential: diff}
+	if remote != "" {
+		st, err := store.Dir(remote)
+		if err != nil {
+			return err
+		}
+		opts.Remote = &Remote{Store: st}
+	}
+	f, err := Open(path, opts)
 	if err != nil {
 		return err
 	}
@@ -178,16 +189,20 @@ func TestKill(t *testing.T) {
 	var configs []crashConfig
 	for _, p := range []string{"none", "async", "always", "every4", "interval5ms"} {
 		for _, k := range []int{0, 1, 3} {
-			configs = append(configs, crashConfig{fmt.Sprintf("%s-keep%d", p, k), p, k, 4, false})
+			configs = append(configs, crashConfig{name: fmt.Sprintf("%s-keep%d", p, k), policy: p, keep: k, kills: 4})
 		}
 	}
 	// Differential saves (deltas, pinned chains, tracking) under the policies that
 	// flush differently.
 	for _, p := range []string{"none", "always", "every4"} {
 		for _, k := range []int{0, 2} {
-			configs = append(configs, crashConfig{fmt.Sprintf("diff-%s-keep%d", p, k), p, k, 4, true})
+			configs = append(configs, crashConfig{name: fmt.Sprintf("diff-%s-keep%d", p, k), policy: p, keep: k, kills: 4, diff: true})
 		}
 	}
+	// The same with a remote tier in a directory: its uploads run while the writer dies.
+	configs = append(configs, crashConfig{name: "none-keep1-remote", policy: "none", keep: 1, kills: 4, remote: true},
+		crashConfig{name: "always-keep3-remote", policy: "always", keep: 3, kills: 4, remote: true},
+		crashConfig{name: "every4-keep0-remote", policy: "every4", keep: 0, kills: 4, remote: true})
 	if testing.Short() {
 		for i := range configs {
 			configs[i].kills = 2
@@ -197,12 +212,19 @@ func TestKill(t *testing.T) {
 	for _, cfg := range configs {
 		t.Run(cfg.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "kill.ckp")
+			var remote string
+			if cfg.remote {
+				remote = t.TempDir()
+			}
 			r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 			prev := 0
 			for k := 0; k < cfg.kills; k++ {
-				acked, killedAt := crashRunAndKill(t, path, cfg, r)
+				acked, killedAt := crashRunAndKill(t, path, cfg, r, remote)
 				// Nothing acknowledged in an earlier run may be lost either.
 				newest := crashVerify(t, path, max(acked, prev), cfg.keep, cfg.diff)
+				if remote != "" {
+					crashVerifyStore(t, remote, newest)
+				}
 				prev = newest
 				total.Add(1)
 				t.Logf("kill %d after %v: acked %d, found %d", k, killedAt, acked, newest)
@@ -214,14 +236,15 @@ func TestKill(t *testing.T) {
 
 // crashRunAndKill starts a child on path and kills it at a random moment after it is
 // ready. It returns the newest acknowledged version.
-func crashRunAndKill(t *testing.T, path string, cfg crashConfig, r *rand.Rand) (int, time.Duration) {
+func crashRunAndKill(t *testing.T, path string, cfg crashConfig, r *rand.Rand, remote string) (int, time.Duration) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKillChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(),
 		"CKP_KILL_PATH="+path,
 		"CKP_KILL_POLICY="+cfg.policy,
 		"CKP_KILL_KEEP="+strconv.Itoa(cfg.keep),
-		"CKP_KILL_DIFF="+map[bool]string{true: "1", false: "0"}[cfg.diff])
+		"CKP_KILL_DIFF="+map[bool]string{true: "1", false: "0"}[cfg.diff],
+		"CKP_KILL_REMOTE="+remote)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -286,4 +309,48 @@ done:
 		t.Fatalf("child was killed before it was ready (%s)", failure)
 	}
 	return acked, time.Since(start)
+}
+
+// crashVerifyStore checks the remote tier's store after a kill: every committed
+// version is whole and holds its pattern, and the newest version committed for every
+// region is not newer than the local file's.
+func crashVerifyStore(t *testing.T, dir string, newest int) {
+	t.Helper()
+	st, err := store.Dir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := VerifyStore(t.Context(), st, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("store damaged after a kill: %+v", rep.Damaged)
+	}
+	js, err := InspectJob(t.Context(), st, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js.Newest[0] > newest {
+		t.Fatalf("the store's newest complete version %d is newer than the local file's %d", js.Newest[0], newest)
+	}
+	for i := range crashSizes {
+		name := fmt.Sprintf("region-%d", i)
+		vs, err := StoreVersions(t.Context(), st, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs {
+			if v.Name != name {
+				continue
+			}
+			b, _, err := ReadStoreVersion(t.Context(), st, 0, name, v.Version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := crashCheck(b, i, v.Version); err != nil {
+				t.Fatalf("committed %s@%d: %v", name, v.Version, err)
+			}
+		}
+	}
 }

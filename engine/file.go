@@ -38,6 +38,7 @@ type File struct {
 	format        uint32 // the data file's format version
 	pool          *pool
 	clock         clock
+	rm            *remote // the remote tier (engine/remote*.go), nil without Options.Remote
 
 	opMu sync.RWMutex // every operation holds it shared; Close holds it exclusively
 
@@ -158,6 +159,16 @@ func Open(path string, opts *Options) (*File, error) {
 			f.idxSync = &indexSyncer{req: make(chan [2]int64), done: make(chan error)}
 			f.bgDone.Add(1)
 			go f.runIndexSyncer()
+		}
+	}
+	if o.Remote != nil { // remote tier: reconcile with the store, start the uploader
+		if err := f.openRemote(o.Remote); err != nil {
+			if f.stopBg != nil {
+				close(f.stopBg)
+				f.bgDone.Wait()
+			}
+			f.release()
+			return nil, err
 		}
 	}
 	return f, nil
@@ -460,9 +471,14 @@ func (f *File) Close() error {
 		close(f.stopBg)
 		f.bgDone.Wait()
 	}
+	// Remote tier: wait for the queued uploads (up to Remote.Timeout), stop the uploader.
+	rerr := f.closeRemote()
 	var err error
 	if !f.ro {
 		err = f.syncAll()
+	}
+	if err == nil {
+		err = rerr
 	}
 	if rerr := f.release(); err == nil {
 		err = rerr

@@ -62,6 +62,11 @@ type Options struct {
 	// never by the kernel's written-page tracking.
 	NoTracking bool
 
+	// Remote, when not nil, copies saved versions to a store (an S3 bucket, a shared
+	// directory) in the background, so that a job can restart on other nodes: see
+	// Remote, File.Flush, File.JobVersion and docs/REMOTE.md. Not with ReadOnly.
+	Remote *Remote
+
 	// bootID, when set, replaces the kernel's boot id (tests simulate a reboot with it).
 	bootID *[16]byte
 	// syncWhole makes durable points fdatasync whole files instead of msync'ing the
@@ -115,5 +120,13 @@ func (o *Options) withDefaults() (Options, error) {
 		r.Workers = runtime.GOMAXPROCS(0)
 	}
 	r.Workers = min(r.Workers, maxWorkers)
+	if r.Remote != nil { // remote tier (engine/remote.go)
+		if r.ReadOnly {
+			return r, errf(ErrInvalid, "Remote with ReadOnly")
+		}
+		if _, err := r.Remote.config(r.KeepVersions); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
 }

@@ -26,6 +26,11 @@ import (
 func (f *File) save(cs []*Checkpoint) (err error) {
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	// Remote tier: report a permanent upload failure, or wait while too much is
+	// pending (MaxPending), before anything is allocated.
+	if err := f.rm.admit(cs); err != nil {
+		return err
+	}
 	for _, c := range cs {
 		if c.diff != nil {
 			return f.saveWithDiffs(cs)
@@ -368,6 +373,11 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 				d := f.decodeVersion(rec, len(s.name))
 				f.live -= recordsOf(d.blocks)
 				f.liveBytes -= d.size
+				if f.rm.hold(d, d.pos < f.log.durable, end, f.log.gen) {
+					// Remote tier: the version is still being uploaded; its slot is
+					// freed (as below) when the upload is over.
+					continue
+				}
 				if d.pos < f.log.durable {
 					// A durable version: the durable index still lists it until this
 					// drop is durable too, so its slot waits for that (else a power
@@ -383,6 +393,7 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 	}
 	f.pubSeq++
 	f.dirty = true
+	f.rm.published(cs, txn, now) // remote tier: queue the uploads of this transaction
 	f.pf.afterSave(cs)
 	if f.needCompact() {
 		f.compactDue.Store(true)

@@ -8,6 +8,7 @@ import (
 )
 
 type catOptions struct {
+	sf     storeFlags // when file is a store location
 	file   string
 	target string // NAME[@VERSION]
 	force  bool
@@ -16,7 +17,7 @@ type catOptions struct {
 func newCatCmd(e *env) *cobra.Command {
 	var o catOptions
 	c := &cobra.Command{
-		Use:   "cat FILE NAME[@VERSION]",
+		Use:   "cat FILE|LOCATION NAME[@VERSION]",
 		Short: "Write a version's raw bytes to standard output",
 		Long: `cat writes the raw bytes of one version of a checkpoint to standard output, after
 checking them against their hash (damaged data is never written).
@@ -28,18 +29,27 @@ part before it is no checkpoint but the whole argument is, the whole argument is
 name (so "a@b" is checkpoint "a@b", and "x@2@-1" is version -1 of checkpoint "x@2").
 
 cat refuses to write data that is not printable text to a terminal; redirect standard
-output, or use --force.`,
+output, or use --force.
+
+With a store LOCATION it writes a version that a rank committed there (VERSION counts
+back from the newest committed one), after checking it against its hashes.
+` + storeHelp,
 		Example: `  ckp cat run.ckp model > model.bin        # the newest version
   ckp cat run.ckp model@3 > v3.bin         # version 3
   ckp cat run.ckp model@-1 | sha256sum     # the version before the newest`,
 		Args: nArgs(2, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.file, o.target = args[0], args[1]
+			if isLocation(o.file) {
+				e.code = runCatStore(e, o, &o.sf)
+				return nil
+			}
 			e.code = runCat(e, o)
 			return nil
 		},
 	}
 	c.Flags().BoolVarP(&o.force, "force", "f", false, "write binary data to a terminal anyway")
+	addStoreFlags(c, &o.sf)
 	return c
 }
 

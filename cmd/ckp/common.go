@@ -70,6 +70,10 @@ leading or trailing spaces, or that start with a double quote are shown quoted a
 escaped like a Go string ("a\x00b"); wherever a command takes a NAME, that quoted form
 is accepted too.
 
+ls, verify and cat also read a store that the engine's remote tier writes to (an
+s3:// location or a directory) instead of FILE; pull brings a rank's versions from a
+store into a new file, and job shows what every rank of a job committed.
+
 Exit codes: 0 success, 1 damage found (verify), 2 usage or I/O errors.`
 
 func newRootCmd(e *env) *cobra.Command {
@@ -83,10 +87,14 @@ func newRootCmd(e *env) *cobra.Command {
   ckp cat run.ckp model@-1 > m   # the version before the newest
   ckp export run.ckp out/        # the newest version of each checkpoint, as files
   ckp info run.ckp               # sizes, retention, sync policy, writer
-  ckp repair run.ckp             # rebuild a lost or damaged index`,
+  ckp repair run.ckp             # rebuild a lost or damaged index
+  ckp job s3://bkt/run --endpoint host:9000   # every rank's newest committed version, the job version
+  ckp ls /shared/ckp/run --rank 3              # what rank 3 committed in a store directory
+  ckp pull s3://bkt/run run.ckp --rank 3      # rank 3's newest committed versions into a new file`,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newLsCmd(e), newVerifyCmd(e), newCatCmd(e), newExportCmd(e), newInfoCmd(e), newRepairCmd(e))
+	root.AddCommand(newLsCmd(e), newVerifyCmd(e), newCatCmd(e), newExportCmd(e), newInfoCmd(e), newRepairCmd(e),
+		newPullCmd(e), newJobCmd(e))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%s (see '%s')", err, helpCmd(c))
 	})

@@ -8,6 +8,7 @@ import (
 )
 
 type lsOptions struct {
+	sf    storeFlags // when file is a store location
 	file  string
 	name  string // "" lists the checkpoints
 	json  bool
@@ -18,7 +19,7 @@ type lsOptions struct {
 func newLsCmd(e *env) *cobra.Command {
 	var o lsOptions
 	c := &cobra.Command{
-		Use:   "ls FILE [NAME]",
+		Use:   "ls FILE|LOCATION [NAME]",
 		Short: "List the checkpoints in a file, or the versions of one",
 		Long: `ls lists the checkpoints in FILE: one row per name with the versions kept
 (first..last), how many are kept, the size and save time of the newest version, and
@@ -32,7 +33,12 @@ transaction.
 Times are local (--utc for UTC); sizes are rounded to binary units (--bytes for exact
 byte counts). --json prints the same facts for programs: exact sizes, RFC 3339 UTC
 times, hashes as 16 hex digits; names that are not valid UTF-8 also come as
-"name_base64".`,
+"name_base64".
+
+With a store LOCATION it lists what a rank committed there: one row per checkpoint
+with its committed versions, and with NAME one row per committed version with the
+data objects that hold it.
+` + storeHelp,
 		Example: `  ckp ls run.ckp
   ckp ls run.ckp model
   ckp ls --json run.ckp | jq '.checkpoints[].name'`,
@@ -42,6 +48,10 @@ times, hashes as 16 hex digits; names that are not valid UTF-8 also come as
 			if len(args) > 1 {
 				o.name = args[1]
 			}
+			if isLocation(o.file) {
+				e.code = runLsStore(e, o, &o.sf)
+				return nil
+			}
 			e.code = runLs(e, o)
 			return nil
 		},
@@ -49,6 +59,7 @@ times, hashes as 16 hex digits; names that are not valid UTF-8 also come as
 	c.Flags().BoolVar(&o.json, "json", false, "print JSON")
 	c.Flags().BoolVar(&o.utc, "utc", false, "print times in UTC")
 	c.Flags().BoolVarP(&o.bytes, "bytes", "b", false, "print exact byte counts")
+	addStoreFlags(c, &o.sf)
 	return c
 }
 

@@ -10,6 +10,7 @@ import (
 )
 
 type verifyOptions struct {
+	sf   storeFlags // when file is a store location
 	file string
 	json bool
 }
@@ -17,7 +18,7 @@ type verifyOptions struct {
 func newVerifyCmd(e *env) *cobra.Command {
 	var o verifyOptions
 	c := &cobra.Command{
-		Use:   "verify FILE",
+		Use:   "verify FILE|LOCATION",
 		Short: "Check every version's hash and the index's consistency",
 		Long: `verify reads every kept version of every checkpoint in FILE and checks its slot
 trailer and its payload against its hash, checks that no two kept versions overlap in
@@ -39,17 +40,26 @@ sync policy allowed to be lost) are noted but are not damage.
 
 While a writer is saving, a version of the view verify opened may be dropped by
 retention and its space reused before verify reads it; verify then looks again with a
-fresh view and does not count versions that are no longer kept as damaged.`,
+fresh view and does not count versions that are no longer kept as damaged.
+
+With a store LOCATION it checks every version a rank committed there: its manifest,
+and that every data object it names exists and holds bytes that match its hashes.
+` + storeHelp,
 		Example: `  ckp verify run.ckp && echo intact
   ckp verify --json run.ckp`,
 		Args: nArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.file = args[0]
+			if isLocation(o.file) {
+				e.code = runVerifyStore(e, o, &o.sf)
+				return nil
+			}
 			e.code = runVerify(e, o)
 			return nil
 		},
 	}
 	c.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	addStoreFlags(c, &o.sf)
 	return c
 }
 

@@ -52,7 +52,9 @@ type report struct {
 	Diff       []*bench.DiffResult  `json:"differential,omitempty"`
 	Allocs     []allocResult        `json:"allocs,omitempty"`
 	Sweep      []*row               `json:"sweep,omitempty"`
-	Goals      []goal               `json:"goals"`
+	// RemoteStore is the store of the remote section: dir or s3 (location).
+	RemoteStore string `json:"remote_store,omitempty"`
+	Goals       []goal `json:"goals"`
 }
 
 func rowOf(section, label, policy string, r *bench.Result) *row {
@@ -180,6 +182,7 @@ func (rep *report) goals() {
 			fmt.Sprintf("%v vs %v (%d KiB index)", r.Open.Round(time.Microsecond), r.ReadIndex.Round(time.Microsecond), r.IndexBytes>>10))
 	}
 	rep.diffGoals(addGoal)
+	rep.remoteGoals(addGoal)
 	if k, a := rep.keepRows(); k != nil && a != nil {
 		v := ratio(k.BytesPerSec, a.BytesPerSec)
 		addGoal(fmt.Sprintf("retention: %s saves with KeepVersions=%d vs keep-all", sizeLabel(k.Size, k.Regions), k.Keep), v, "(report)", true,
@@ -299,7 +302,7 @@ func dash(s string) string {
 
 func ratios(r *row) string {
 	var parts []string
-	for _, b := range []string{"ram", "append", "append+fdatasync", "rename", "bbolt-nosync", "bbolt", "engine/1 worker", "engine/keep all"} {
+	for _, b := range []string{"ram", "append", "append+fdatasync", "rename", "bbolt-nosync", "bbolt", "engine/1 worker", "engine/keep all", "direct upload", "direct download", "remote off"} {
 		if v, ok := r.Ratios[b]; ok {
 			parts = append(parts, fmt.Sprintf("%s %.2fx", b, v))
 		}
@@ -407,4 +410,37 @@ func mean(d []time.Duration) time.Duration {
 		t += x
 	}
 	return t / time.Duration(len(d))
+}
+
+// remoteGoals adds the remote tier's goals (issue 11).
+func (rep *report) remoteGoals(addGoal func(string, float64, string, bool, string)) {
+	direct, get := "writing and fsyncing a file in the same directory", "reading the file back from the disk"
+	if strings.HasPrefix(rep.RemoteStore, "s3") {
+		direct, get = "minio-go PutObject to the same server", "minio-go GetObject"
+	}
+	if e, d := rep.find("remote-upload", "engine upload", ""), rep.find("remote-upload", "direct upload", ""); e != nil && d != nil {
+		v := e.BytesPerSec / d.BytesPerSec
+		addGoal(fmt.Sprintf("11. remote tier, %s: upload of %d versions of %s vs %s (throughput)", rep.RemoteStore, e.Regions, humanSize(e.Size), direct), v, ">= 0.9x", v >= 0.9,
+			fmt.Sprintf("%s vs %s", gbs(e.BytesPerSec), gbs(d.BytesPerSec)))
+	}
+	var on, off *row
+	for _, r := range rep.Rows {
+		if r.Section == "remote-compute" {
+			if r.baseline {
+				off = r
+			} else {
+				on = r
+			}
+		}
+	}
+	if on != nil && off != nil {
+		v := on.Mean.Seconds() / off.Mean.Seconds()
+		addGoal(fmt.Sprintf("12. remote tier, %s: time in Save in a compute loop (%s, %s) with it on vs off", rep.RemoteStore, sizeLabel(on.Size, on.Regions), strings.TrimPrefix(on.Variant, "engine/")), v, "<= 1.05x", v <= 1.05,
+			fmt.Sprintf("%v vs %v per save", on.Mean.Round(time.Microsecond), off.Mean.Round(time.Microsecond)))
+	}
+	if e, d := rep.find("remote-newnode", "engine new node", ""), rep.find("remote-newnode", "direct download", ""); e != nil && d != nil {
+		v := e.BytesPerSec / d.BytesPerSec
+		addGoal(fmt.Sprintf("13. remote tier, %s: restore of %s on a new node (Open + RestoreAll) vs %s", rep.RemoteStore, humanSize(e.Size), get), v, ">= 0.9x", v >= 0.9,
+			fmt.Sprintf("%s vs %s", gbs(e.BytesPerSec), gbs(d.BytesPerSec)))
+	}
 }

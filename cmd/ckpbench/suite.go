@@ -17,14 +17,18 @@ import (
 	"github.com/ckp-go/ckp/engine"
 )
 
-var allSections = []string{"save", "compute", "small", "parallel", "restore", "keep", "reopen", "regions", "alloc", "differential"}
+var allSections = []string{"save", "compute", "small", "parallel", "restore", "keep", "reopen", "regions", "alloc", "remote", "differential"}
 
 // defaultSections run without -run: keep is left out, the save section already
 // compares retention with keep-all.
-var defaultSections = []string{"save", "compute", "small", "parallel", "restore", "reopen", "regions", "alloc"}
+var defaultSections = []string{"save", "compute", "small", "parallel", "restore", "reopen", "regions", "alloc", "remote"}
 
 type options struct {
 	dir, sections, size, sync, plot, cpuprofile          string
+	remote, endpoint                                     string
+	insecure                                             bool
+	remoteSize, remoteEvery                              int
+	remoteSizeArg                                        string
 	regions, saves, keep, retain, rounds, reopenVersions int
 	manyRegions, diffSaves                               int
 	diffSize                                             string
@@ -35,6 +39,7 @@ type options struct {
 	sizeBytes int
 	policies  []namedPolicy
 	run       map[string]bool
+	target    *bench.Remote // the remote section's store
 }
 
 type namedPolicy struct {
@@ -53,6 +58,16 @@ func (o *options) check() error {
 	}
 	if o.regions == 0 {
 		o.regions = 1
+	}
+	if o.remoteSizeArg != "" {
+		n, err := parseSize(o.remoteSizeArg)
+		if err != nil {
+			return err
+		}
+		o.remoteSize = n
+	}
+	if o.remoteEvery < 1 {
+		return fmt.Errorf("-remote-every must be at least 1")
 	}
 	if o.regions < 0 || o.saves < 0 || o.keep < 1 || o.retain < 0 || o.rounds < 1 || o.compute < 0 || o.reopenVersions < 1 || o.manyRegions < 1 {
 		return fmt.Errorf("-regions, -saves, -compute must not be negative; -keep, -rounds, -reopen-versions, -many-regions must be at least 1")
@@ -142,6 +157,7 @@ type job struct {
 	cfg     bench.Config
 	policy  string
 	results []*bench.Result
+	run     func(bench.Config) (*bench.Result, error) // instead of bench.Run(v, cfg)
 }
 
 func (j *job) median() *bench.Result {
@@ -171,6 +187,20 @@ func runSuite(o *options) (*report, error) {
 		return nil, err
 	}
 	start := time.Now()
+	if o.run["remote"] {
+		var err error
+		if o.remote == "" {
+			o.target, err = bench.DirRemote(dir)
+		} else if strings.HasPrefix(o.remote, "s3://") {
+			o.target, err = bench.S3Remote(o.remote, o.endpoint, o.insecure)
+		} else {
+			o.target, err = bench.DirRemote(o.remote)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("remote: %w", err)
+		}
+		defer o.target.Close()
+	}
 	jobs := plan(o, dir)
 	steps := len(jobs) * o.rounds
 	if o.run["reopen"] {
@@ -198,9 +228,12 @@ func runSuite(o *options) (*report, error) {
 			warmFor(j.cfg)
 			var res *bench.Result
 			var err error
-			if j.section == "restore" && j.v.Name == "engine" {
+			switch {
+			case j.run != nil:
+				res, err = j.run(j.cfg)
+			case j.section == "restore" && j.v.Name == "engine":
 				res, err = bench.Restore(j.cfg)
-			} else {
+			default:
 				res, err = bench.Run(j.v, j.cfg)
 			}
 			if err != nil {
@@ -211,6 +244,12 @@ func runSuite(o *options) (*report, error) {
 		}
 	}
 	rep := &report{Started: start, GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), GOOS: runtime.GOOS}
+	if t := o.target; t != nil {
+		rep.RemoteStore = t.Kind
+		if t.Kind == "s3" {
+			rep.RemoteStore = "s3 (" + t.Loc + ")"
+		}
+	}
 	rep.Kernel = kernelRelease()
 	for _, j := range jobs {
 		rep.add(j)
@@ -365,6 +404,9 @@ func plan(o *options, dir string) []*job {
 		add("restore", bench.Engine, "engine", c, "")
 		add("restore", bench.RAM, "ram", c, "")
 	}
+	if o.run["remote"] {
+		planRemote(o, add, &jobs)
+	}
 	if o.run["keep"] {
 		c := big
 		c.Saves, c.Warmup = saves(min(bigSaves, 2000)), 2
@@ -498,4 +540,41 @@ func medianDiff(rs []*bench.DiffResult) *bench.DiffResult {
 	s := slices.Clone(rs)
 	slices.SortFunc(s, func(a, b *bench.DiffResult) int { return int(a.MeanSave() - b.MeanSave()) })
 	return s[len(s)/2]
+}
+
+// planRemote adds the remote section: upload throughput against writing the same bytes
+// directly, time in Save in a compute loop with the tier on and off, and a restore on
+// a new node against downloading the same bytes directly.
+func planRemote(o *options, add func(string, bench.Variant, string, bench.Config, string), jobs *[]*job) {
+	t := o.target
+	size := o.remoteSize
+	direct := "direct upload"
+	with := func(run func(bench.Config, *bench.Remote) (*bench.Result, error)) func(bench.Config) (*bench.Result, error) {
+		return func(c bench.Config) (*bench.Result, error) { return run(c, t) }
+	}
+	up := bench.Config{Size: size, Saves: max(2, (128<<20)/size)}
+	if o.saves > 0 {
+		up.Saves = o.saves
+	}
+	add("remote-upload", bench.Engine, "engine upload", up, "")
+	(*jobs)[len(*jobs)-1].run = with(bench.Upload)
+	add("remote-upload", bench.Engine, direct, up, "")
+	(*jobs)[len(*jobs)-1].run = with(bench.UploadDirect)
+
+	// The warm-up runs the slot rotation through a few upload cycles (a version waiting
+	// for upload holds its slot), so that the measured saves see the steady state.
+	c := bench.Config{Size: size, Compute: o.compute, Keep: o.keep, Saves: max(16, 4*o.remoteEvery), Warmup: o.keep + 2 + 2*o.remoteEvery}
+	if o.saves > 0 {
+		c.Saves = o.saves
+	}
+	r := c
+	r.Remote = func() (*engine.Remote, error) { return bench.RemoteStore(t, o.remoteEvery, o.keep) }
+	add("remote-compute", bench.Engine, fmt.Sprintf("engine/keep %d +remote every %d", o.keep, o.remoteEvery), r, "none")
+	add("remote-compute", bench.Engine, "remote off", c, "none")
+
+	nn := bench.Config{Size: size, Saves: 3, Warmup: 1}
+	add("remote-newnode", bench.Engine, "engine new node", nn, "")
+	(*jobs)[len(*jobs)-1].run = with(bench.RestoreNewNode)
+	add("remote-newnode", bench.Engine, "direct download", nn, "")
+	(*jobs)[len(*jobs)-1].run = with(bench.RestoreDirect)
 }

@@ -1,0 +1,254 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ckp-go/ckp/crc"
+	"github.com/ckp-go/ckp/internal/s3test"
+	"github.com/ckp-go/ckp/store"
+	"github.com/ckp-go/ckp/store/s3"
+)
+
+// The remote tier's tests run against real stores: a directory (store.Dir) and a real
+// S3 server (versitygw, started by internal/s3test; skipped with a message when it
+// cannot be built, unless CKP_S3_REQUIRE=1).
+
+// backend makes fresh, empty stores of one kind.
+type backend struct {
+	name string
+	new  func(t *testing.T) store.Store
+}
+
+func dirBackend() backend {
+	return backend{"dir", func(t *testing.T) store.Store {
+		s, err := store.Dir(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}}
+}
+
+func s3Backend() backend {
+	return backend{"s3", func(t *testing.T) store.Store {
+		srv := s3test.Start(t)
+		return s3Store(t, srv, srv.Bucket(), "job")
+	}}
+}
+
+func s3Store(t testing.TB, srv *s3test.Server, bucket, prefix string) store.Store {
+	t.Helper()
+	s, err := s3.New(s3.Config{Endpoint: srv.Endpoint, Bucket: bucket, Prefix: prefix,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func backends() []backend { return []backend{dirBackend(), s3Backend()} }
+
+// pattern fills p with bytes derived from (seed, v).
+func pattern(p []byte, seed, v int) {
+	crashFill(p, seed, v)
+}
+
+// remoteWriter opens path with a remote tier on st and registers regions of the given
+// sizes named r0, r1, ...
+type remoteWriter struct {
+	f       *File
+	regions [][]byte
+	cks     []*Checkpoint
+}
+
+func openRemoteWriter(t *testing.T, path string, opts Options, sizes ...int) *remoteWriter {
+	t.Helper()
+	f, err := Open(path, &opts)
+	if err != nil {
+		t.Fatalf("Open %s: %v", path, err)
+	}
+	w := &remoteWriter{f: f}
+	for i, n := range sizes {
+		w.regions = append(w.regions, make([]byte, n))
+		c, err := f.Register(fmt.Sprintf("r%d", i), w.regions[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.cks = append(w.cks, c)
+	}
+	return w
+}
+
+// saveAll fills every region with version v's pattern and saves them.
+func (w *remoteWriter) saveAll(t *testing.T, v int) {
+	t.Helper()
+	for i := range w.regions {
+		pattern(w.regions[i], i, v)
+	}
+	if err := w.f.SaveAll(); err != nil {
+		t.Fatalf("SaveAll %d: %v", v, err)
+	}
+}
+
+// check restores version v (as RestoreAll's argument) and checks every region holds
+// pattern want.
+func (w *remoteWriter) check(t *testing.T, v, want int) {
+	t.Helper()
+	for i := range w.regions {
+		clear(w.regions[i])
+	}
+	if err := w.f.RestoreAll(v); err != nil {
+		t.Fatalf("RestoreAll(%d): %v", v, err)
+	}
+	for i := range w.regions {
+		if err := crashCheck(w.regions[i], i, want); err != nil {
+			t.Fatalf("RestoreAll(%d): %v", v, err)
+		}
+	}
+}
+
+func versionsOf(t *testing.T, c *Checkpoint) []int {
+	t.Helper()
+	var out []int
+	for _, v := range c.Versions() {
+		out = append(out, v.Version)
+	}
+	return out
+}
+
+// committed returns the versions rank committed per checkpoint name.
+func committed(t *testing.T, st store.Store, rank int) map[string][]int {
+	t.Helper()
+	vs, err := StoreVersions(t.Context(), st, rank)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]int{}
+	for _, v := range vs {
+		out[v.Name] = append(out[v.Name], v.Version)
+	}
+	return out
+}
+
+// TestRemoteNewNode: a program saves through a remote tier and flushes; a program on a
+// "new node" (a fresh directory) opens with the same remote and finds the newest
+// versions, byte-exact, with the same version numbers; older committed versions come
+// from the store on RestoreAll.
+func TestRemoteNewNode(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			st := b.new(t)
+			sizes := []int{4 << 10, 3<<20 + 123, 100}
+			a := openRemoteWriter(t, filepath.Join(t.TempDir(), "a.ckp"),
+				Options{KeepVersions: 2, Remote: &Remote{Store: st, Keep: 3}}, sizes...)
+			for v := 1; v <= 6; v++ {
+				a.saveAll(t, v)
+			}
+			if err := a.f.Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			for name, vs := range committed(t, st, 0) {
+				if fmt.Sprint(vs) != "[4 5 6]" {
+					t.Errorf("%s: committed %v, want [4 5 6] (Keep 3)", name, vs)
+				}
+			}
+			if err := a.f.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			b := openRemoteWriter(t, filepath.Join(t.TempDir(), "b.ckp"),
+				Options{KeepVersions: 2, Remote: &Remote{Store: st, Keep: 3}}, sizes...)
+			defer b.f.Close()
+			for _, c := range b.cks {
+				if got := versionsOf(t, c); fmt.Sprint(got) != "[6]" {
+					t.Fatalf("%s on the new node: versions %v, want [6]", c.Name(), got)
+				}
+			}
+			b.check(t, 0, 6)
+			b.check(t, 5, 5) // only in the store
+			b.check(t, 6, 6)
+			b.saveAll(t, 7)
+			if got := versionsOf(t, b.cks[0]); fmt.Sprint(got) != "[6 7]" {
+				t.Fatalf("after a save on the new node: %v", got)
+			}
+			if err := b.f.Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			for name, vs := range committed(t, st, 0) {
+				if fmt.Sprint(vs) != "[5 6 7]" {
+					t.Errorf("%s: committed %v, want [5 6 7]", name, vs)
+				}
+			}
+		})
+	}
+}
+
+func TestManifestRoundTrip(t *testing.T) {
+	m := &manifest{Name: "a/b\x00c", Version: 7, Length: 3 << 20, Hash: 0, Time: 12345, Txn: 9, TxnSize: 2,
+		Rank: 3, Ranks: 4, Session: 0xabc, Table: make([]byte, 24),
+		Extents: []extentRef{{0, 1 << 20, 0, 1, "d/3/x"}, {1 << 20, 2 << 20, 5, 2, "d/3/yy"}}}
+	m.Hash = combineOf(m.Table)
+	b := m.encode()
+	got, err := decodeManifest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", m) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, m)
+	}
+	for i := range b {
+		c := bytes.Clone(b)
+		c[i] ^= 1
+		if _, err := decodeManifest(c); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("byte %d flipped: %v", i, err)
+		}
+	}
+}
+
+func TestNameSegment(t *testing.T) {
+	for _, name := range []string{"grid", "a b", ".tmp-x", ".", "..", "~x", "a/b", "%41", "\xff\x00", strings.Repeat("x", 255), strings.Repeat("é", 60)} {
+		seg := nameSegment(name)
+		if err := store.CheckKey("m/0/" + seg + "/00000000000000000001"); err != nil {
+			t.Errorf("%q: segment %q: %v", name, seg, err)
+		}
+		if got, ok := segmentName(seg); ok && got != name {
+			t.Errorf("%q: segment %q decodes to %q", name, seg, got)
+		} else if !ok && !strings.HasPrefix(seg, "~") {
+			t.Errorf("%q: segment %q does not decode", name, seg)
+		}
+	}
+}
+
+func combineOf(table []byte) uint64 { return crc.Combine(table) }
+
+// FuzzManifest: no input crashes the manifest decoder; what it accepts encodes back to
+// a manifest that decodes the same.
+func FuzzManifest(f *testing.F) {
+	m := &manifest{Name: "grid", Version: 3, Length: 2<<20 + 1, Time: 7, Txn: 2, TxnSize: 2, Members: 2,
+		Rank: 1, Ranks: 4, Session: 9, Table: make([]byte, 24),
+		Extents: []extentRef{{0, 1 << 20, 0, 5, "d/1/aa-1"}, {1 << 20, 1<<20 + 1, 0, 6, "d/1/bb-2"}}}
+	m.Hash = crc.Combine(m.Table)
+	f.Add(m.encode())
+	f.Add([]byte("CKPMANIF"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeManifest(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decode error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		again, err := decodeManifest(m.encode())
+		if err != nil {
+			t.Fatalf("re-encoded manifest does not decode: %v", err)
+		}
+		if fmt.Sprintf("%+v", again) != fmt.Sprintf("%+v", m) {
+			t.Fatalf("round trip:\n got %+v\nwant %+v", again, m)
+		}
+	})
+}
