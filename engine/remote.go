@@ -256,16 +256,21 @@ func parseManifestKey(key string) (manifestRef, bool) {
 //	64  4  rank
 //	68  4  ranks
 //	72  2  name length N
-//	74  2  flags (0)
-//	76  4  block count B (entries of the block table; 0 when L <= 1 MiB)
+//	74  2  flags: bit 0 BLOCKS, the version is stored by blocks (a differential
+//	       checkpoint): its hash and table are those of docs/FORMAT.md's blocks
+//	76  4  block count B (entries of the block table; 0 when L <= 1 MiB and not
+//	       BLOCKS; with BLOCKS, ceil(L / block size))
 //	80  4  extent count E
-//	84  4  zero
+//	84  1  BLOCKS: log2 of the block size; else 0
+//	85  3  zero
 //	88  8  writer session id
 //	96     name (N bytes, zero-padded to 8)
 //	       block table (B x 8 bytes: the xxhash64 of each 1 MiB block)
 //	       E extents of 40 bytes + key: region offset (8), length (8), object offset
-//	       (8), payload hash of the extent's bytes (8), key length K (2), zero (6),
-//	       then the object's key (K bytes, zero-padded to 8)
+//	       (8), hash (8): the payload hash of the extent's bytes, or with BLOCKS the
+//	       xxhash64 of the table entries of the blocks it covers (extents then start
+//	       on block boundaries), key length K (2), zero (6), then the object's key (K
+//	       bytes, zero-padded to 8)
 //	       CRC-32C of everything before it (4)
 
 var manifestMagic = [8]byte{'C', 'K', 'P', 'M', 'A', 'N', 'I', 'F'}
@@ -289,9 +294,21 @@ type manifest struct {
 	Members     uint32
 	Rank, Ranks int
 	Session     uint64
+	Shift       uint8  // stored by blocks of 1<<Shift bytes (BLOCKS); 0: a whole payload
 	Table       []byte // the block table (8 bytes per block), nil for one block
 	Extents     []extentRef
 }
+
+// blockShift is the log2 of the size of the blocks the table hashes.
+func (m *manifest) blockShift() uint8 {
+	if m.Shift > 0 {
+		return m.Shift
+	}
+	return crc.BlockShift
+}
+
+// tableHash is the hash of table entries [b0, b1): an extent's hash with BLOCKS.
+func tableHash(table []byte, b0, b1 int64) uint64 { return xxhash.Sum64(table[8*b0 : 8*b1]) }
 
 // extentRef maps bytes of the payload to bytes of a data object.
 type extentRef struct {
@@ -323,6 +340,10 @@ func (m *manifest) encode() []byte {
 	le.PutUint32(b[64:], uint32(m.Rank))
 	le.PutUint32(b[68:], uint32(m.Ranks))
 	le.PutUint16(b[72:], uint16(len(m.Name)))
+	if m.Shift > 0 {
+		le.PutUint16(b[74:], 1)
+		b[84] = m.Shift
+	}
 	le.PutUint32(b[76:], uint32(len(m.Table)/8))
 	le.PutUint32(b[80:], uint32(len(m.Extents)))
 	le.PutUint64(b[88:], m.Session)
@@ -380,10 +401,21 @@ func decodeManifest(b []byte) (*manifest, error) {
 	nameLen := int(le.Uint16(b[72:]))
 	blocks := int64(le.Uint32(b[76:]))
 	extents := int64(le.Uint32(b[80:]))
-	if m.Version == 0 || m.Length <= 0 || m.Length > maxLength || nameLen == 0 || nameLen > MaxNameLen {
-		return bad("version %d, length %d, name of %d bytes", m.Version, m.Length, nameLen)
+	flags := le.Uint16(b[74:])
+	if m.Version == 0 || m.Length <= 0 || m.Length > maxLength || nameLen == 0 || nameLen > MaxNameLen || flags > 1 {
+		return bad("version %d, length %d, name of %d bytes, flags %#x", m.Version, m.Length, nameLen, flags)
 	}
-	if want := int64(crc.TableSize(m.Length) / 8); blocks != want {
+	want := int64(crc.TableSize(m.Length) / 8)
+	if flags == 1 {
+		m.Shift = b[84]
+		if m.Shift < minBlockShift || m.Shift > maxBlockShift {
+			return bad("block size 2^%d", m.Shift)
+		}
+		want = blockCount(m.Length, m.Shift)
+	} else if b[84] != 0 {
+		return bad("block size without BLOCKS")
+	}
+	if blocks != want {
 		return bad("%d blocks for %d bytes, want %d", blocks, m.Length, want)
 	}
 	p := int64(manifestFixed)
@@ -396,10 +428,11 @@ func decodeManifest(b []byte) (*manifest, error) {
 	if blocks > 0 {
 		m.Table = bytes.Clone(b[p : p+8*blocks])
 		p += 8 * blocks
-		if crc.Combine(m.Table) != m.Hash {
+		if xxhash.Sum64(m.Table) != m.Hash { // crc.Combine, and the hash of a blocks version
 			return bad("block table does not match the hash")
 		}
 	}
+	bs := int64(1) << m.blockShift()
 	var next int64
 	for i := int64(0); i < extents; i++ {
 		if p+extentFixed > end {
@@ -419,6 +452,12 @@ func decodeManifest(b []byte) (*manifest, error) {
 		p += extentFixed + pad8(k)
 		if e.Off != next || e.Len <= 0 || e.Off+e.Len > m.Length || e.ObjOff < 0 || store.CheckKey(e.Key) != nil {
 			return bad("extent %d ([%d,+%d) at %d of %q) does not continue the payload", i, e.Off, e.Len, e.ObjOff, e.Key)
+		}
+		if m.Shift > 0 {
+			end := e.Off + e.Len
+			if e.Off%bs != 0 || (end%bs != 0 && end != m.Length) || tableHash(m.Table, e.Off/bs, (end+bs-1)/bs) != e.Hash {
+				return bad("extent %d ([%d,+%d)) is not whole blocks of its hash", i, e.Off, e.Len)
+			}
 		}
 		next = e.Off + e.Len
 		m.Extents = append(m.Extents, e)

@@ -42,11 +42,14 @@ func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, pre
 	if len(m.Table) > 0 && crc.Combine(m.Table) != m.Hash {
 		return errf(ErrCorrupt, "version %d of %q in %s: block table does not match the hash", m.Version, m.Name, st)
 	}
+	shift := m.blockShift()
+	bs := int64(1) << shift
+	nb := max(int64(1), int64(len(m.Table)/8))
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
 		// The blocks that lie within a piece are checked as soon as it has arrived,
 		// while other pieces are still coming; the rest at the end.
-		checked := make([]atomic.Bool, crc.Blocks(m.Length))
+		checked := make([]atomic.Bool, nb)
 		var firstBad atomic.Int64
 		firstBad.Store(-1)
 		err := parallel(ctx, len(ps), fetchWorkers, func(ctx context.Context, i int) (err error) {
@@ -68,8 +71,8 @@ func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, pre
 			if err != nil || len(m.Table) == 0 {
 				return err
 			}
-			for b := (p.off + crc.BlockSize - 1) >> crc.BlockShift; ; b++ {
-				lo, hi := b<<crc.BlockShift, min((b+1)<<crc.BlockShift, m.Length)
+			for b := (p.off + bs - 1) >> shift; ; b++ {
+				lo, hi := b<<shift, min((b+1)<<shift, m.Length)
 				if lo >= m.Length || hi > p.off+p.n {
 					break
 				}
@@ -85,7 +88,7 @@ func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, pre
 		}
 		bad := firstBad.Load()
 		if bad < 0 {
-			if bad, err = checkRest(dst, m.Hash, m.Table, checked); err != nil {
+			if bad, err = checkRest(dst, m.Hash, m.Table, shift, checked); err != nil {
 				return err
 			}
 		}
@@ -102,7 +105,7 @@ func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, pre
 // checkRest checks p against its hash (and block table, for more than one block),
 // hashing the blocks not checked yet on every core. It returns the first bad block, or
 // -1.
-func checkRest(p []byte, hash uint64, table []byte, checked []atomic.Bool) (bad int64, err error) {
+func checkRest(p []byte, hash uint64, table []byte, shift uint8, checked []atomic.Bool) (bad int64, err error) {
 	if len(table) == 0 {
 		defer catch(&err)
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -129,7 +132,7 @@ func checkRest(p []byte, hash uint64, table []byte, checked []atomic.Bool) (bad 
 			if checked[b].Load() {
 				continue
 			}
-			lo, hi := b<<crc.BlockShift, min((b+1)<<crc.BlockShift, int64(len(p)))
+			lo, hi := b<<shift, min((b+1)<<shift, int64(len(p)))
 			if crc.Block(p[lo:hi]) != binary.LittleEndian.Uint64(table[8*b:]) {
 				first.CompareAndSwap(-1, b)
 				return nil
@@ -146,8 +149,16 @@ func checkRest(p []byte, hash uint64, table []byte, checked []atomic.Bool) (bad 
 // the slot (rewriteIndex) or gives it back (f.alloc.free).
 func (f *File) importSlot(ctx context.Context, st store.Store, m *manifest, name string, txn uint64, txnSize uint32) (v version, err error) {
 	n := m.Length
+	// A version stored by blocks comes in as a full version stored by blocks: its
+	// hash and table are the manifest's, and later deltas may build on it.
+	var lay blockLayout
+	need := footprint(n, len(name))
+	if m.Shift > 0 {
+		lay = blockLayout{RegionLen: n, Shift: m.Shift, K: blockCount(n, m.Shift), Payload: n}
+		need = lay.footprint(len(name))
+	}
 	f.mu.Lock()
-	off, size := f.alloc.alloc(footprint(n, len(name)), payloadAlign(n))
+	off, size := f.alloc.alloc(need, payloadAlign(n))
 	if n >= hugeAlign && !f.opts.NoHugePages && !f.huge && f.data.SetHugePages(true) == nil {
 		f.huge = true // 2 MiB folios: one fault per 2 MiB of the import (hugeFolios may undo it)
 	}
@@ -179,10 +190,32 @@ func (f *File) importSlot(ctx context.Context, st store.Store, m *manifest, name
 	if err := fetchInto(ctx, st, m, data[off:off+n], populate); err != nil {
 		return version{}, err
 	}
+	if m.Shift > 0 {
+		if err := f.finishBlockSlot(off, name, m, &lay, txn, txnSize); err != nil {
+			return version{}, err
+		}
+		return version{num: m.Version, off: off, length: n, hash: m.Hash, time: m.Time, txn: txn, size: size, blocks: true, lay: lay}, nil
+	}
 	if err := f.finishSlot(off, n, name, m, txn, txnSize); err != nil {
 		return version{}, err
 	}
 	return version{num: m.Version, off: off, length: n, hash: m.Hash, time: m.Time, txn: txn, size: size}, nil
+}
+
+// finishBlockSlot writes the trailer of a full version stored by blocks after its
+// payload in place: the manifest's table, then the rest as a save does.
+func (f *File) finishBlockSlot(off int64, name string, m *manifest, lay *blockLayout, txn uint64, txnSize uint32) (err error) {
+	defer catch(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	data := f.data.Bytes()
+	t0 := off + pad8(lay.Payload)
+	clear(data[off+lay.Payload : t0])
+	tr := data[t0 : t0+trailerFixed+lay.extLen(len(name))]
+	_, hashes := blockParts(tr, lay)
+	copy(hashes, m.Table)
+	t := trailer{Hash: m.Hash, Length: uint64(lay.Payload), Version: m.Version, Txn: txn, Time: m.Time, TxnCount: txnSize, Session: f.session}
+	writeBlockTrailer(tr, f.seed, &t, lay, name)
+	return nil
 }
 
 // finishSlot writes the block table, padding and trailer after a payload in place.
@@ -421,12 +454,22 @@ func (rm *remote) catchUp() {
 			todo = todo[len(todo)-k:]
 		}
 		for _, v := range todo {
-			rm.enqueue(&upItem{
+			it := &upItem{
 				kind: itemUpload, id: s.id, name: s.name, seg: seg, ver: v.num,
 				off: v.off, length: v.length, hash: v.hash, time: v.time, txn: v.txn,
 				txnSize: f.trailerTxnSize(&v, len(s.name)), members: members[txnNum{v.txn, v.num}],
-				key: dataKey(rm.cfg.rank, v.hash, v.length),
-			})
+				key: dataKey(rm.cfg.rank, v.hash, v.length), pend: v.length,
+			}
+			if v.blocks {
+				it.blocks, it.shift, it.key, it.pend, it.floor = true, v.lay.Shift, "", v.lay.Payload, v.num
+				if chain, err := f.chainLocked(s, &v); err == nil {
+					it.floor = chain[0].num
+				}
+				if s.upFloor == 0 || it.floor < s.upFloor {
+					s.upFloor = it.floor
+				}
+			}
+			rm.enqueue(it)
 		}
 	}
 	rm.signal()
@@ -442,11 +485,15 @@ func (f *File) trailerTxnSize(v *version, nameLen int) (n uint32) {
 	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	data := f.data.Bytes()
-	end := v.off + footprint(v.length, nameLen)
+	end := v.off + v.footprint(nameLen)
 	if end > int64(len(data)) {
 		return 0
 	}
-	t, ok := readTrailer(data[v.off+pad8(v.length):end], f.seed)
+	payload := v.length
+	if v.blocks {
+		payload = v.lay.Payload
+	}
+	t, ok := readTrailer(data[v.off+pad8(payload):end], f.seed)
 	if !ok {
 		return 0
 	}

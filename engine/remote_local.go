@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"slices"
 	"time"
 
 	"github.com/ckp-go/ckp/index"
@@ -87,19 +86,26 @@ func (f *File) rewriteIndex(p indexPlan) (err error) {
 		}
 		// The versions a kept delta reads stay, pinned, ahead of the kept ones: the
 		// chain of the oldest kept version, back to its full version.
+		// So do those an unfinished upload reads (upFloor).
 		var pinned []version
-		if len(vs) > 0 && vs[0].delta() {
-			for i := st.held() - 1; i >= 0; i-- {
-				h := st.heldAt(i)
-				if h.num >= vs[0].num {
-					continue
-				}
-				pinned = append(pinned, h)
-				if !h.delta() {
-					break
+		if len(vs) > 0 {
+			floor := vs[0].num
+			if vs[0].delta() {
+				for i := st.held() - 1; i >= 0; i-- {
+					if h := st.heldAt(i); h.num < floor && !h.delta() {
+						floor = h.num
+						break
+					}
 				}
 			}
-			slices.Reverse(pinned)
+			if st.upFloor > 0 {
+				floor = min(floor, st.upFloor)
+			}
+			for i := 0; i < st.held(); i++ {
+				if h := st.heldAt(i); h.num >= floor && h.num < vs[0].num {
+					pinned = append(pinned, h)
+				}
+			}
 		}
 		next := st.next
 		if rewound {
@@ -310,13 +316,20 @@ func (f *File) remoteRestore(cs []*Checkpoint, v int, localErr error, rewind boo
 		}
 	}()
 	src := make([]version, len(cs))
+	plans := make([]*blockPlan, len(cs)) // local versions stored by blocks: where their blocks are
 	for i, c := range cs {
 		f.mu.Lock()
 		lv, lerr := c.st.resolve(int(nums[i]))
 		f.mu.Unlock()
 		if lerr == nil && lv.length == int64(len(c.region)) && f.checkVersion(&lv, len(c.name)) == nil {
-			src[i] = lv
-			continue
+			if !lv.blocks {
+				src[i] = lv
+				continue
+			}
+			if p, err := f.planBlocks(c.st, &lv, len(c.name)); err == nil && p.check(f.data.Bytes()) == nil {
+				src[i], plans[i] = lv, p
+				continue
+			}
 		}
 		m, err := rm.storeManifest(ctx, c.name, nums[i])
 		if err != nil {
@@ -350,6 +363,12 @@ func (f *File) remoteRestore(cs []*Checkpoint, v int, localErr error, rewind boo
 	}
 	data := f.data.Bytes()
 	for i, c := range cs {
+		if p := plans[i]; p != nil {
+			for _, r := range p.runs {
+				copy(c.region[r.region:r.region+r.n], data[r.data:r.data+r.n])
+			}
+			continue
+		}
 		copy(c.region, data[src[i].off:src[i].off+src[i].length])
 	}
 	return nil

@@ -74,6 +74,15 @@ type upItem struct {
 	table    []byte        // the block table, copied out of the slot before the upload
 	verified []atomic.Bool // blocks checked against the table (shared by retries)
 
+	// A version stored by blocks (remote_blocks.go): what it sends is decided at
+	// upload time against its base in the store.
+	blocks  bool
+	shift   uint8
+	floor   uint64      // the version its local chain starts from (pinned meanwhile)
+	extents []extentRef // its manifest's extents
+	keys    []string    // the data objects they name (in use until it is finished)
+	pend    int64       // bytes it counts against MaxPending
+
 	// Under remote.mu.
 	abandoned   bool
 	sent        bool   // the bytes are uploaded (or never will be): the slot is not ours
@@ -123,6 +132,7 @@ type remote struct {
 	ckpts    map[string]*storeCkpt // this rank's committed versions, by segment
 	refs     map[string]int        // data keys named by committed versions whose keys are known
 	inUse    map[string]int        // data keys of unfinished uploads
+	lastMan  map[string]*manifest  // the newest blocks manifest committed per segment
 	deleting map[string]chan struct{}
 	gcDone   bool // orphaned data objects were looked for once
 
@@ -146,6 +156,7 @@ func newRemote(f *File, cfg remoteCfg) *remote {
 		ckpts:    make(map[string]*storeCkpt),
 		refs:     make(map[string]int),
 		inUse:    make(map[string]int),
+		lastMan:  make(map[string]*manifest),
 		deleting: make(map[string]chan struct{}),
 	}
 }
@@ -308,7 +319,11 @@ func (rm *remote) published(cs []*Checkpoint, txn uint64, now int64) {
 		it := &upItem{
 			kind: itemUpload, id: c.st.id, name: c.name, seg: rm.seg(c.st.id, c.name), ver: v,
 			off: c.slot.off, length: n, hash: c.slot.hash, time: now, txn: txn, txnSize: uint32(len(cs)),
-			members: members, key: dataKey(rm.cfg.rank, c.slot.hash, n),
+			members: members, key: dataKey(rm.cfg.rank, c.slot.hash, n), pend: n,
+		}
+		if c.slot.blocks {
+			it.key = "" // decided at upload time
+			rm.publishedBlocks(it, c)
 		}
 		rm.enqueue(it)
 		queued = true
@@ -327,9 +342,11 @@ func (rm *remote) enqueue(it *upItem) {
 	rm.last[it.id] = it
 	rm.open[it.seq] = it
 	if it.kind == itemUpload {
-		rm.pending += it.length
-		rm.bySlot[it.off] = it
-		rm.inUse[it.key]++
+		rm.pending += it.pend
+		if !it.blocks { // a blocks version's slots are pinned by its checkpoint's upFloor
+			rm.bySlot[it.off] = it
+			rm.inUse[it.key]++
+		}
 	}
 	rm.queue = append(rm.queue, it)
 }
@@ -407,7 +424,7 @@ func (rm *remote) process(it *upItem) error {
 	if rm.isAbandoned(it) {
 		return errAbandoned
 	}
-	if it.kind == itemUpload {
+	if it.kind == itemUpload && !it.blocks {
 		err := rm.uploadData(it)
 		rm.sent(it) // the slot's bytes are no longer needed
 		if err != nil {
@@ -427,6 +444,17 @@ func (rm *remote) process(it *upItem) error {
 	if it.kind == itemDeleteAbove {
 		return rm.deleteAbove(rm.ctx, it.seg, it.ver)
 	}
+	if it.blocks {
+		// What it sends depends on the base committed just before it.
+		err := rm.uploadBlocks(it)
+		rm.sent(it) // its chain's bytes are no longer needed
+		if err != nil {
+			return err
+		}
+		if rm.isAbandoned(it) {
+			return errAbandoned
+		}
+	}
 	return rm.commit(it)
 }
 
@@ -445,8 +473,14 @@ func (rm *remote) finish(it *upItem, err error) {
 		delete(rm.last, it.id)
 	}
 	if it.kind == itemUpload {
-		if rm.inUse[it.key]--; rm.inUse[it.key] <= 0 {
-			delete(rm.inUse, it.key)
+		keys := it.keys
+		if !it.blocks {
+			keys = []string{it.key}
+		}
+		for _, k := range keys {
+			if rm.inUse[k]--; rm.inUse[k] <= 0 {
+				delete(rm.inUse, k)
+			}
 		}
 	}
 	if err != nil && !it.abandoned && !errors.Is(err, errAbandoned) && rm.ctx.Err() == nil {
@@ -478,7 +512,7 @@ func (rm *remote) sent(it *upItem) {
 		return
 	}
 	it.sent = true
-	rm.pending -= it.length
+	rm.pending -= it.pend
 	if rm.bySlot[it.off] == it {
 		delete(rm.bySlot, it.off)
 	}
@@ -487,6 +521,9 @@ func (rm *remote) sent(it *upItem) {
 	rm.mu.Unlock()
 	if held {
 		rm.releaseHeld(it)
+	}
+	if it.blocks {
+		rm.unpin(it)
 	}
 }
 
@@ -681,6 +718,10 @@ func (rm *remote) commit(it *upItem) error {
 		Session: rm.f.session, Table: it.table,
 		Extents: []extentRef{{Off: 0, Len: it.length, ObjOff: 0, Hash: it.hash, Key: it.key}},
 	}
+	keys := []string{it.key}
+	if it.blocks {
+		m.Shift, m.Extents, keys = it.shift, it.extents, it.keys
+	}
 	body := m.encode()
 	key := manifestKey(rm.cfg.rank, it.seg, it.ver)
 	err := retry(rm.ctx, int64(len(body)), func(ctx context.Context) error {
@@ -700,7 +741,10 @@ func (rm *remote) commit(it *upItem) error {
 		return err
 	}
 	rm.mu.Lock()
-	rm.add(rm.ckpt(it.seg, it.name), storeVer{num: it.ver, keys: []string{it.key}, members: it.members})
+	rm.add(rm.ckpt(it.seg, it.name), storeVer{num: it.ver, keys: keys, members: it.members})
+	if it.blocks {
+		rm.lastMan[it.seg] = &m
+	}
 	rm.mu.Unlock()
 	rm.poke()
 	return nil

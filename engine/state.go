@@ -53,6 +53,10 @@ type ckptState struct {
 	vis   int
 	next  uint64      // the next version number
 	reg   *Checkpoint // the registered handle, or nil
+	// upFloor, when not 0, is the oldest version an unfinished upload of the remote tier
+	// reads (the start of the chain of a version stored by blocks): release keeps the
+	// slots from there on.
+	upFloor uint64
 
 	// Scratch of the replay's check of one transaction (see replay.check): the last
 	// version and the number of versions of this checkpoint in the transaction whose
@@ -121,6 +125,9 @@ func (s *ckptState) release() []int64 {
 		for keep > s.head && s.f.recordIsDelta(s.recs[keep]) {
 			keep--
 		}
+	}
+	for keep > s.head && s.upFloor > 0 && s.f.recordVersion(s.recs[keep-1]) >= s.upFloor {
+		keep--
 	}
 	d := s.recs[s.head:keep]
 	s.head = keep
@@ -207,6 +214,11 @@ func (f *File) decodeLayout(rec int64, regionLen int64) blockLayout {
 		K:         int64(binary.LittleEndian.Uint64(b[24:])),
 		Payload:   int64(binary.LittleEndian.Uint64(b[16:])),
 	}
+}
+
+// recordVersion is the version number of VERSION record rec.
+func (f *File) recordVersion(rec int64) uint64 {
+	return binary.LittleEndian.Uint64(f.idx.Bytes()[index.HeaderSize+rec*index.RecordSize+8:])
 }
 
 // recordHasBlocks reports whether VERSION record rec is stored by blocks.
