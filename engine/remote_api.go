@@ -375,10 +375,23 @@ func VerifyStore(ctx context.Context, st store.Store, rank int, progress func(do
 			total += m.Length
 		}
 	}
+	// A writer's retention may delete versions while they are checked (manifest first,
+	// then data): a version whose manifest is gone by the time its check fails was
+	// deleted, not damaged.
+	gone := func(key string) bool {
+		rc, err := st.Get(ctx, key, 0, 1)
+		if err == nil {
+			rc.Close()
+		}
+		return errors.Is(err, store.ErrNotExist)
+	}
 	var buf []byte
 	for i, m := range ms {
 		ref, _ := parseManifestKey(keys[i])
 		if m == nil {
+			if errors.Is(merr[i], store.ErrNotExist) {
+				continue // deleted between the listing and the read
+			}
 			rep.Damaged = append(rep.Damaged, StoreDamage{Manifest: keys[i], Version: int(ref.ver), Reason: merr[i].Error()})
 			continue
 		}
@@ -395,6 +408,11 @@ func VerifyStore(ctx context.Context, st store.Store, rank int, progress func(do
 			if err := fetchInto(ctx, st, m, buf[:m.Length], nil); err != nil {
 				if ctx.Err() != nil {
 					return rep, err
+				}
+				if gone(keys[i]) {
+					rep.Versions--
+					rep.Bytes -= m.Length
+					continue
 				}
 				rep.Damaged = append(rep.Damaged, StoreDamage{Manifest: keys[i], Name: m.Name, Version: int(m.Version), Reason: err.Error()})
 			}

@@ -123,3 +123,37 @@ func storeDataBytes(t *testing.T, st store.Store) int64 {
 	}
 	return n
 }
+
+// TestVerifyStoreDuringRetention: VerifyStore of a rank whose writer saves, uploads
+// and deletes old versions at the same time reports no damage: a version deleted while
+// it was checked is left out.
+func TestVerifyStoreDuringRetention(t *testing.T) {
+	st := dirBackend().new(t)
+	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "v.ckp"), Options{KeepVersions: 1, Remote: &Remote{Store: st, Keep: 1}}, 256<<10, 4096)
+	defer w.f.Close()
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for v := 1; v <= 60; v++ {
+			w.saveAll(t, v)
+			if err := w.f.Flush(ctx); err != nil {
+				t.Errorf("Flush: %v", err)
+				return
+			}
+		}
+	}()
+	checks := 0
+	for running := true; running; checks++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		rep, err := VerifyStore(ctx, st, 0, nil)
+		if err != nil || !rep.OK() {
+			t.Fatalf("VerifyStore during retention: %v %+v", err, rep.Damaged)
+		}
+	}
+	t.Logf("%d checks", checks)
+}

@@ -26,6 +26,8 @@ var (
 		"power cuts per sync policy (env CKP_POWERCUT_CUTS)")
 	flagDiffCuts = flag.Int("powercut.diffcuts", envInt("CKP_POWERCUT_DIFF_CUTS", 12),
 		"power cuts of differential saves, under SyncAlways and SyncEvery(4) (env CKP_POWERCUT_DIFF_CUTS)")
+	flagRemoteCuts = flag.Int("powercut.remotecuts", envInt("CKP_POWERCUT_REMOTE_CUTS", 6),
+		"power cuts with a remote tier in a directory, under SyncAlways (env CKP_POWERCUT_REMOTE_CUTS)")
 	flagControlCuts = flag.Int("powercut.controlcuts", envInt("CKP_POWERCUT_CONTROL_CUTS", 3),
 		"power cuts of the control, which must lose acknowledged versions (env CKP_POWERCUT_CONTROL_CUTS)")
 	flagSeed = flag.Uint64("powercut.seed", uint64(envInt("CKP_POWERCUT_SEED", 0)),
@@ -162,11 +164,15 @@ type chain struct {
 	sizes  string
 	id     int  // distinguishes the chains' seeds
 	diff   bool // Options.Differential, with the sparse pattern
+	remote bool // a remote tier in a directory of the guest's disk
 }
 
 func (c chain) name() string {
-	if c.diff {
+	switch {
+	case c.diff:
 		return fmt.Sprintf("diff-keep%d-%d", c.keep, c.id)
+	case c.remote:
+		return fmt.Sprintf("remote-keep%d-%d", c.keep, c.id)
 	}
 	return fmt.Sprintf("keep%d-%d", c.keep, c.id)
 }
@@ -379,6 +385,9 @@ func (c chain) params(mode string, seed uint64, p plan) map[string]string {
 	}
 	if c.diff {
 		m["CKP_DIFF"] = "1"
+	}
+	if c.remote {
+		m["CKP_REMOTE"] = "1"
 	}
 	if p.kill > 0 {
 		m["CKP_KILLAFTER"] = strconv.FormatInt(p.kill.Milliseconds(), 10)
@@ -731,6 +740,43 @@ func TestPowerCutSyncAlways(t *testing.T) { testPolicy(t, polAlways) }
 func TestPowerCutSyncEvery4(t *testing.T) { testPolicy(t, polEvery4) }
 
 func TestPowerCutSyncNoneSync(t *testing.T) { testPolicy(t, polNone) }
+
+// TestPowerCutRemote runs SyncAlways with a remote tier in a directory of the same
+// disk: the local promises hold while uploads run, and after every cut each version
+// the store committed verifies and holds the bytes of its version.
+func TestPowerCutRemote(t *testing.T) {
+	t.Parallel()
+	n := *flagRemoteCuts
+	if n <= 0 {
+		t.Skip("no remote cuts (-powercut.remotecuts)")
+	}
+	var chains []chain
+	for _, c := range chainsFor(polAlways, n) {
+		c.remote = true
+		c.id += 200
+		chains = append(chains, c)
+	}
+	rs := runPolicy(t, chains)
+	s := summarize(rs)
+	t.Logf("remote: %v", s)
+	if t.Failed() {
+		return
+	}
+	if s.cuts < n {
+		t.Errorf("only %d of %d cuts ran", s.cuts, n)
+	}
+	stored := 0
+	for _, r := range rs {
+		for _, c := range r.cuts {
+			if rep := c.reports[guest]; rep != nil && rep.Store != nil {
+				stored += rep.Store.Versions
+			}
+		}
+	}
+	if stored == 0 {
+		t.Errorf("no inspection found a version committed in the store: the test proved nothing")
+	}
+}
 
 // TestPowerCutDifferential runs the durable policies with differential saves: deltas,
 // chains pinned by retention and block maps must survive the cuts as whole versions do.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ckp-go/ckp/engine"
 	"github.com/ckp-go/ckp/powercut/internal/ckpcheck"
+	"github.com/ckp-go/ckp/store"
 )
 
 // The "ckp" workload runs the engine on /mnt/ckp (and /mnt/ckp.idx).
@@ -53,6 +54,9 @@ func init() { workloads["ckp"] = ckpWorkload }
 
 const ckpPath = "/mnt/ckp"
 
+// remotePath is the store of the remote tier (CKP_REMOTE=1).
+const remotePath = "/mnt/remote"
+
 func ckpWorkload(mode string) error {
 	if mode != "run" && mode != "final" {
 		return fmt.Errorf("ckp: CKP_MODE must be run or final, not %q", mode)
@@ -86,6 +90,16 @@ func ckpWorkload(mode string) error {
 	diff := env("CKP_DIFF", "0") == "1"
 	cfg := ckpcheck.Config{Sizes: sizes, Seed: seed, Sparse: diff}
 	opts := &engine.Options{Sync: policy, KeepVersions: keep, Differential: diff}
+	if env("CKP_REMOTE", "0") == "1" {
+		// A remote tier in a directory of the same disk: its uploads run while the
+		// power is cut, and every version it committed must verify after the cut.
+		st, err := store.Dir(remotePath)
+		if err != nil {
+			return err
+		}
+		opts.Remote = &engine.Remote{Store: st, Keep: 3}
+		cfg.Remote = st
+	}
 
 	if mode == "final" {
 		ready("workload=ckp mode=final")

@@ -1,6 +1,7 @@
 package ckpcheck
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ckp-go/ckp/engine"
+	"github.com/ckp-go/ckp/store"
 )
 
 // Config describes the checkpoints of a power-cut file: region i is
@@ -21,6 +23,9 @@ type Config struct {
 	// region holds the sparse pattern (FillSparse), in which about one 4 KiB block in
 	// eight changes from one version to the next.
 	Sparse bool
+	// Remote, when not nil, is the store of the file's remote tier (rank 0): the
+	// inspection also checks every version committed in it.
+	Remote store.Store
 }
 
 // Fill writes version v of region r into buf, which holds version from of it already
@@ -132,6 +137,15 @@ type Report struct {
 	// region then holds the newest version: "" when fine or nothing is kept.
 	RestoreAll string `json:",omitempty"`
 	Millis     int64  // how long the inspection took (Open not included)
+	// Store is what the remote tier's store holds, when there is one.
+	Store *StoreCheck `json:",omitempty"`
+}
+
+// StoreCheck is the inspection of the versions committed in a remote tier's store.
+type StoreCheck struct {
+	Versions int      // committed versions of region 0
+	Newest   int      // the newest of them
+	Problems []string `json:",omitempty"` // versions that do not verify or hold other bytes
 }
 
 // Newest is the newest kept version (0 if none).
@@ -146,11 +160,59 @@ func (r *Report) Newest() int {
 // inspects it. It returns the open Set (nil if Open failed, as the report
 // then says).
 func OpenAndInspect(path string, opts *engine.Options, cfg Config, where string) (*Set, *Report) {
+	// The store as the crash left it, before Open reconciles it with the local file
+	// and the remote tier's retention starts deleting old versions in the background.
+	var sc *StoreCheck
+	if cfg.Remote != nil {
+		sc = CheckStore(cfg.Remote, cfg)
+	}
 	s, err := Open(path, opts, cfg)
 	if err != nil {
-		return nil, &Report{Where: where, BootID: BootID(), OpenError: err.Error()}
+		return nil, &Report{Where: where, BootID: BootID(), OpenError: err.Error(), Store: sc}
 	}
-	return s, Inspect(s, cfg, where)
+	rep := Inspect(s, cfg, where)
+	rep.Store = sc
+	return s, rep
+}
+
+// CheckStore verifies every version committed in st (rank 0) and compares each
+// region's bytes with the pattern of its version.
+func CheckStore(st store.Store, cfg Config) *StoreCheck {
+	ctx := context.Background()
+	sc := &StoreCheck{}
+	rep, err := engine.VerifyStore(ctx, st, 0, nil)
+	if err != nil {
+		sc.Problems = append(sc.Problems, "verify: "+err.Error())
+		return sc
+	}
+	for _, d := range rep.Damaged {
+		sc.Problems = append(sc.Problems, fmt.Sprintf("%q@%d: %s", d.Name, d.Version, d.Reason))
+	}
+	for i := range cfg.Sizes {
+		vs, err := engine.StoreVersions(ctx, st, 0)
+		if err != nil {
+			sc.Problems = append(sc.Problems, "list: "+err.Error())
+			return sc
+		}
+		for _, v := range vs {
+			if v.Name != Name(i) {
+				continue
+			}
+			if i == 0 {
+				sc.Versions++
+				sc.Newest = max(sc.Newest, v.Version)
+			}
+			b, _, err := engine.ReadStoreVersion(ctx, st, 0, Name(i), v.Version)
+			if err != nil {
+				sc.Problems = append(sc.Problems, fmt.Sprintf("read %s@%d: %v", Name(i), v.Version, err))
+				continue
+			}
+			if err := cfg.Check(b, i, v.Version, nil); err != nil {
+				sc.Problems = append(sc.Problems, fmt.Sprintf("%s@%d in the store: %v", Name(i), v.Version, err))
+			}
+		}
+	}
+	return sc
 }
 
 // Inspect restores every kept version of every region and compares it with
@@ -329,6 +391,14 @@ func (r *Report) Problems(e Expect) ([]string, Stats) {
 	}
 	if newest > 0 && r.RestoreAll != "" {
 		p = append(p, "RestoreAll(0): "+r.RestoreAll)
+	}
+	if r.Store != nil {
+		for _, sp := range r.Store.Problems {
+			p = append(p, "store: "+sp)
+		}
+		if r.Store.Newest > e.Saved+1 {
+			p = append(p, fmt.Sprintf("the store holds version %d, but no SaveAll after version %d ever returned", r.Store.Newest, e.Saved))
+		}
 	}
 	return p, st
 }
