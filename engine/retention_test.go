@@ -41,14 +41,14 @@ import (
 //
 //   - The data file. It grows in ChunkSize steps (mmapfile rounds every Grow up to a
 //     chunk) and the prefaulter grows it ahead of the frontier: to the end of its plan
-//     for the next save of every registered region plus pfLookahead (4 MiB). The plan
+//     for the next save of every registered region plus pfLookahead (16 MiB). The plan
 //     can run while a save is in flight (it is woken after each publish and takes f.mu
 //     whenever it gets it): it then sees one more set of slots in use and places the
 //     next set beyond them. So the true bound is
 //     alignUp(retFrontier(slots+1) + pfLookahead, ChunkSize) (retDataBound), where
 //     slots is the live slots per checkpoint (K+1, K+n, 2K+1 as above). For the
-//     10,000-save test (K=3; 4 KiB, 1 MiB, 8 MiB) that is 64 MiB; the file peaks at
-//     56 MiB, more than the simple (K+1)*footprint + ChunkSize + pfLookahead (48 MiB):
+//     10,000-save test (K=3; 4 KiB, 1 MiB, 8 MiB) that is 72 MiB; the file peaks at
+//     64 MiB, more than the simple (K+1)*footprint + ChunkSize + pfLookahead (60 MiB):
 //     8 MiB payloads are 2 MiB-aligned (each slot spans 10 MiB) and the prefaulter
 //     plans one set ahead.
 //

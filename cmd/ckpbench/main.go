@@ -76,6 +76,9 @@ func run(args []string) int {
 		defer pf.Close()
 		defer pprof.StopCPUProfile()
 	}
+	if !o.quiet {
+		sayEstimate(os.Stderr, &o)
+	}
 	rep, err := runSuite(&o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ckpbench: %v\n", err)
