@@ -21,9 +21,9 @@ import (
 // one starts and resumes after it.
 
 const (
-	pfPiece     = 2 << 20 // populate step; one huge page
+	pfPiece     = 2 << 20  // populate step; one huge page
 	pfLookahead = 16 << 20 // frontier space kept ready beyond the next saves
-	pfLowWater  = 8 << 20 // wake when the frontier comes this close to the ready space
+	pfLowWater  = 8 << 20  // wake when the frontier comes this close to the ready space
 	pfIndexAhd  = 256 << 10
 	pfBigSave   = 1 << 20 // saves of at least this many bytes re-plan after each save
 )
