@@ -52,6 +52,10 @@ const char *ckpStrerror(int status) {
 		return "ckp: corrupt checkpoint data (or an input/output error)";
 	case EFBIG:
 		return "ckp: data file full (its maximum size reached)";
+#ifdef EREMOTEIO
+	case EREMOTEIO:
+		return "ckp: remote store failed (unreachable, denied, or an upload failed)";
+#endif
 	}
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
 	{

@@ -9,8 +9,9 @@
  *
  * This header declares the classic ckp_util functions (ckpOpen, ckpClose, ckpLocate,
  * ckpRegister, ckpUnregister, ckpSave, ckpSaveAll, ckpRestore, ckpRestoreAll) and a few
- * additions (ckpSync, ckpNewest, ckpStrerror, ckpLastError). The library behind it is
- * written in Go and built with
+ * additions (ckpSync, ckpNewest, ckpStrerror, ckpLastError, and for the remote tier
+ * ckpFlush, ckpJobVersion, ckpRestoreJob). The library behind it is written in Go and
+ * built with
  *
  *     go build -buildmode=c-shared  -o libckp.so ./capi     (shared)
  *     go build -buildmode=c-archive -o libckp.a  ./capi     (static)
@@ -61,6 +62,10 @@
  *                  hash (damaged data is never handed back)
  *     EFBIG        the save would grow the data file past its maximum size (max_size=);
  *                  nothing is saved and every earlier version stays
+ *     EREMOTEIO    the remote tier failed (see REMOTE TIER): the store could not be
+ *                  reached within timeout=, it denied access, the bucket is missing,
+ *                  or an upload failed; ckpLastError says which. The local file is
+ *                  never affected. (EREMOTEIO is Linux's; elsewhere this is EIO.)
  *     other        an operating-system error, as its errno: ENOSPC, EACCES, EROFS, ...
  *
  * ckpStrerror(status) describes a status in a static string; ckpLastError() returns
@@ -83,6 +88,40 @@
  * that includes it runs, nor read it while a restore writes it (in another thread).
  * A region should hold plain data: saving a pointer saves an address, which means
  * nothing in the process that restores it.
+ *
+ * REMOTE TIER
+ *
+ * With the remote= option, versions saved in the local file are also copied, in the
+ * background, to a store every node of a job can reach: an S3 bucket
+ * (remote=s3://bucket/prefix, with endpoint= for a server other than AWS S3) or a
+ * directory on a shared file system (remote=/shared/run42 or dir:///shared/run42).
+ * The S3 keys come from the environment variables AWS_ACCESS_KEY_ID and
+ * AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), as the process had them when the
+ * library was loaded: the Go runtime keeps its own copy of the environment, so a
+ * setenv() in the program is not seen. Set them before the program starts.
+ * Saves stay local and as fast; uploads run behind them. A version is committed in
+ * the store once all of its bytes and then its manifest are there. Each rank of a
+ * job (rank=, ranks=) opens its own local file with the same remote= and has its own
+ * versions in the store; the job version is the newest version every rank committed
+ * (ckpJobVersion), and a restart of every rank with ckpRestoreJob puts them all at it,
+ * without any communication between the ranks: a job restarts on other nodes, whose
+ * local files are missing or behind, from the store alone. docs/REMOTE.md in the
+ * source tree describes the protocol, every object in the store, and what each
+ * failure leaves behind.
+ *
+ *   - ckpFlush waits until everything saved so far is committed in the store;
+ *     ckpClose does too (up to timeout=).
+ *   - A failed upload is never dropped: the next ckpSave, ckpSaveAll, ckpFlush or
+ *     ckpClose returns EREMOTEIO (that save is then not made). Transient errors (the
+ *     network, a server down for a while) are retried for as long as it takes; a save
+ *     only waits for the store when more than max_pending= bytes wait for upload.
+ *   - ckpRestore and ckpRestoreAll of a version the local file lacks, or holds
+ *     damaged, fetch the store's copy (checked against its hashes first).
+ *   - Version numbers mean the same step on every rank only if every rank saves with
+ *     ckpSaveAll at the same steps and restarts with ckpRestoreJob. In a job of
+ *     several ranks, ckpRestoreAll also rewinds: every version after the one restored
+ *     is dropped, from the local file at once and from this rank's store in the
+ *     background (ckpFlush waits for it), and the next save follows it.
  *
  * RUNTIME RULES (the library holds a Go runtime, started when it is loaded)
  *
@@ -147,14 +186,48 @@ typedef struct _Checkpoint *Checkpoint;
  *                         where it can; every block is hashed elsewhere)
  *     block_size=BYTES    the block of differential saves, a power of two from 4096
  *                         to 2097152 (default 4096)
- *     remote=, endpoint=, insecure=, every=, rank=, ranks=
- *                         the remote tier's settings, for a later version of the
- *                         library: for now they fail with EINVAL
+ *
+ * and the remote tier's (see REMOTE TIER; every key below needs remote=):
+ *
+ *     remote=LOCATION     the store: s3://bucket/prefix, an S3 bucket (the prefix is
+ *                         optional; the keys come from AWS_ACCESS_KEY_ID and
+ *                         AWS_SECRET_ACCESS_KEY as the process started with them),
+ *                         or a directory: dir://PATH or a plain path, created if
+ *                         missing
+ *     endpoint=HOST:PORT  the S3 server (or a URL, https://host:port); default AWS S3.
+ *                         For s3:// only, as are insecure= and region=
+ *     insecure=1          talk plain HTTP to the endpoint (default 0: HTTPS)
+ *     region=NAME         the bucket's region (default us-east-1)
+ *     rank=R, ranks=N     this process is rank R (0..N-1) of a job of N ranks (default
+ *                         rank 0 of 1). Every rank passes the same remote= and ranks=
+ *     every=N             upload every N-th version: version v when v is a multiple of
+ *                         N (default 1, every version). The same on every rank
+ *     keep_remote=K       keep the newest K committed versions of each checkpoint in
+ *                         the store, never deleting the job version or anything newer
+ *                         (default: keep=; 0 keeps every version)
+ *     max_pending=BYTES   a save waits while more than this many bytes saved wait for
+ *                         upload (default 1073741824, 1 GiB)
+ *     timeout=D           how long a call waits for the store: ckpOpen (which asks
+ *                         the store what is committed), a save waiting under
+ *                         max_pending=, a restore from the store, ckpFlush,
+ *                         ckpJobVersion, ckpRestoreJob and ckpClose; a duration such
+ *                         as 500ms or 2m (default 1m). Past it the call fails with
+ *                         EREMOTEIO
+ *
+ * With a remote tier, ckpOpen asks the store which versions this rank committed:
+ * local versions it lacks are queued for upload in a job of one rank; in a job of
+ * several they are not (the job restarts from what every rank committed), and a
+ * checkpoint whose local versions are older than the store's newest (a restart on
+ * another node) gets that version from the store.
  *
  * Errors: EINVAL (NULL pathname or file, empty pathname, a bad or unknown option, a
- * key given twice), EWOULDBLOCK (another writer holds the file), EIO (not a ckp file;
- * it is left untouched), or the operating system's errno (EACCES, ENOENT for a
- * missing directory, ENOSPC, ...). On failure *file is set to NULL.
+ * key given twice, a remote key without remote=, endpoint=, insecure= or region= with
+ * a directory, rank= not below ranks=, a malformed or unsupported store location, an
+ * s3:// location without keys), EWOULDBLOCK (another writer holds the file), EIO (not
+ * a ckp file; it is left untouched), EREMOTEIO (the store could not be reached within
+ * timeout=, denied access, has no such bucket, or its directory cannot be created),
+ * or the operating system's errno (EACCES, ENOENT for a missing directory, ENOSPC,
+ * ...). On failure *file is set to NULL.
  */
 int ckpOpen(const char *pathname, const char *options, CheckpointFile *file);
 
@@ -162,10 +235,12 @@ int ckpOpen(const char *pathname, const char *options, CheckpointFile *file);
  * ckpClose makes every version saved so far durable, unregisters every checkpoint of
  * the file and closes it. Afterwards the file's handle and those of its checkpoints
  * are refused with EBADF, and the program may free the regions. The file is closed
- * even when ckpClose reports an error.
+ * even when ckpClose reports an error. With a remote tier it first waits, up to
+ * timeout=, for the uploads queued so far (as ckpFlush).
  *
- * Errors: EINVAL (NULL file), EBADF (already closed), or the operating system's errno
- * if the final flush failed (EIO, ENOSPC, ...).
+ * Errors: EINVAL (NULL file), EBADF (already closed), EREMOTEIO (uploads failed or
+ * did not finish within timeout=; the local file holds every version), or the
+ * operating system's errno if the final flush failed (EIO, ENOSPC, ...).
  */
 int ckpClose(CheckpointFile file);
 
@@ -209,8 +284,10 @@ int ckpUnregister(Checkpoint checkpoint);
  * loss depends on the sync= option.
  *
  * Errors: EINVAL (NULL checkpoint, a read-only file), ENOENT (unregistered), EBADF
- * (file closed), EFBIG (the data file would pass its maximum size), or the operating
- * system's errno (ENOSPC, EIO, ...); the newest version is then unchanged.
+ * (file closed), EFBIG (the data file would pass its maximum size), EREMOTEIO (with a
+ * remote tier: an earlier upload failed, reported once, or the save waited for room
+ * under max_pending= longer than timeout=), or the operating system's errno (ENOSPC,
+ * EIO, ...); the newest version is then unchanged.
  */
 int ckpSave(Checkpoint checkpoint);
 
@@ -230,10 +307,14 @@ int ckpSaveAll(CheckpointFile file);
  * back to -(N-1). The version's hash is checked before any byte reaches the region:
  * on any error the region is left as it was.
  *
+ * With a remote tier, a version the local file does not hold (dropped by keep=, or
+ * saved on another node) or holds damaged is fetched from the store, checked, and
+ * only then copied.
+ *
  * Errors: EINVAL (NULL checkpoint), ENOENT (unregistered), EBADF (file closed), ERANGE
  * (no such version kept: nothing saved yet, dropped by keep=, or out of range),
  * EMSGSIZE (the version's size differs from the region's), EIO (the version's bytes
- * are damaged).
+ * are damaged), EREMOTEIO (the store's copy could not be fetched within timeout=).
  */
 int ckpRestore(Checkpoint checkpoint, int version);
 
@@ -242,6 +323,11 @@ int ckpRestore(Checkpoint checkpoint, int version);
  * every checkpoint registered on file. Every version is located and checked before any
  * region is written: on any error no region is modified. A file with nothing
  * registered restores nothing and returns 0.
+ *
+ * In a job of several ranks (ranks= above 1), ckpRestoreAll also rewinds: every
+ * version after the one restored is dropped, locally and from this rank's store, and
+ * the next save is numbered one past it, so that ckpRestoreAll of the job version
+ * (ckpJobVersion) on every rank keeps their numbers in step, as ckpRestoreJob does.
  *
  * Errors: as ckpRestore (EINVAL for a NULL file, EBADF for a closed one).
  */
@@ -259,12 +345,62 @@ int ckpSync(CheckpointFile file);
 /*
  * ckpNewest stores in *version the newest kept version number of the checkpoint, or
  * 0 if it has none (nothing saved under its name yet). Under MPI, the ranks of a job
- * agree on where to restart with MPI_Allreduce(MPI_MIN) over it (examples/mpi).
+ * agree on where to restart with MPI_Allreduce(MPI_MIN) over it (examples/mpi), or,
+ * with a remote tier, with ckpRestoreJob and no communication at all.
  *
  * Errors: EINVAL (NULL checkpoint or version), ENOENT (unregistered), EBADF (file
  * closed).
  */
 int ckpNewest(Checkpoint checkpoint, int *version);
+
+/*
+ * ckpFlush waits until every version saved on file so far that the every= rule
+ * uploads is committed in the store, then applies the store's retention
+ * (keep_remote=). When it returns 0, a restart on any node finds them. Without a
+ * remote tier there is nothing to wait for: it returns 0.
+ *
+ * Errors: EINVAL (NULL file), EBADF (closed), EREMOTEIO (an upload failed, or the
+ * uploads did not finish within timeout=: they go on in the background, and a later
+ * ckpFlush may succeed).
+ */
+int ckpFlush(CheckpointFile file);
+
+/*
+ * ckpJobVersion stores in *version the job version: the newest version number that
+ * every rank 0..ranks-1 of the job has committed in the store, for every checkpoint
+ * its ckpSaveAll (or ckpSave) of that number saved; or 0 if there is none yet (as
+ * ckpNewest says 0 for no version). It reads the store and changes nothing. Every
+ * rank restarting at ckpRestoreAll(file, job version) gives a consistent job; when
+ * it is 0, ckpRestoreJob starts the job over.
+ *
+ * Errors: EINVAL (NULL file or version, or a file without a remote tier), EBADF
+ * (closed), EREMOTEIO (the store could not be read within timeout=).
+ */
+int ckpJobVersion(CheckpointFile file, int *version);
+
+/*
+ * ckpRestoreJob restarts this rank of a job (an extension of the classic interface,
+ * as are ckpFlush and ckpJobVersion): it restores every checkpoint registered on file
+ * at the job version (see ckpJobVersion) and rewinds to it, so that the next save is
+ * numbered one past it; versions after it are dropped, from the local file at once
+ * and from this rank's store in the background (ckpFlush waits for it). When the job
+ * has no version yet, it starts over: every version of the registered checkpoints is
+ * dropped, the regions are left as they are, and the next save is version 1. It
+ * stores the version restored in *version (0 when it started over), unless version
+ * is NULL.
+ *
+ * Every rank of a job calls it after registering its regions and before its first
+ * save; the ranks then agree on the restart step without talking to each other,
+ * provided no rank saves a new version before every rank has called it (as when each
+ * step exchanges data with the other ranks: examples/mpi). The version restored may
+ * come from the store (a rank restarted on another node).
+ *
+ * Errors: EINVAL (NULL file, or a file without a remote tier), EBADF (closed),
+ * EMSGSIZE (a version's size differs from its region's), EIO (damaged data),
+ * EREMOTEIO (the store could not be read within timeout=). On error no region is
+ * modified.
+ */
+int ckpRestoreJob(CheckpointFile file, int *version);
 
 /*
  * ckpStrerror returns a static description of a status code returned by this library

@@ -9,11 +9,15 @@ import (
 
 // errnos maps the engine's errors to the status codes ckp_util.h documents, in the
 // order they are tested: an error that wraps two of them (ErrReadOnly wraps ErrInvalid
-// only, but wrapping is open-ended) gets the first.
+// only, but wrapping is open-ended) gets the first. ErrRemote comes first: a failure
+// of the remote tier wraps its cause, which may be an engine error too (ErrCorrupt
+// for local bytes that failed their check on the way to the store), and the status
+// says where it failed while the message says why.
 var errnos = []struct {
 	err   error
 	errno syscall.Errno
 }{
+	{engine.ErrRemote, errRemote},
 	{engine.ErrInvalid, syscall.EINVAL},
 	{engine.ErrNotFound, syscall.ENOENT},
 	{engine.ErrExists, syscall.EEXIST},

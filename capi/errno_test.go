@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -26,6 +27,13 @@ func TestErrnoOf(t *testing.T) {
 		{engine.ErrClosed, syscall.EBADF},
 		{engine.ErrLocked, syscall.EWOULDBLOCK},
 		{engine.ErrCorrupt, syscall.EIO},
+		{engine.ErrFull, syscall.EFBIG},
+		{engine.ErrRemote, errRemote},
+		// A remote failure is EREMOTEIO whatever its cause: an OS error, a timeout, or
+		// local bytes that failed their check on the way to the store.
+		{fmt.Errorf("%w: dir:/x: %w", engine.ErrRemote, syscall.ENOSPC), errRemote},
+		{fmt.Errorf("%w: s3://b: %w", engine.ErrRemote, context.DeadlineExceeded), errRemote},
+		{fmt.Errorf("%w: upload: %w", engine.ErrRemote, engine.ErrCorrupt), errRemote},
 		{fmt.Errorf("checkpoint %q: %w", "x", engine.ErrVersion), syscall.ERANGE},
 		// An engine error wins over an OS error it wraps with it.
 		{fmt.Errorf("%w: %w", engine.ErrCorrupt, syscall.EFAULT), syscall.EIO},

@@ -24,6 +24,8 @@ void ckp_set_last_error(const char *msg, size_t len);
 import "C"
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 	"unsafe"
@@ -77,11 +79,15 @@ func ckpOpen(pathname, options *C.ckp_cchar, file *C.uintptr_t) C.int {
 	if err != nil {
 		return fail(err)
 	}
-	f, err := engine.Open(path, &o.engine)
+	eo, err := o.engineOptions()
 	if err != nil {
 		return fail(err)
 	}
-	h, err := addFile(f)
+	f, err := engine.Open(path, eo)
+	if err != nil {
+		return fail(err)
+	}
+	h, err := addFile(f, o.remoteTimeout())
 	if err != nil {
 		f.Close()
 		return fail(err)
@@ -239,5 +245,75 @@ func ckpNewest(checkpoint C.uintptr_t, version *C.int) C.int {
 		return fail(fmt.Errorf("%w: checkpoint %q: newest version %d does not fit in an int", engine.ErrVersion, c.Name(), newest))
 	}
 	*version = C.int(newest)
+	return 0
+}
+
+//export ckpFlush
+func ckpFlush(file C.uintptr_t) C.int {
+	of, err := fileOf(uintptr(file))
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), of.timeout)
+	defer cancel()
+	return status(of.f.Flush(ctx))
+}
+
+// jobVersion converts a job version for C: 0 stays "none".
+func jobVersion(of *openFile, v int) (C.int, error) {
+	if v > math.MaxInt32 {
+		return 0, fmt.Errorf("%w: %s: job version %d does not fit in an int", engine.ErrVersion, of.f.Path(), v)
+	}
+	return C.int(v), nil
+}
+
+//export ckpJobVersion
+func ckpJobVersion(file C.uintptr_t, version *C.int) C.int {
+	if version == nil {
+		return fail(fmt.Errorf("%w: ckpJobVersion: NULL version pointer", engine.ErrInvalid))
+	}
+	of, err := fileOf(uintptr(file))
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), of.timeout)
+	defer cancel()
+	v, err := of.f.JobVersion(ctx)
+	if errors.Is(err, engine.ErrNotFound) && !errors.Is(err, engine.ErrRemote) {
+		v, err = 0, nil // no version committed by every rank yet: 0, as ckpNewest says
+	}
+	if err != nil {
+		return fail(err)
+	}
+	cv, err := jobVersion(of, v)
+	if err != nil {
+		return fail(err)
+	}
+	*version = cv
+	return 0
+}
+
+//export ckpRestoreJob
+func ckpRestoreJob(file C.uintptr_t, version *C.int) C.int {
+	if version != nil {
+		*version = 0
+	}
+	of, err := fileOf(uintptr(file))
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), of.timeout)
+	defer cancel()
+	v, err := of.f.RestoreJob(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	cv, err := jobVersion(of, v)
+	if err != nil {
+		return fail(err)
+	}
+	if version != nil {
+		*version = cv
+	}
 	return 0
 }

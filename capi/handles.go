@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/ckp-go/ckp/engine"
 )
@@ -25,8 +26,11 @@ var errHandles = fmt.Errorf("%w: too many handles", syscall.EMFILE)
 
 // openFile is an open CheckpointFile.
 type openFile struct {
-	f       *engine.File
-	id      uintptr
+	f  *engine.File
+	id uintptr
+	// timeout bounds ckpFlush, ckpJobVersion and ckpRestoreJob (the timeout= option).
+	timeout time.Duration
+
 	nextSeq uintptr
 	ckpts   map[uintptr]*engine.Checkpoint // by sequence number
 	seqOf   map[*engine.Checkpoint]uintptr
@@ -40,8 +44,9 @@ var table = struct {
 	nextID uintptr
 }{files: make(map[uintptr]*openFile), nextID: 1}
 
-// addFile records an opened engine file and returns its handle.
-func addFile(f *engine.File) (uintptr, error) {
+// addFile records an opened engine file, whose calls that wait for the store wait up
+// to timeout, and returns its handle.
+func addFile(f *engine.File, timeout time.Duration) (uintptr, error) {
 	table.Lock()
 	defer table.Unlock()
 	if table.nextID > maxID {
@@ -49,7 +54,7 @@ func addFile(f *engine.File) (uintptr, error) {
 	}
 	id := table.nextID
 	table.nextID++
-	table.files[id] = &openFile{f: f, id: id, nextSeq: 1,
+	table.files[id] = &openFile{f: f, id: id, timeout: timeout, nextSeq: 1,
 		ckpts: make(map[uintptr]*engine.Checkpoint), seqOf: make(map[*engine.Checkpoint]uintptr)}
 	return id, nil
 }

@@ -1,17 +1,32 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ckp-go/ckp/engine"
+	"github.com/ckp-go/ckp/store"
+	"github.com/ckp-go/ckp/store/location"
 )
 
 // openOptions is what a ckpOpen options string sets.
 type openOptions struct {
 	engine engine.Options
+	// remote is the remote tier's settings; nil without remote=.
+	remote *remoteOptions
+}
+
+// remoteOptions are the remote tier's settings: where the store is (location, and
+// how to reach an S3 one), and the engine.Remote fields but its Store, which Open
+// builds from them (engineOptions).
+type remoteOptions struct {
+	location string
+	reach    location.Options
+	tier     engine.Remote
 }
 
 // An optionKey is one key=value setting of the ckpOpen options string.
@@ -19,23 +34,25 @@ type optionKey struct {
 	name string
 	// set applies the value to o; its error wraps engine.ErrInvalid.
 	set func(o *openOptions, value string) error
+	// remote: a setting of the remote tier, which needs remote=.
+	remote bool
 }
 
 // optionKeys are the keys ckpOpen knows, in the order ckp_util.h documents them. A
 // new setting is one more row.
 var optionKeys = []optionKey{
-	{"sync", setSync},
-	{"keep", func(o *openOptions, v string) error {
+	{name: "sync", set: setSync},
+	{name: "keep", set: func(o *openOptions, v string) error {
 		k, err := nonNegative("keep", v)
 		o.engine.KeepVersions = k
 		return err
 	}},
-	{"workers", func(o *openOptions, v string) error {
+	{name: "workers", set: func(o *openOptions, v string) error {
 		w, err := nonNegative("workers", v)
 		o.engine.Workers = w
 		return err
 	}},
-	{"max_size", func(o *openOptions, v string) error {
+	{name: "max_size", set: func(o *openOptions, v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			return invalidf("options: max_size=%s: want a whole number of bytes", v)
@@ -43,23 +60,93 @@ var optionKeys = []optionKey{
 		o.engine.MaxSize = n
 		return nil
 	}},
-	{"differential", func(o *openOptions, v string) error {
+	{name: "differential", set: func(o *openOptions, v string) error {
 		b, err := boolValue("differential", v)
 		o.engine.Differential = b
 		return err
 	}},
-	{"block_size", func(o *openOptions, v string) error {
+	{name: "block_size", set: func(o *openOptions, v string) error {
 		n, err := nonNegative("block_size", v)
 		o.engine.BlockSize = n
 		return err
 	}},
-	// The remote tier's settings: recognised, refused until the tier is built.
-	{"remote", remoteNotBuilt("remote")},
-	{"endpoint", remoteNotBuilt("endpoint")},
-	{"insecure", remoteNotBuilt("insecure")},
-	{"every", remoteNotBuilt("every")},
-	{"rank", remoteNotBuilt("rank")},
-	{"ranks", remoteNotBuilt("ranks")},
+	// The remote tier's settings. Every one but remote= needs remote=.
+	remoteKey("remote", func(r *remoteOptions, v string) error {
+		if v == "" {
+			return invalidf("options: remote=: want a location: s3://bucket/prefix, dir://PATH or a directory")
+		}
+		r.location = v
+		return nil
+	}),
+	remoteKey("endpoint", func(r *remoteOptions, v string) error {
+		if v == "" {
+			return invalidf("options: endpoint=: want host:port or a URL")
+		}
+		r.reach.Endpoint = v
+		return nil
+	}),
+	remoteKey("insecure", func(r *remoteOptions, v string) error {
+		b, err := boolValue("insecure", v)
+		r.reach.Insecure = b
+		return err
+	}),
+	remoteKey("region", func(r *remoteOptions, v string) error {
+		if v == "" {
+			return invalidf("options: region=: want a region name such as us-east-1")
+		}
+		r.reach.Region = v
+		return nil
+	}),
+	remoteKey("every", func(r *remoteOptions, v string) error {
+		n, err := nonNegative("every", v)
+		r.tier.Every = n
+		return err
+	}),
+	remoteKey("rank", func(r *remoteOptions, v string) error {
+		n, err := nonNegative("rank", v)
+		r.tier.Rank = n
+		return err
+	}),
+	remoteKey("ranks", func(r *remoteOptions, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return invalidf("options: ranks=%s: want a whole number of at least 1", v)
+		}
+		r.tier.Ranks = n
+		return nil
+	}),
+	remoteKey("keep_remote", func(r *remoteOptions, v string) error {
+		n, err := nonNegative("keep_remote", v)
+		r.tier.Keep = n
+		return err
+	}),
+	remoteKey("max_pending", func(r *remoteOptions, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return invalidf("options: max_pending=%s: want a whole number of bytes of at least 1", v)
+		}
+		r.tier.MaxPending = n
+		return nil
+	}),
+	remoteKey("timeout", func(r *remoteOptions, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return invalidf("options: timeout=%s: want a positive duration such as 500ms, 30s or 2m", v)
+		}
+		r.tier.Timeout = d
+		return nil
+	}),
+}
+
+// remoteKey returns a key of the remote tier: set applies the value to the remote
+// settings, which the first remote key creates.
+func remoteKey(name string, set func(r *remoteOptions, value string) error) optionKey {
+	return optionKey{name: name, remote: true, set: func(o *openOptions, v string) error {
+		if o.remote == nil {
+			o.remote = &remoteOptions{}
+		}
+		return set(o.remote, v)
+	}}
 }
 
 // parseOptions parses a ckpOpen options string: space-separated key=value pairs (tabs
@@ -67,6 +154,7 @@ var optionKeys = []optionKey{
 func parseOptions(s string) (*openOptions, error) {
 	o := &openOptions{}
 	seen := make(map[string]bool)
+	var order []string // the keys given, in order
 	for _, field := range strings.Fields(s) {
 		key, value, ok := strings.Cut(field, "=")
 		if !ok || key == "" {
@@ -83,8 +171,75 @@ func parseOptions(s string) (*openOptions, error) {
 		if err := k.set(o, value); err != nil {
 			return nil, err
 		}
+		order = append(order, key)
+	}
+	if err := o.checkRemote(order); err != nil {
+		return nil, err
 	}
 	return o, nil
+}
+
+// s3Keys are the remote keys that only an s3:// location takes.
+var s3Keys = []string{"endpoint", "insecure", "region"}
+
+// checkRemote checks the remote settings together, given the keys in the order the
+// string gave them: every remote key needs remote=, the S3 ones an s3:// location,
+// and rank= a ranks= above it.
+func (o *openOptions) checkRemote(order []string) error {
+	r := o.remote
+	if r == nil {
+		return nil
+	}
+	if r.location == "" {
+		i := slices.IndexFunc(order, func(k string) bool { return lookupKey(k).remote })
+		first := order[i]
+		return invalidf("options: %s= needs remote= (the store's location: s3://bucket/prefix, dir://PATH or a directory)", first)
+	}
+	if !location.IsS3(r.location) {
+		for _, k := range order {
+			if slices.Contains(s3Keys, k) {
+				return invalidf("options: %s= is for an s3:// remote, not remote=%s", k, r.location)
+			}
+		}
+	}
+	rank, ranks := r.tier.Rank, r.tier.Ranks
+	switch {
+	case rank > 0 && ranks == 0:
+		return invalidf("options: rank=%d needs ranks= (the number of ranks of the job)", rank)
+	case ranks > 0 && rank >= ranks:
+		return invalidf("options: rank=%d is not below ranks=%d (ranks are 0..ranks-1)", rank, ranks)
+	}
+	return nil
+}
+
+// engineOptions returns the engine's options, with the remote tier's store built
+// from its location (without contacting it). A malformed location is EINVAL; a store
+// that cannot be opened (a directory that cannot be created) is ErrRemote.
+func (o *openOptions) engineOptions() (*engine.Options, error) {
+	eo := o.engine
+	if o.remote == nil {
+		return &eo, nil
+	}
+	st, err := location.Open(o.remote.location, o.remote.reach)
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return nil, invalidf("options: remote=%s: %v", o.remote.location, err)
+		}
+		return nil, fmt.Errorf("%w: remote=%s: %w", engine.ErrRemote, o.remote.location, err)
+	}
+	tier := o.remote.tier
+	tier.Store = st
+	eo.Remote = &tier
+	return &eo, nil
+}
+
+// remoteTimeout is how long ckpFlush, ckpJobVersion and ckpRestoreJob wait for the
+// store: timeout=, else the engine's default.
+func (o *openOptions) remoteTimeout() time.Duration {
+	if o.remote != nil && o.remote.tier.Timeout > 0 {
+		return o.remote.tier.Timeout
+	}
+	return engine.DefaultRemoteTimeout
 }
 
 func lookupKey(name string) *optionKey {
@@ -138,12 +293,6 @@ func nonNegative(key, v string) (int, error) {
 		return 0, invalidf("options: %s=%s: want a whole number of at least 0", key, v)
 	}
 	return n, nil
-}
-
-func remoteNotBuilt(key string) func(*openOptions, string) error {
-	return func(*openOptions, string) error {
-		return invalidf("options: %s=: remote tier not built yet", key)
-	}
 }
 
 // invalidf returns an error that wraps engine.ErrInvalid (EINVAL).

@@ -2,11 +2,14 @@ package main
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ckp-go/ckp/engine"
+	"github.com/ckp-go/ckp/store/location"
 )
 
 func TestParseOptions(t *testing.T) {
@@ -48,13 +51,37 @@ func TestParseOptions(t *testing.T) {
 		{in: "keep=-1", wantErr: "keep=-1: want a whole number"},
 		{in: "keep=", wantErr: "keep=: want"},
 		{in: "workers=x", wantErr: "workers=x"},
-		{in: "remote=s3://bucket/prefix", wantErr: "remote tier not built yet"},
-		{in: "remote=/srv/ckp", wantErr: "remote tier not built yet"},
-		{in: "endpoint=127.0.0.1:9000", wantErr: "endpoint=: remote tier not built yet"},
-		{in: "insecure=1", wantErr: "remote tier not built yet"},
-		{in: "every=10", wantErr: "remote tier not built yet"},
-		{in: "rank=3", wantErr: "remote tier not built yet"},
-		{in: "ranks=4", wantErr: "remote tier not built yet"},
+
+		// Remote keys without remote=: the message names the first one.
+		{in: "endpoint=127.0.0.1:9000", wantErr: "endpoint= needs remote="},
+		{in: "keep=2 insecure=1", wantErr: "insecure= needs remote="},
+		{in: "every=10 rank=1 ranks=2", wantErr: "every= needs remote="},
+		{in: "rank=3", wantErr: "rank= needs remote="},
+		{in: "ranks=4", wantErr: "ranks= needs remote="},
+		{in: "region=eu-west-1", wantErr: "region= needs remote="},
+		{in: "keep_remote=1", wantErr: "keep_remote= needs remote="},
+		{in: "max_pending=100", wantErr: "max_pending= needs remote="},
+		{in: "timeout=1s", wantErr: "timeout= needs remote="},
+		{in: "remote=", wantErr: "remote=: want a location"},
+		// Bad values.
+		{in: "remote=/srv/ckp every=-1", wantErr: "every=-1"},
+		{in: "remote=/srv/ckp rank=x ranks=2", wantErr: "rank=x"},
+		{in: "remote=/srv/ckp rank=-1 ranks=2", wantErr: "rank=-1"},
+		{in: "remote=/srv/ckp ranks=0", wantErr: "ranks=0: want a whole number of at least 1"},
+		{in: "remote=/srv/ckp rank=4 ranks=4", wantErr: "rank=4 is not below ranks=4"},
+		{in: "remote=/srv/ckp rank=1", wantErr: "rank=1 needs ranks="},
+		{in: "remote=/srv/ckp keep_remote=-2", wantErr: "keep_remote=-2"},
+		{in: "remote=/srv/ckp max_pending=0", wantErr: "max_pending=0"},
+		{in: "remote=/srv/ckp timeout=0", wantErr: "timeout=0: want a positive duration"},
+		{in: "remote=/srv/ckp timeout=10", wantErr: "timeout=10"},
+		{in: "remote=s3://b endpoint=", wantErr: "endpoint=: want host:port"},
+		{in: "remote=s3://b region=", wantErr: "region=: want"},
+		{in: "remote=s3://b insecure=2", wantErr: "insecure=2: want 0 or 1"},
+		{in: "remote=/srv/ckp remote=/srv/other", wantErr: `key "remote" given twice`},
+		// S3 settings with a directory.
+		{in: "remote=/srv/ckp endpoint=127.0.0.1:9000", wantErr: "endpoint= is for an s3:// remote, not remote=/srv/ckp"},
+		{in: "insecure=1 remote=dir:///srv/ckp", wantErr: "insecure= is for an s3:// remote"},
+		{in: "remote=/srv/ckp region=x", wantErr: "region= is for an s3:// remote"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -72,6 +99,114 @@ func TestParseOptions(t *testing.T) {
 				t.Fatalf("parseOptions(%q) = %+v, want %+v", tt.in, o.engine, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseRemoteOptions: the remote tier's settings, in any order, with the rest.
+func TestParseRemoteOptions(t *testing.T) {
+	tests := []struct {
+		in   string
+		want remoteOptions
+		keep int // the engine's KeepVersions
+	}{
+		{in: "remote=/srv/ckp", want: remoteOptions{location: "/srv/ckp"}},
+		{in: "remote=dir:///srv/ckp every=0", want: remoteOptions{location: "dir:///srv/ckp"}},
+		{in: "rank=2 keep=3 ranks=4 remote=/srv/ckp every=10", keep: 3,
+			want: remoteOptions{location: "/srv/ckp", tier: engine.Remote{Rank: 2, Ranks: 4, Every: 10}}},
+		{in: "remote=/srv/ckp rank=0 ranks=1 keep_remote=5 max_pending=4096 timeout=1m30s",
+			want: remoteOptions{location: "/srv/ckp", tier: engine.Remote{Ranks: 1, Keep: 5, MaxPending: 4096, Timeout: 90 * time.Second}}},
+		{in: "remote=s3://bucket/run/42 endpoint=127.0.0.1:9000 insecure=1 region=eu-west-1",
+			want: remoteOptions{location: "s3://bucket/run/42", reach: location.Options{Endpoint: "127.0.0.1:9000", Insecure: true, Region: "eu-west-1"}}},
+		{in: "insecure=0 endpoint=https://s3.example.com remote=s3://bucket",
+			want: remoteOptions{location: "s3://bucket", reach: location.Options{Endpoint: "https://s3.example.com"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			o, err := parseOptions(tt.in)
+			if err != nil {
+				t.Fatalf("parseOptions(%q): %v", tt.in, err)
+			}
+			if o.remote == nil || *o.remote != tt.want || o.engine.KeepVersions != tt.keep || o.engine.Remote != nil {
+				t.Fatalf("parseOptions(%q) = %+v, remote %+v; want remote %+v", tt.in, o.engine, o.remote, tt.want)
+			}
+		})
+	}
+	if o, err := parseOptions("keep=2"); err != nil || o.remote != nil {
+		t.Fatalf("keep=2: remote %+v, %v", o.remote, err)
+	}
+}
+
+// TestEngineOptions: the store is built from remote= without contacting it; a
+// malformed location is ErrInvalid, a directory that cannot be created ErrRemote;
+// timeout= bounds the calls that wait for the store.
+func TestEngineOptions(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("AWS_ACCESS_KEY_ID", "id")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	for _, tt := range []struct {
+		in, wantStore string
+	}{
+		{"remote=" + dir + "/a rank=1 ranks=2 every=3 keep_remote=4 max_pending=5 timeout=6s", "dir:" + dir + "/a"},
+		{"remote=dir://" + dir + "/b", "dir:" + dir + "/b"},
+		{"remote=s3://bucket/p endpoint=127.0.0.1:1 insecure=1", "s3://bucket/p"},
+	} {
+		o, err := parseOptions(tt.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eo, err := o.engineOptions()
+		if err != nil {
+			t.Fatalf("%s: %v", tt.in, err)
+		}
+		r := eo.Remote
+		if r == nil || !strings.HasPrefix(r.Store.String(), tt.wantStore) {
+			t.Fatalf("%s: remote %+v, want a store %s", tt.in, r, tt.wantStore)
+		}
+		want := o.remote.tier
+		want.Store = r.Store
+		if *r != want {
+			t.Fatalf("%s: remote %+v, want %+v", tt.in, *r, want)
+		}
+	}
+	o, _ := parseOptions("remote=" + dir + "/a timeout=6s")
+	if got := o.remoteTimeout(); got != 6*time.Second {
+		t.Fatalf("timeout=6s: %v", got)
+	}
+	if o, _ := parseOptions(""); o.remoteTimeout() != engine.DefaultRemoteTimeout {
+		t.Fatalf("no timeout=: %v", o.remoteTimeout())
+	}
+	if eo, err := (&openOptions{engine: engine.Options{KeepVersions: 3}}).engineOptions(); err != nil || eo.Remote != nil || eo.KeepVersions != 3 {
+		t.Fatalf("no remote: %+v, %v", eo, err)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		in      string
+		wantErr error
+		msg     string
+	}{
+		{"remote=ftp://host/x", engine.ErrInvalid, "only s3:// and directories"},
+		{"remote=s3://", engine.ErrInvalid, "bucket"},
+		{"remote=s3://Bad_Bucket/x", engine.ErrInvalid, "bucket"},
+		{"remote=" + filepath.Join(dir, "file", "store"), engine.ErrRemote, "not a directory"},
+	} {
+		o, err := parseOptions(tt.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = o.engineOptions()
+		if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("%s: %v, want %v mentioning %q", tt.in, err, tt.wantErr, tt.msg)
+		}
+	}
+	// Without keys an s3:// location is refused before anything is sent.
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	o, _ = parseOptions("remote=s3://bucket endpoint=127.0.0.1:1")
+	if _, err := o.engineOptions(); !errors.Is(err, engine.ErrInvalid) || !strings.Contains(err.Error(), "no credentials") {
+		t.Errorf("no keys: %v", err)
 	}
 }
 

@@ -35,6 +35,7 @@ module ckp_util
 
   public :: ckpOpen, ckpClose, ckpLocate, ckpRegister, ckpUnregister, ckpSave, ckpSaveAll
   public :: ckpRestore, ckpRestoreAll, ckpSync, ckpNewest, ckpStrerror, ckpLastError
+  public :: ckpFlush, ckpJobVersion, ckpRestoreJob
 
   ! Status codes (errno values on Linux).
   integer, parameter, public :: CKP_OK = 0
@@ -46,6 +47,8 @@ module ckp_util
   integer, parameter, public :: CKP_EBADF = 9        ! file closed
   integer, parameter, public :: CKP_EWOULDBLOCK = 11 ! another writer holds the file
   integer, parameter, public :: CKP_EIO = 5          ! corrupt data (or an I/O error)
+  integer, parameter, public :: CKP_EFBIG = 27       ! data file at its maximum size
+  integer, parameter, public :: CKP_EREMOTEIO = 121  ! the remote tier failed
 
   interface
     function c_ckpOpen(pathname, options, file) bind(c, name='ckpOpen') result(st)
@@ -110,6 +113,23 @@ module ckp_util
     function c_ckpNewest(ckpt, version) bind(c, name='ckpNewest') result(st)
       import :: c_ptr, c_int
       type(c_ptr), value :: ckpt
+      integer(c_int), intent(out) :: version
+      integer(c_int) :: st
+    end function
+    function c_ckpFlush(file) bind(c, name='ckpFlush') result(st)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: file
+      integer(c_int) :: st
+    end function
+    function c_ckpJobVersion(file, version) bind(c, name='ckpJobVersion') result(st)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: file
+      integer(c_int), intent(out) :: version
+      integer(c_int) :: st
+    end function
+    function c_ckpRestoreJob(file, version) bind(c, name='ckpRestoreJob') result(st)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: file
       integer(c_int), intent(out) :: version
       integer(c_int) :: st
     end function
@@ -239,6 +259,34 @@ contains
     integer(c_int) :: v
     st = c_ckpNewest(ckpt, v)
     version = int(v)
+  end function
+
+  ! ckpFlush waits until everything saved so far is committed in the remote store
+  ! (returns CKP_OK at once without a remote tier).
+  integer function ckpFlush(file) result(st)
+    type(c_ptr), intent(in) :: file
+    st = c_ckpFlush(file)
+  end function
+
+  ! ckpJobVersion sets version to the newest version every rank of the job committed
+  ! in the remote store, 0 if none.
+  integer function ckpJobVersion(file, version) result(st)
+    type(c_ptr), intent(in) :: file
+    integer, intent(out) :: version
+    integer(c_int) :: v
+    st = c_ckpJobVersion(file, v)
+    version = int(v)
+  end function
+
+  ! ckpRestoreJob restores every registered region at the job version and rewinds to
+  ! it (or starts the job over when there is none); version, if present, is set to the
+  ! version restored, 0 when starting over.
+  integer function ckpRestoreJob(file, version) result(st)
+    type(c_ptr), intent(in) :: file
+    integer, intent(out), optional :: version
+    integer(c_int) :: v
+    st = c_ckpRestoreJob(file, v)
+    if (present(version)) version = int(v)
   end function
 
   ! ckpStrerror describes a status code.

@@ -4,15 +4,20 @@
  * libckp.a and run it as: api_test DIR (an empty directory it may write to).
  * It prints one line per check and exits 0 only if every check passed.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckp_util.h"
@@ -91,16 +96,135 @@ static const struct {
 	{"keep", "not key=value"},
 	{"=3", "not key=value"},
 	{"keep=1 keep=2", "given twice"},
-	{"remote=s3://bucket/prefix", "remote tier not built yet"},
-	{"remote=/tmp/x", "remote tier not built yet"},
-	{"endpoint=localhost:9000", "remote tier not built yet"},
-	{"insecure=1", "remote tier not built yet"},
-	{"every=10", "remote tier not built yet"},
-	{"rank=0", "remote tier not built yet"},
-	{"ranks=4", "remote tier not built yet"},
+	/* The remote tier's: a remote key without remote=, bad values, bad locations. */
+	{"endpoint=localhost:9000", "endpoint= needs remote="},
+	{"keep=2 every=10", "every= needs remote="},
+	{"rank=0 ranks=4", "rank= needs remote="},
+	{"ranks=4", "ranks= needs remote="},
+	{"insecure=1", "insecure= needs remote="},
+	{"region=eu-west-1", "region= needs remote="},
+	{"keep_remote=2", "keep_remote= needs remote="},
+	{"max_pending=4096", "max_pending= needs remote="},
+	{"timeout=1s", "timeout= needs remote="},
+	{"remote=", "remote=: want a location"},
+	{"remote=ftp://host/x", "only s3:// and directories"},
+	{"remote=s3://", "bucket"},
+	{"remote=s3://Not_A_Bucket/x", "bucket"},
+	{"remote=/nonexistent/ckp rank=4 ranks=4", "rank=4 is not below ranks=4"},
+	{"remote=/nonexistent/ckp rank=-1 ranks=4", "rank=-1"},
+	{"remote=/nonexistent/ckp rank=1", "rank=1 needs ranks="},
+	{"remote=/nonexistent/ckp ranks=0", "ranks=0"},
+	{"remote=/nonexistent/ckp every=two", "every=two"},
+	{"remote=/nonexistent/ckp keep_remote=-1", "keep_remote=-1"},
+	{"remote=/nonexistent/ckp max_pending=0", "max_pending=0"},
+	{"remote=/nonexistent/ckp timeout=0s", "timeout=0s"},
+	{"remote=/nonexistent/ckp timeout=soon", "timeout=soon"},
+	{"remote=s3://bucket insecure=maybe", "insecure=maybe"},
+	{"remote=/nonexistent/ckp endpoint=localhost:9000", "endpoint= is for an s3:// remote"},
+	{"remote=dir:///nonexistent/ckp insecure=1", "insecure= is for an s3:// remote"},
 };
 
+static double now(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* entries counts the entries of a directory other than . and .. (-1 if it cannot be
+ * read). */
+static int entries(const char *d) {
+	DIR *dp = opendir(d);
+	if (dp == NULL) return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(dp)) != NULL) {
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+	}
+	closedir(dp);
+	return n;
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+	(void)sb, (void)flag, (void)ftw;
+	return remove(p);
+}
+
+/* rm_rf removes a directory tree. */
+static int rm_rf(const char *d) {
+	return nftw(d, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* manifests returns the number of versions of checkpoint name that rank committed in
+ * the directory store at root (its manifests, m/RANK/NAME/VERSION). */
+static int manifests(const char *root, int rank, const char *name) {
+	char d[8192];
+	snprintf(d, sizeof d, "%s/m/%d/%s", root, rank, name);
+	int n = entries(d);
+	return n < 0 ? 0 : n;
+}
+
+/* committed reports whether version v of name is committed by rank in root. */
+static int committed(const char *root, int rank, const char *name, int v) {
+	char m[8192];
+	struct stat sb;
+	snprintf(m, sizeof m, "%s/m/%d/%s/%020d", root, rank, name, v);
+	return stat(m, &sb) == 0;
+}
+
+static void remote_tests(void);
+
+/* The child process of open_in_child: api_test --open DIR OPTIONS opens DIR/child.ckp
+ * with OPTIONS, writes ckpLastError() to DIR/child.err and exits with the status. */
+static int child_open(const char *options) {
+	CheckpointFile f;
+	int st = ckpOpen(path("child.ckp"), options, &f);
+	FILE *e = fopen(path("child.err"), "w");
+	if (e == NULL) return 100;
+	fputs(st == 0 ? "" : ckpLastError(), e);
+	fclose(e);
+	if (st == 0) ckpClose(f);
+	return st;
+}
+
+static char *self; /* argv[0] */
+extern char **environ;
+
+/* open_in_child runs child_open(options) in a new process of this program whose
+ * environment has no AWS_ variables, and returns its status (-1 if it did not run). */
+static int open_in_child(const char *options) {
+	char *env[256];
+	int n = 0;
+	for (char **e = environ; *e != NULL && n < 255; e++) {
+		if (strncmp(*e, "AWS_", 4) != 0) env[n++] = *e;
+	}
+	env[n] = NULL;
+	char *args[] = {self, "--open", dir, (char *)options, NULL};
+	pid_t pid;
+	int ws;
+	if (posix_spawn(&pid, self, NULL, NULL, args, env) != 0 || waitpid(pid, &ws, 0) != pid || !WIFEXITED(ws)) {
+		return -1;
+	}
+	return WEXITSTATUS(ws);
+}
+
+/* child_error_has reports whether the child's last error mentions s. */
+static int child_error_has(const char *s) {
+	char buf[2048] = "";
+	FILE *e = fopen(path("child.err"), "r");
+	if (e == NULL) return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, e);
+	buf[n] = '\0';
+	fclose(e);
+	return strstr(buf, s) != NULL;
+}
+static void fill(unsigned char *p, size_t n, unsigned seed);
+
 int main(int argc, char **argv) {
+	self = argv[0];
+	if (argc == 4 && strcmp(argv[1], "--open") == 0) {
+		snprintf(dir, sizeof dir, "%s", argv[2]);
+		return child_open(argv[3]);
+	}
 	if (argc != 2) {
 		fprintf(stderr, "usage: api_test DIR\n");
 		return 2;
@@ -125,6 +249,8 @@ int main(int argc, char **argv) {
 	truth(strstr(ckpStrerror(EBADF), "closed") != NULL);
 	truth(strstr(ckpStrerror(EWOULDBLOCK), "locked") != NULL);
 	truth(strstr(ckpStrerror(EIO), "corrupt") != NULL);
+	truth(strstr(ckpStrerror(EFBIG), "full") != NULL);
+	truth(strstr(ckpStrerror(EREMOTEIO), "remote store") != NULL);
 	truth(strlen(ckpStrerror(ENOSPC)) > 0);
 	truth(ckpStrerror(123456) != NULL);
 
@@ -380,6 +506,306 @@ int main(int argc, char **argv) {
 	free(ra);
 	free(rb);
 	free(want);
+	remote_tests();
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures == 0 ? 0 : 1;
+}
+
+/* remote_tests: ckpFlush, ckpJobVersion, ckpRestoreJob and the remote options, with
+ * directory stores (capi's Go tests run testdata/s3_test.c against a real S3 server),
+ * and their errors. */
+static void remote_tests(void) {
+	enum { N = 50000 };
+	unsigned char *ra = malloc(N), *rb = malloc(N), *want = malloc(N);
+	CheckpointFile f = NULL, g = NULL;
+	Checkpoint a = NULL, b = NULL;
+	int v = -1;
+	char store[4096], opts[8192];
+	double t0;
+
+	/* No remote tier: ckpFlush has nothing to wait for, the job calls are EINVAL. */
+	expect(ckpOpen(path("local.ckp"), "keep=2", &f), 0);
+	expect(ckpRegister(f, "a", ra, N, &a), 0);
+	expect(ckpSave(a), 0);
+	expect(ckpFlush(f), 0);
+	expect(ckpJobVersion(f, &v), EINVAL);
+	last_error_has("no remote tier");
+	expect(ckpRestoreJob(f, &v), EINVAL);
+	last_error_has("no remote tier");
+	truth(v == 0);
+	expect(ckpFlush(NULL), EINVAL);
+	expect(ckpJobVersion(NULL, &v), EINVAL);
+	expect(ckpJobVersion(f, NULL), EINVAL);
+	last_error_has("NULL version");
+	expect(ckpRestoreJob(NULL, &v), EINVAL);
+	expect(ckpClose(f), 0);
+	expect(ckpFlush(f), EBADF);
+	expect(ckpJobVersion(f, &v), EBADF);
+	expect(ckpRestoreJob(f, &v), EBADF);
+
+	/* ckpOpen's remote errors. With keys (the Go test starts this program with made-up
+	 * ones), a server that does not answer is EREMOTEIO once timeout= has passed;
+	 * without keys (a child process started without them: the library reads the
+	 * environment the process started with), an s3:// location is EINVAL. */
+	truth(getenv("AWS_ACCESS_KEY_ID") != NULL && getenv("AWS_SECRET_ACCESS_KEY") != NULL);
+	f = (CheckpointFile)1;
+	t0 = now();
+	expect(ckpOpen(path("s3.ckp"), "remote=s3://bucket/run endpoint=127.0.0.1:1 insecure=1 timeout=300ms", &f), EREMOTEIO);
+	truth(now() - t0 >= 0.3 && now() - t0 < 20);
+	last_error_has("127.0.0.1:1");
+	truth(f == NULL);
+	expect(open_in_child("remote=s3://bucket/run endpoint=127.0.0.1:1 insecure=1"), EINVAL);
+	truth(child_error_has("no credentials"));
+	/* The library kept the environment the process started with: unsetenv is not seen. */
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	expect(ckpOpen(path("s3.ckp"), "remote=s3://bucket/run endpoint=127.0.0.1:1 insecure=1 timeout=100ms", &f), EREMOTEIO);
+	/* A directory store that cannot be created. */
+	snprintf(opts, sizeof opts, "remote=%s/store", path("plain"));
+	expect(ckpOpen(path("d1.ckp"), opts, &f), EREMOTEIO);
+	last_error_has("not a directory");
+	/* A bad rank reaches no store: nothing is created. */
+	snprintf(store, sizeof store, "%s", path("never"));
+	snprintf(opts, sizeof opts, "remote=%s rank=2 ranks=2", store);
+	expect(ckpOpen(path("d2.ckp"), opts, &f), EINVAL);
+	last_error_has("rank=2 is not below ranks=2");
+	struct stat sb;
+	truth(stat(store, &sb) != 0);
+
+	/* One rank, keep=2 (and so keep_remote=2): saves are uploaded, ckpFlush commits
+	 * them, the store keeps the newest two. */
+	snprintf(store, sizeof store, "%s", path("store1"));
+	snprintf(opts, sizeof opts, "keep=2 remote=%s timeout=30s", store);
+	expect(ckpOpen(path("r.ckp"), opts, &f), 0);
+	expect(ckpRegister(f, "a", ra, N, &a), 0);
+	v = -1;
+	expect(ckpJobVersion(f, &v), 0);
+	truth(v == 0); /* nothing committed yet */
+	for (unsigned i = 1; i <= 4; i++) {
+		fill(ra, N, 100 + i);
+		expect(ckpSave(a), 0);
+	}
+	expect(ckpFlush(f), 0);
+	truth(committed(store, 0, "a", 4));
+	expect(ckpJobVersion(f, &v), 0);
+	truth(v == 4);
+	truth(manifests(store, 0, "a") == 2);
+	truth(committed(store, 0, "a", 3) && !committed(store, 0, "a", 2));
+	expect(ckpClose(f), 0);
+
+	/* A restart elsewhere: a new local file, the same store. Open brings version 4 in;
+	 * version 3 (in the store only) is fetched by a restore; ckpRestoreJob restores 4. */
+	expect(ckpOpen(path("elsewhere.ckp"), opts, &f), 0);
+	memset(ra, 0, N);
+	expect(ckpRegister(f, "a", ra, N, &a), 0);
+	expect(ckpNewest(a, &v), 0);
+	truth(v == 4);
+	expect(ckpRestore(a, 3), 0);
+	fill(want, N, 103);
+	truth(memcmp(ra, want, N) == 0);
+	expect(ckpRestore(a, 2), ERANGE);
+	v = -1;
+	expect(ckpRestoreJob(f, &v), 0);
+	truth(v == 4);
+	fill(want, N, 104);
+	truth(memcmp(ra, want, N) == 0);
+	expect(ckpRestoreJob(f, NULL), 0); /* no version wanted */
+	expect(ckpSave(a), 0);
+	expect(ckpNewest(a, &v), 0);
+	truth(v == 5);
+	expect(ckpClose(f), 0); /* waits for version 5's upload */
+	truth(committed(store, 0, "a", 5));
+	/* A region of another size: ckpRestoreJob fails with EMSGSIZE and writes nothing. */
+	expect(ckpOpen(path("other.ckp"), opts, &f), 0);
+	expect(ckpRegister(f, "a", ra, N / 2, &a), 0);
+	memset(ra, 0x3C, N);
+	expect(ckpRestoreJob(f, &v), EMSGSIZE);
+	truth(ra[0] == 0x3C && ra[N / 2 - 1] == 0x3C);
+	expect(ckpClose(f), 0);
+
+	/* every=2 uploads the even versions; keep_remote=3 keeps three of them. */
+	snprintf(store, sizeof store, "%s", path("store2"));
+	snprintf(opts, sizeof opts, "keep=1 remote=dir://%s every=2 keep_remote=3 max_pending=100000", store);
+	expect(ckpOpen(path("e.ckp"), opts, &f), 0);
+	expect(ckpRegister(f, "a", ra, N, &a), 0);
+	for (unsigned i = 1; i <= 9; i++) {
+		fill(ra, N, 200 + i);
+		expect(ckpSave(a), 0);
+	}
+	expect(ckpFlush(f), 0);
+	expect(ckpJobVersion(f, &v), 0);
+	truth(v == 8);
+	truth(manifests(store, 0, "a") == 3);
+	truth(committed(store, 0, "a", 4) && committed(store, 0, "a", 6) && committed(store, 0, "a", 8));
+	expect(ckpRestore(a, 6), 0); /* from the store: keep=1 dropped it locally */
+	fill(want, N, 206);
+	truth(memcmp(ra, want, N) == 0);
+	expect(ckpRestore(a, 7), ERANGE); /* never uploaded, dropped locally */
+	expect(ckpClose(f), 0);
+
+	/* Two ranks in one store (two files of this process). The job version is the
+	 * newest both committed; ckpRestoreJob and, with several ranks, ckpRestoreAll
+	 * rewind to it. */
+	snprintf(store, sizeof store, "%s", path("store3"));
+	snprintf(opts, sizeof opts, "keep=8 remote=%s rank=0 ranks=2", store);
+	expect(ckpOpen(path("rank0.ckp"), opts, &f), 0);
+	snprintf(opts, sizeof opts, "keep=8 remote=%s rank=1 ranks=2", store);
+	expect(ckpOpen(path("rank1.ckp"), opts, &g), 0);
+	expect(ckpRegister(f, "a", ra, N, &a), 0);
+	expect(ckpRegister(g, "a", rb, N, &b), 0);
+	for (unsigned i = 1; i <= 3; i++) {
+		fill(ra, N, 300 + i);
+		expect(ckpSaveAll(f), 0);
+	}
+	for (unsigned i = 1; i <= 2; i++) {
+		fill(rb, N, 310 + i);
+		expect(ckpSaveAll(g), 0);
+	}
+	expect(ckpFlush(f), 0);
+	expect(ckpFlush(g), 0);
+	expect(ckpJobVersion(f, &v), 0);
+	truth(v == 2);
+	expect(ckpJobVersion(g, &v), 0);
+	truth(v == 2);
+	v = -1;
+	expect(ckpRestoreJob(f, &v), 0);
+	truth(v == 2);
+	fill(want, N, 302);
+	truth(memcmp(ra, want, N) == 0);
+	expect(ckpNewest(a, &v), 0);
+	truth(v == 2); /* version 3 dropped, here and (once flushed) in the store */
+	expect(ckpFlush(f), 0);
+	truth(!committed(store, 0, "a", 3));
+	fill(ra, N, 333);
+	expect(ckpSaveAll(f), 0); /* the new version 3 */
+	expect(ckpNewest(a, &v), 0);
+	truth(v == 3);
+	for (unsigned i = 3; i <= 5; i++) {
+		fill(rb, N, 310 + i);
+		expect(ckpSaveAll(g), 0);
+	}
+	expect(ckpFlush(f), 0);
+	expect(ckpFlush(g), 0);
+	expect(ckpJobVersion(g, &v), 0);
+	truth(v == 3);
+	expect(ckpRestoreAll(g, 3), 0); /* several ranks: a rewind too */
+	fill(want, N, 313);
+	truth(memcmp(rb, want, N) == 0);
+	expect(ckpNewest(b, &v), 0);
+	truth(v == 3);
+	expect(ckpFlush(g), 0);
+	truth(!committed(store, 1, "a", 4) && !committed(store, 1, "a", 5));
+	expect(ckpClose(f), 0);
+	expect(ckpClose(g), 0);
+
+	/* No job version yet (rank 1 never saved): ckpRestoreJob starts over, leaving the
+	 * region alone, and the next save is version 1. */
+	snprintf(store, sizeof store, "%s", path("store4"));
+	snprintf(opts, sizeof opts, "remote=%s rank=0 ranks=2", store);
+	expect(ckpOpen(path("alone.ckp"), opts, &f), 0);
+	expect(ckpRegister(f, "a", ra, N, &a), 0);
+	expect(ckpSave(a), 0);
+	expect(ckpSave(a), 0);
+	expect(ckpFlush(f), 0);
+	truth(committed(store, 0, "a", 2));
+	expect(ckpJobVersion(f, &v), 0);
+	truth(v == 0);
+	memset(ra, 0x5A, N);
+	v = -1;
+	expect(ckpRestoreJob(f, &v), 0);
+	truth(v == 0);
+	truth(ra[0] == 0x5A && ra[N - 1] == 0x5A);
+	expect(ckpNewest(a, &v), 0);
+	truth(v == 0);
+	expect(ckpFlush(f), 0);
+	truth(manifests(store, 0, "a") == 0);
+	expect(ckpSave(a), 0);
+	expect(ckpNewest(a, &v), 0);
+	truth(v == 1);
+	expect(ckpClose(f), 0);
+
+	/* A store that goes away: uploads are retried, ckpFlush and ckpClose give up
+	 * after timeout= with EREMOTEIO, the local file keeps everything, and once the
+	 * store is back a later ckpFlush (or, in a job of one rank, the next ckpOpen)
+	 * uploads what was missing. */
+	snprintf(store, sizeof store, "%s", path("store5"));
+	snprintf(opts, sizeof opts, "keep=4 remote=%s timeout=500ms", store);
+	expect(ckpOpen(path("gone.ckp"), opts, &f), 0);
+	expect(ckpRegister(f, "a", ra, N, &a), 0);
+	fill(ra, N, 501);
+	expect(ckpSave(a), 0);
+	expect(ckpFlush(f), 0);
+	truth(rm_rf(store) == 0);
+	fill(ra, N, 502);
+	expect(ckpSave(a), 0);
+	t0 = now();
+	expect(ckpFlush(f), EREMOTEIO);
+	truth(now() - t0 >= 0.5 && now() - t0 < 20);
+	last_error_has("deadline");
+	truth(mkdir(store, 0755) == 0);
+	int st = EREMOTEIO;
+	for (int i = 0; i < 60 && st == EREMOTEIO; i++) {
+		st = ckpFlush(f);
+	}
+	expect(st, 0);
+	truth(committed(store, 0, "a", 2));
+	expect(ckpJobVersion(f, &v), 0);
+	truth(v == 2);
+	truth(rm_rf(store) == 0);
+	fill(ra, N, 503);
+	expect(ckpSave(a), 0);
+	t0 = now();
+	expect(ckpClose(f), EREMOTEIO);
+	truth(now() - t0 >= 0.5 && now() - t0 < 20);
+	expect(ckpClose(f), EBADF); /* closed all the same */
+	truth(mkdir(store, 0755) == 0);
+	snprintf(opts, sizeof opts, "keep=4 remote=%s timeout=30s", store);
+	expect(ckpOpen(path("gone.ckp"), opts, &f), 0);
+	expect(ckpFlush(f), 0);
+	truth(committed(store, 0, "a", 3));
+	expect(ckpJobVersion(f, &v), 0);
+	truth(v == 3);
+	expect(ckpRegister(f, "a", ra, N, &a), 0);
+	memset(ra, 0, N);
+	expect(ckpRestore(a, 0), 0);
+	fill(want, N, 503);
+	truth(memcmp(ra, want, N) == 0);
+	expect(ckpClose(f), 0);
+
+	/* An upload that fails for good (rank 0's data directory is a file: the store
+	 * refuses the key) is reported by the next call, and a save that reports it is not
+	 * made. */
+	snprintf(store, sizeof store, "%s", path("store6"));
+	snprintf(opts, sizeof opts, "%s/d", store);
+	truth(mkdir(store, 0755) == 0 && mkdir(opts, 0755) == 0);
+	snprintf(opts, sizeof opts, "%s/d/0", store);
+	FILE *blocker = fopen(opts, "w");
+	truth(blocker != NULL && fclose(blocker) == 0);
+	snprintf(opts, sizeof opts, "remote=%s timeout=30s", store);
+	expect(ckpOpen(path("refused.ckp"), opts, &f), 0);
+	expect(ckpRegister(f, "a", ra, N, &a), 0);
+	expect(ckpSave(a), 0);
+	expect(ckpFlush(f), EREMOTEIO);
+	last_error_has("collides");
+	int saved = 1;
+	st = 0;
+	for (int i = 0; i < 3000 && st == 0; i++) {
+		if ((st = ckpSave(a)) == 0) {
+			saved++;
+		} else {
+			break;
+		}
+		struct timespec ms = {0, 10 * 1000 * 1000};
+		nanosleep(&ms, NULL);
+	}
+	expect(st, EREMOTEIO);
+	last_error_has("collides");
+	expect(ckpNewest(a, &v), 0);
+	truth(v == saved); /* the save that reported the failure was not made */
+	st = ckpClose(f);
+	truth(st == 0 || st == EREMOTEIO);
+
+	free(ra);
+	free(rb);
+	free(want);
 }

@@ -57,6 +57,41 @@ program api_test
   call expect(ckpRestore(ca, 0), CKP_EMSGSIZE, 'restore of another size')
   call expect(ckpClose(file), CKP_OK, 'close')
 
+  ! The remote tier, with a directory store.
+  call expect(ckpFlush(file), CKP_EBADF, 'flush after close')
+  call expect(ckpOpen(trim(dir) // '/f.ckp', 'every=2', file), CKP_EINVAL, 'every= without remote=')
+  call truth(index(ckpLastError(), 'every= needs remote=') > 0, 'message names the key')
+  call expect(ckpOpen(trim(dir) // '/f.ckp', 'remote=' // trim(dir) // '/store rank=2 ranks=2', file), &
+              CKP_EINVAL, 'rank not below ranks')
+  call expect(ckpOpen(trim(dir) // '/f.ckp', file=file), CKP_OK, 'reopen without remote')
+  call expect(ckpFlush(file), CKP_OK, 'flush without remote')
+  call expect(ckpJobVersion(file, newest), CKP_EINVAL, 'job version without remote')
+  call expect(ckpRestoreJob(file, newest), CKP_EINVAL, 'restore job without remote')
+  call expect(ckpClose(file), CKP_OK, 'close')
+  call expect(ckpOpen(trim(dir) // '/r.ckp', 'keep=2 remote=' // trim(dir) // '/store', file), CKP_OK, 'open remote')
+  call expect(ckpRegister(file, 'a', c_loc(a), size(a, kind=c_size_t) * c_sizeof(a(1, 1)), ca), CKP_OK, 'register a')
+  call expect(ckpJobVersion(file, newest), CKP_OK, 'job version')
+  call truth(newest == 0, 'no job version yet')
+  a = 5
+  call expect(ckpSaveAll(file), CKP_OK, 'save 1')
+  a = 6
+  call expect(ckpSaveAll(file), CKP_OK, 'save 2')
+  call expect(ckpFlush(file), CKP_OK, 'flush')
+  call expect(ckpJobVersion(file, newest), CKP_OK, 'job version')
+  call truth(newest == 2, 'job version 2')
+  call expect(ckpClose(file), CKP_OK, 'close')
+  ! Elsewhere: a new local file, the same store.
+  a = 0
+  call expect(ckpOpen(trim(dir) // '/r2.ckp', 'keep=2 remote=' // trim(dir) // '/store', file), CKP_OK, 'open elsewhere')
+  call expect(ckpRegister(file, 'a', c_loc(a), size(a, kind=c_size_t) * c_sizeof(a(1, 1)), ca), CKP_OK, 'register a')
+  newest = -1
+  call expect(ckpRestoreJob(file, newest), CKP_OK, 'restore job')
+  call truth(newest == 2 .and. all(abs(a - 6) < 0.5d0), 'restored version 2 from the store')
+  call expect(ckpRestoreJob(file), CKP_OK, 'restore job, no version wanted')
+  call truth(index(ckpStrerror(CKP_EREMOTEIO), 'remote') > 0, 'strerror of EREMOTEIO')
+  call expect(ckpClose(file), CKP_OK, 'close')
+  call expect(ckpJobVersion(file, newest), CKP_EBADF, 'job version after close')
+
   if (failures /= 0) then
     print '(i0,a)', failures, ' checks failed'
     stop 1

@@ -23,7 +23,8 @@ int main(int argc, char **argv) {
 	     ckpRestoreAll(f, 0) == 0 && v[999] == 0 && ckpSync(f) == 0 &&
 	     ckpNewest(c, &newest) == 0 && newest == 2 && ckpUnregister(c) == 0 &&
 	     ckpSave(c) == ENOENT && std::strstr(ckpLastError(), "not registered") != nullptr &&
-	     std::string(ckpStrerror(ERANGE)) == "ckp: no such version" && ckpClose(f) == 0;
+	     std::string(ckpStrerror(ERANGE)) == "ckp: no such version" && ckpFlush(f) == 0 &&
+	     ckpJobVersion(f, &newest) == EINVAL && ckpRestoreJob(f, nullptr) == EINVAL && ckpClose(f) == 0;
 	std::puts(ok ? "ok" : ckpLastError());
 	return ok ? 0 : 1;
 }

@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ckp-go/ckp/engine"
 	"github.com/ckp-go/ckp/internal/ctest"
+	"github.com/ckp-go/ckp/store"
 )
 
 const mpiRanks = 4
@@ -84,18 +88,19 @@ func newMPIJob(t *testing.T) *mpiJob {
 	return j
 }
 
-// cmd returns the job on checkpoint files ckpt.rankR, run to steps, its grid to out.
-func (j *mpiJob) cmd(ckpt, steps, out string) *exec.Cmd {
-	cmd := mpiRun(j.ctx, j.tmp, j.exe, "-ckpt", filepath.Join(j.dir, ckpt), "-n", mpiN, "-steps", steps,
-		"-every", "20", "-out", filepath.Join(j.dir, out), "-pids", j.pids)
+// cmd returns the job on checkpoint files ckpt.rankR, run to steps, its grid to out,
+// with more arguments of heat_mpi if any.
+func (j *mpiJob) cmd(ckpt, steps, out string, more ...string) *exec.Cmd {
+	cmd := mpiRun(j.ctx, j.tmp, j.exe, append([]string{"-ckpt", filepath.Join(j.dir, ckpt), "-n", mpiN, "-steps", steps,
+		"-every", "20", "-out", filepath.Join(j.dir, out), "-pids", j.pids}, more...)...)
 	cmd.Dir = j.dir
 	return cmd
 }
 
 // run runs the job to the end and returns its output lines.
-func (j *mpiJob) run(t *testing.T, ckpt, steps, out string) []string {
+func (j *mpiJob) run(t *testing.T, ckpt, steps, out string, more ...string) []string {
 	t.Helper()
-	b, err := j.cmd(ckpt, steps, out).CombinedOutput()
+	b, err := j.cmd(ckpt, steps, out, more...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("mpirun: %v\n%s", err, b)
 	}
@@ -113,6 +118,52 @@ func (j *mpiJob) checkAnswer(t *testing.T, lines []string, out string) {
 	}
 }
 
+// rankPids returns the process ids the ranks of the running job wrote.
+func (j *mpiJob) rankPids(t *testing.T) []int {
+	var pids []int
+	for r := 0; r < mpiRanks; r++ {
+		s, err := os.ReadFile(filepath.Join(j.pids, fmt.Sprintf("rank%d.pid", r)))
+		if err != nil {
+			t.Errorf("rank %d wrote no process id: %v", r, err)
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(s)))
+		if err != nil {
+			t.Errorf("rank %d's process id %q: %v", r, s, err)
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// forgetPids removes the ranks' process id files before a run: a kill never hits a
+// stale process id.
+func (j *mpiJob) forgetPids() {
+	for r := 0; r < mpiRanks; r++ {
+		os.Remove(filepath.Join(j.pids, fmt.Sprintf("rank%d.pid", r)))
+	}
+}
+
+// killAll kills every process of the job (the ranks by the ids they wrote, mpirun by
+// its process group), as a node's death would, and waits until all are gone.
+func (j *mpiJob) killAll(t *testing.T, cmd *exec.Cmd) {
+	ranks := j.rankPids(t)
+	for _, pid := range ranks {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	deadline := time.Now().Add(time.Minute)
+	for _, pid := range ranks {
+		for !gone(pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("rank process %d still alive a minute after SIGKILL", pid)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
 // TestMPIResumeAfterKill: four MPI ranks, each with its own checkpoint file, save
 // with ckpSaveAll in lockstep; every process of the job is killed with SIGKILL at a
 // random moment, again and again; on each restart the ranks agree on the newest
@@ -122,47 +173,14 @@ func TestMPIResumeAfterKill(t *testing.T) {
 	j := newMPIJob(t)
 	j.checkAnswer(t, j.run(t, "ref.ckp", mpiSteps, "ref.bin"), "ref.bin")
 
-	// Kill every process of the job (the ranks by the ids they wrote, mpirun by its
-	// process group), as a node's death would, and wait until all are gone.
-	killJob := func(cmd *exec.Cmd) {
-		var ranks []int
-		for r := 0; r < mpiRanks; r++ {
-			s, err := os.ReadFile(filepath.Join(j.pids, fmt.Sprintf("rank%d.pid", r)))
-			if err != nil {
-				t.Errorf("rank %d wrote no process id: %v", r, err)
-				continue
-			}
-			pid, err := strconv.Atoi(strings.TrimSpace(string(s)))
-			if err != nil {
-				t.Errorf("rank %d's process id %q: %v", r, s, err)
-				continue
-			}
-			ranks = append(ranks, pid)
-		}
-		for _, pid := range ranks {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		deadline := time.Now().Add(time.Minute)
-		for _, pid := range ranks {
-			for !gone(pid) {
-				if time.Now().After(deadline) {
-					t.Fatalf("rank process %d still alive a minute after SIGKILL", pid)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}
-	}
 	o := ctest.KillLoop(t, ctest.Killer{
 		Start: func() *exec.Cmd {
-			for r := 0; r < mpiRanks; r++ { // never kill a stale process id
-				os.Remove(filepath.Join(j.pids, fmt.Sprintf("rank%d.pid", r)))
-			}
+			j.forgetPids()
 			cmd := j.cmd("killed.ckp", mpiSteps, "killed.bin")
 			cmd.Args = append(cmd.Args, "-progress", filepath.Join(j.dir, "progress"))
 			return cmd
 		},
-		Kill:     killJob,
+		Kill:     func(cmd *exec.Cmd) { j.killAll(t, cmd) },
 		Kills:    3,
 		MaxAfter: 40,
 		MaxDelay: 5 * time.Millisecond,
@@ -232,4 +250,120 @@ func TestMPIAgreement(t *testing.T) {
 	lines = j.run(t, "cut", mpiSteps, "cut.bin")
 	resumedAt(lines, "resumed at step 200 (version 10)")
 	j.checkAnswer(t, lines, "cut.bin")
+}
+
+// TestMPIRemoteResumeAfterKill: heat_mpi with -remote, a directory store shared by the
+// four ranks. The job is killed again and again at random moments: every rank at once,
+// or one rank first and the others up to 50 ms later (the survivors go on uploading,
+// or mpirun brings them down); after some kills one rank's local files are deleted too,
+// as if its node were lost, so that it restarts from the store. On each restart the
+// ranks agree through the store alone (ckpRestoreJob; no MPI call decides anything):
+// every rank starts at the job version the store held when the job died (read here
+// with engine.InspectJob), or starts over when there was none; and the job ends with
+// the grid of an uninterrupted run and of the serial program, with job version 150
+// (3000 steps, a version every 20) committed by every rank.
+func TestMPIRemoteResumeAfterKill(t *testing.T) {
+	j := newMPIJob(t)
+	lines := j.run(t, "ref.ckp", mpiSteps, "ref.bin", "-remote", filepath.Join(j.dir, "refstore"))
+	j.checkAnswer(t, lines, "ref.bin")
+	wantJob := "job version 150"
+	if !slices.Contains(lines, wantJob) {
+		t.Fatalf("no %q in:\n%s", wantJob, strings.Join(lines, "\n"))
+	}
+
+	seed := uint64(time.Now().UnixNano())
+	r := rand.New(rand.NewPCG(seed, 7))
+	storeDir := filepath.Join(j.dir, "store")
+	st, err := store.Dir(storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobVersion := func() int {
+		js, err := engine.InspectJob(j.ctx, st, mpiRanks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js.Version
+	}
+	progress := filepath.Join(j.dir, "progress")
+	// Each run must start where the store says: wantStart is that line.
+	wantStart := "started"
+	var starts, kills []string
+	// collect checks, after each run, the line every rank wrote where it started.
+	collect := func() {
+		n := 0
+		for rank := 0; rank < mpiRanks; rank++ {
+			f := fmt.Sprintf("%s.rank%d", progress, rank)
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue // killed before it got there
+			}
+			os.Remove(f)
+			if got := strings.TrimSpace(string(b)); got != wantStart {
+				t.Fatalf("seed %d: rank %d: %q, want %q (starts so far: %q)", seed, rank, got, wantStart, starts)
+			}
+			n++
+		}
+		if n > 0 {
+			starts = append(starts, fmt.Sprintf("%s (%d ranks)", wantStart, n))
+		}
+	}
+	o := ctest.KillLoop(t, ctest.Killer{
+		Start: func() *exec.Cmd {
+			j.forgetPids()
+			return j.cmd("killed.ckp", mpiSteps, "killed.bin", "-remote", storeDir, "-progress", progress)
+		},
+		Kill: func(cmd *exec.Cmd) {
+			// The first kill waits for a job version, so that a restart resumes at least once.
+			for deadline := time.Now().Add(time.Minute); len(kills) == 0 && jobVersion() == 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("no job version a minute into the run")
+				}
+			}
+			how := "all"
+			if r.IntN(2) == 0 {
+				pids := j.rankPids(t)
+				first := r.IntN(len(pids))
+				syscall.Kill(pids[first], syscall.SIGKILL)
+				delay := time.Duration(r.Int64N(int64(50 * time.Millisecond)))
+				time.Sleep(delay)
+				how = fmt.Sprintf("rank %d, the rest %v later", first, delay.Round(time.Millisecond))
+			}
+			j.killAll(t, cmd)
+			collect()
+			if r.IntN(3) == 0 {
+				lost := r.IntN(mpiRanks)
+				for _, suffix := range []string{"", ".idx"} {
+					if err := os.Remove(filepath.Join(j.dir, fmt.Sprintf("killed.ckp.rank%d%s", lost, suffix))); err != nil && !os.IsNotExist(err) {
+						t.Fatal(err)
+					}
+				}
+				how += fmt.Sprintf(", rank %d's node lost", lost)
+			}
+			wantStart = "started"
+			if v := jobVersion(); v > 0 {
+				wantStart = fmt.Sprintf("resumed at step %d (version %d)", 20*v, v)
+			}
+			kills = append(kills, how)
+		},
+		Kills:    3,
+		MaxAfter: 40,
+		MaxDelay: 5 * time.Millisecond,
+		Progress: progress,
+		Rand:     r,
+	})
+	collect()
+	j.checkAnswer(t, o.Lines, "killed.bin")
+	if !slices.Contains(o.Lines, wantJob) {
+		t.Fatalf("no %q in:\n%s", wantJob, strings.Join(o.Lines, "\n"))
+	}
+	if len(starts) != o.Runs || !strings.HasSuffix(starts[len(starts)-1], fmt.Sprintf("(%d ranks)", mpiRanks)) {
+		t.Fatalf("%d runs, start lines %q", o.Runs, starts)
+	}
+	if o.Kills < 1 || o.Resumed < 1 {
+		t.Fatalf("%d kills, %d resumptions (seed %d; kills: %s; starts: %s)", o.Kills, o.Resumed, seed,
+			strings.Join(kills, "; "), strings.Join(starts, "; "))
+	}
+	t.Logf("seed %d: %d runs, %d kills (%s); starts: %s; trace: %s; same grid: %s", seed, o.Runs, o.Kills,
+		strings.Join(kills, "; "), strings.Join(starts, "; "), strings.Join(o.Trace, "; "), j.want)
 }

@@ -8,8 +8,23 @@
  *
  *     mpicc -I capi examples/mpi/heat_mpi.c -L . -lckp -Wl,-rpath,$PWD -o heat_mpi
  *     mpirun -n 4 ./heat_mpi -ckpt /tmp/heat.ckp -n 256 -steps 5000 -every 100
+ *     mpirun -n 4 ./heat_mpi -ckpt /tmp/heat.ckp -n 256 -steps 5000 -every 100 -remote /shared/heat
  *
- * Agreeing on a restart. A kill can land in the middle of a round of ckpSaveAll: some
+ * There are two ways to agree on where to restart. Without -remote the ranks talk
+ * (MPI_Allreduce over ckpNewest, below). With -remote LOCATION (a directory every
+ * rank can reach, or s3://bucket/prefix with endpoint= and the keys in the
+ * environment) each rank also copies its versions to that store in the background,
+ * as rank R of a job of N ranks, and a restart needs no communication at all:
+ * ckpRestoreJob, on every rank, restores the job version (the newest version every
+ * rank committed in the store) and rewinds to it, so that version numbers mean the
+ * same step on every rank from there on; with no job version yet, it starts the job
+ * over. This holds because no rank saves a version before every rank has restored:
+ * every step exchanges ghost rows and reduces the residual, which no rank passes
+ * before all of them are computing. A rank whose node (and local file) is gone
+ * restarts from the store alone. At the end every rank calls ckpFlush, and rank 0
+ * reports the job version ckpJobVersion reads from the store.
+ *
+ * Agreeing on a restart with MPI. A kill can land in the middle of a round of ckpSaveAll: some
  * ranks hold the round's version, others do not. The ranks take the newest version
  * every rank holds: MPI_Allreduce(MPI_MIN) over ckpNewest. They restore it and check,
  * with a second MPI_Allreduce, that every rank restored the same step (and that every
@@ -27,7 +42,8 @@
  * For the test: -pids DIR makes each rank write its process id to DIR/rankR.pid (the
  * test kills the ranks with them), and -progress FILE makes rank 0 append its
  * "resumed" and "checkpoint" lines to FILE too, as they happen (mpirun forwards standard output
- * late when the ranks keep the cores busy).
+ * late when the ranks keep the cores busy), and every rank R append where it started
+ * ("resumed at step S (version V)" or "started") to FILE.rankR.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -59,7 +75,7 @@ static void check(int st, const char *what) {
 
 static void usage(void) {
 	if (rank == 0) {
-		fprintf(stderr, "usage: heat_mpi [-ckpt FILE] [-n N] [-steps S] [-every E] [-out FILE] [-pids DIR] [-progress FILE]\n");
+		fprintf(stderr, "usage: heat_mpi [-ckpt FILE] [-n N] [-steps S] [-every E] [-out FILE] [-remote LOCATION] [-pids DIR] [-progress FILE]\n");
 	}
 	MPI_Abort(MPI_COMM_WORLD, 2);
 }
@@ -79,7 +95,7 @@ int main(int argc, char **argv) {
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &ranks);
 
-	const char *path = "heat.ckp", *out = NULL, *pids = NULL, *progress = NULL;
+	const char *path = "heat.ckp", *out = NULL, *pids = NULL, *progress = NULL, *remote = NULL;
 	int n = 128;
 	int64_t steps = 2000, every = 50;
 	for (int i = 1; i < argc; i++) {
@@ -89,6 +105,7 @@ int main(int argc, char **argv) {
 		else if (strcmp(a, "-out") == 0) out = v;
 		else if (strcmp(a, "-pids") == 0) pids = v;
 		else if (strcmp(a, "-progress") == 0) progress = v;
+		else if (strcmp(a, "-remote") == 0) remote = v;
 		else if (strcmp(a, "-n") == 0) n = atoi(v);
 		else if (strcmp(a, "-steps") == 0) steps = atoll(v);
 		else if (strcmp(a, "-every") == 0) every = atoll(v);
@@ -117,26 +134,45 @@ int main(int argc, char **argv) {
 	struct progress p = {0, n, ranks, 0.2};
 
 	/* Each rank its own file. workers=1: the ranks share the node's cores. */
-	char file[4096];
+	char file[4096], options[8192];
 	snprintf(file, sizeof file, "%s.rank%d", path, rank);
+	if (remote != NULL) {
+		/* max_pending= four saves: a save waits while four wait for their upload, so
+		 * the store is never more than about four saves behind (what a restart loses). */
+		size_t save = (size_t)rows * rowbytes + sizeof p;
+		snprintf(options, sizeof options, "keep=8 workers=1 remote=%s rank=%d ranks=%d max_pending=%zu", remote,
+		         rank, ranks, 4 * save);
+	} else {
+		snprintf(options, sizeof options, "keep=8 workers=1");
+	}
 	CheckpointFile f;
 	Checkpoint cstrip, cprog;
-	check(ckpOpen(file, "keep=8 workers=1", &f), "open");
+	check(ckpOpen(file, options, &f), "open");
 	check(ckpRegister(f, "strip", strip, (size_t)rows * rowbytes, &cstrip), "register strip");
 	check(ckpRegister(f, "progress", &p, sizeof p, &cprog), "register progress");
 
-	/* Agree on the newest version every rank holds, and check that it is one state. */
-	int newest, v, highest;
-	check(ckpNewest(cprog, &newest), "newest");
-	MPI_Allreduce(&newest, &v, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-	MPI_Allreduce(&newest, &highest, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-	for (; v > 0; v--) {
-		int ok = ckpRestoreAll(f, v) == 0 && p.n == n && p.ranks == ranks;
-		/* min of ok, min of step, min of -step: all ok and one step if min == -(-max). */
-		int64_t mine[3] = {ok, ok ? p.step : -1, ok ? -p.step : 1}, all[3];
-		MPI_Allreduce(mine, all, 3, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
-		if (all[0] == 1 && all[1] == -all[2]) {
-			break;
+	int v, highest = 0;
+	if (remote != NULL) {
+		/* Agree through the store: every rank restores the job version, or starts over. */
+		check(ckpRestoreJob(f, &v), "restore the job version");
+		if (v > 0 && (p.n != n || p.ranks != ranks)) {
+			fprintf(stderr, "heat_mpi rank %d: version %d is of another grid or job\n", rank, v);
+			MPI_Abort(MPI_COMM_WORLD, 1);
+		}
+	} else {
+		/* Agree on the newest version every rank holds, and check that it is one state. */
+		int newest;
+		check(ckpNewest(cprog, &newest), "newest");
+		MPI_Allreduce(&newest, &v, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+		MPI_Allreduce(&newest, &highest, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+		for (; v > 0; v--) {
+			int ok = ckpRestoreAll(f, v) == 0 && p.n == n && p.ranks == ranks;
+			/* min of ok, min of step, min of -step: all ok and one step if min == -(-max). */
+			int64_t mine[3] = {ok, ok ? p.step : -1, ok ? -p.step : 1}, all[3];
+			MPI_Allreduce(mine, all, 3, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
+			if (all[0] == 1 && all[1] == -all[2]) {
+				break;
+			}
 		}
 	}
 	if (v == 0) { /* a fresh start (a failed restore may have written p) */
@@ -150,12 +186,30 @@ int main(int argc, char **argv) {
 			}
 		}
 	}
-	/* Realign version numbers (see the top of the file). */
-	if (highest != v) {
+	/* Realign version numbers (see the top of the file; ckpRestoreJob did it with -remote). */
+	if (remote == NULL && highest != v) {
 		int mine;
 		check(ckpNewest(cprog, &mine), "newest");
 		for (; mine < highest + 1; mine++) {
 			check(ckpSaveAll(f), "save (realign)");
+		}
+	}
+	if (progress != NULL) {
+		char pf[4096];
+		snprintf(pf, sizeof pf, "%s.rank%d", progress, rank);
+		FILE *rp = fopen(pf, "a");
+		if (rp == NULL) {
+			perror(pf);
+			MPI_Abort(MPI_COMM_WORLD, 1);
+		}
+		if (v > 0) {
+			fprintf(rp, "resumed at step %" PRId64 " (version %d)\n", p.step, v);
+		} else {
+			fprintf(rp, "started\n");
+		}
+		if (fclose(rp) != 0) {
+			perror(pf);
+			MPI_Abort(MPI_COMM_WORLD, 1);
 		}
 	}
 	FILE *prog = NULL;
@@ -203,6 +257,18 @@ int main(int argc, char **argv) {
 					fflush(prog);
 				}
 			}
+		}
+	}
+
+	/* With -remote: every rank's versions committed, rank 0 reads the job version. */
+	if (remote != NULL) {
+		check(ckpFlush(f), "flush");
+		MPI_Barrier(MPI_COMM_WORLD);
+		if (rank == 0) {
+			int job;
+			check(ckpJobVersion(f, &job), "job version");
+			printf("job version %d\n", job);
+			fflush(stdout);
 		}
 	}
 
