@@ -76,6 +76,10 @@ type File struct {
 	batchMu  sync.Mutex
 	recBuf   []index.Record // records of the transaction being published (guarded by mu)
 
+	// replayLeft is, while recovery replays the index, how many records are left to
+	// replay (ckptState.grow sizes a busy checkpoint's list with it); 0 otherwise.
+	replayLeft int64
+
 	// Facts from recovery, for tools.
 	recovered   Recovery
 	lastSession *SessionInfo

@@ -31,6 +31,7 @@ type sessionAt struct {
 type replay struct {
 	f        *File
 	pos      int64 // records replayed so far (committed)
+	total    int64 // records in the index (an upper bound of what the replay applies)
 	durable  int64
 	maxTxn   uint64
 	maxID    uint32
@@ -167,10 +168,11 @@ func droppedRecords(tail []byte) int64 {
 // replay applies the committed transactions of recs. limit, when not negative, is the
 // number of records to replay at most (already cut by the caller).
 func (f *File) replay(recs []byte, seed uint32) (*replay, index.Result, error) {
-	rp := &replay{f: f, names: make(map[uint32]string), track: !f.ro}
+	rp := &replay{f: f, names: make(map[uint32]string), track: !f.ro, total: int64(len(recs)) / index.RecordSize}
 	f.alloc.reset(dataHeaderSize, nil)
 	f.liveBytes = 0
 	res, err := index.Scan(recs, seed, rp.apply)
+	f.replayLeft = 0
 	if err != nil && err != errStop {
 		return nil, res, err
 	}
@@ -184,6 +186,7 @@ func (f *File) replay(recs []byte, seed uint32) (*replay, index.Result, error) {
 
 // apply validates one committed transaction and applies it, or stops the replay.
 func (rp *replay) apply(txn []index.Record) error {
+	rp.f.replayLeft = rp.total - rp.pos
 	if len(txn) == 1 && rp.applyOne(&txn[0]) {
 		return nil
 	}

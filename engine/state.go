@@ -88,14 +88,35 @@ func (s *ckptState) newest() (v version, ok bool) {
 
 // push adds the version in record rec, numbered num, as the newest.
 func (s *ckptState) push(rec int64, num uint64) {
-	if len(s.recs) == cap(s.recs) && s.head > 0 {
+	if len(s.recs) == cap(s.recs) {
+		s.grow()
+	}
+	s.recs = append(s.recs, rec)
+	s.next = num + 1
+}
+
+// grow makes room for one more record: it moves the records in use to the front when
+// retention left room there, and otherwise doubles the capacity (append grows a large
+// slice by a quarter at a time: replaying a million versions of one checkpoint would
+// copy it dozens of times). While a replay runs, a checkpoint with thousands of
+// versions gets room for every record left in the index at once.
+func (s *ckptState) grow() {
+	if s.head > 0 {
 		n := copy(s.recs, s.recs[s.head:])
 		s.recs = s.recs[:n]
 		s.vis -= s.head
 		s.head = 0
+		if n < cap(s.recs) {
+			return
+		}
 	}
-	s.recs = append(s.recs, rec)
-	s.next = num + 1
+	c := max(2*cap(s.recs), 8)
+	if left := s.f.replayLeft; cap(s.recs) >= 4096 && left > 0 {
+		c = max(c, len(s.recs)+int(left)+1)
+	}
+	r := make([]int64, len(s.recs), c)
+	copy(r, s.recs)
+	s.recs = r
 }
 
 // dropOldest drops the k oldest kept versions (retention) and returns the records of
