@@ -38,7 +38,7 @@ func run(args []string) int {
 	fs.StringVar(&o.remote, "remote", "", "remote section: the store to upload to, s3://bucket/prefix (keys from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or a directory (default: a directory under -dir)")
 	fs.StringVar(&o.endpoint, "endpoint", "", "remote section: the S3 server of an s3:// -remote (host:port or URL; default AWS S3)")
 	fs.BoolVar(&o.insecure, "insecure", false, "remote section: plain HTTP to the S3 server")
-	fs.IntVar(&o.remoteEvery, "remote-every", 4, "remote section: the compute loop uploads every n-th version (Remote.Every)")
+	fs.IntVar(&o.remoteEvery, "remote-every", 16, "remote section: the compute loop uploads every n-th version (Remote.Every; 16 lets a store on the same disk keep up)")
 	fs.StringVar(&o.remoteSizeArg, "remote-size", "32MiB", "remote section: bytes per version")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of a table")
 	fs.BoolVar(&o.benchstat, "benchstat", false, "print the results as Go benchmark lines (for benchstat) instead of a table")

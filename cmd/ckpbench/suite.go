@@ -575,7 +575,7 @@ func planRemote(o *options, add func(string, bench.Variant, string, bench.Config
 
 	// The warm-up runs the slot rotation through a few upload cycles (a version waiting
 	// for upload holds its slot), so that the measured saves see the steady state.
-	c := bench.Config{Size: size, Compute: o.compute, Keep: o.keep, Saves: max(16, 4*o.remoteEvery), Warmup: o.keep + 2 + 2*o.remoteEvery}
+	c := bench.Config{Size: size, Compute: o.compute, Keep: o.keep, Saves: max(16, 2*o.remoteEvery), Warmup: o.keep + 2 + 2*o.remoteEvery}
 	if o.saves > 0 {
 		c.Saves = o.saves
 	}
