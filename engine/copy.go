@@ -37,6 +37,12 @@ type job struct {
 	table    []byte  // multi-block payloads: the block-hash table in the trailer
 	hash     *uint64 // single-block payloads: where the hash goes (save) or is (verify)
 	shift    uint8   // log2 of the hash block size; 0 means crc.BlockShift (1 MiB)
+
+	// A group of runs of a version stored by blocks (restore): each run's blocks are
+	// in data at r.data and go to dst at r.region; table holds every block's hash. Such
+	// a job is one piece.
+	runs []blockRun
+	data []byte
 }
 
 // batch is a set of jobs of one kind, cut into pieces claimed by atomic counter.
@@ -79,6 +85,9 @@ func (b *batch) bytes() int {
 	n := 0
 	for _, j := range b.jobs {
 		n += len(j.src)
+		for _, r := range j.runs {
+			n += int(r.n)
+		}
 	}
 	return n
 }
@@ -112,6 +121,10 @@ func (b *batch) work() {
 
 // piece runs piece k of job j: up to two hash blocks.
 func (b *batch) piece(j *job, k int) {
+	if j.runs != nil {
+		b.runsPiece(j)
+		return
+	}
 	lo := k * pieceBytes
 	hi := min(lo+pieceBytes, len(j.src))
 	if b.kind == jobCopy {
@@ -237,4 +250,37 @@ func (b *batch) err() error {
 		return e
 	}
 	return nil
+}
+
+// runsPiece verifies (jobVerify) or copies (jobCopy) the runs of a job of blocks.
+func (b *batch) runsPiece(j *job) {
+	bs := int64(1) << j.shift
+	for _, r := range j.runs {
+		src := j.data[r.data : r.data+r.n]
+		if b.kind == jobCopy {
+			copy(j.dst[r.region:r.region+r.n], src)
+			continue
+		}
+		for o, blk := int64(0), r.b0; o < r.n; o, blk = o+bs, blk+1 {
+			if xxhash.Sum64(src[o:min(o+bs, r.n)]) != binary.LittleEndian.Uint64(j.table[8*blk:]) {
+				b.bad.Store(true)
+				return
+			}
+		}
+	}
+}
+
+// addRuns adds the runs of a blocks plan to b in groups of about a piece's bytes, so
+// that a version made of thousands of short runs is a few hundred jobs, not thousands.
+// data is the mapping (or buffer) the runs point into; dst the region (jobCopy).
+func (b *batch) addRuns(runs []blockRun, data, dst, table []byte, shift uint8) {
+	for i := 0; i < len(runs); {
+		j, n := i, int64(0)
+		for j < len(runs) && (n == 0 || n+runs[j].n <= pieceBytes) {
+			n += runs[j].n
+			j++
+		}
+		b.add(job{runs: runs[i:j], data: data, dst: dst, table: table, shift: shift})
+		i = j
+	}
 }

@@ -529,13 +529,11 @@ func tableAsBytes(table []uint64) []byte {
 	return b
 }
 
-// readBlocks assembles version v (stored by blocks; chain from chainOf) into dst,
-// verifying every block against its hash and the block map against the version's hash
-// before any byte reaches dst when inPlace is false (dst is then a scratch buffer the
-// caller checks nothing else of). With inPlace, the blocks are verified in the mapping
-// first and then copied: the caller guarantees no slot of the chain is reused meanwhile
-// (a writer holding the checkpoint's lock).
-func (f *File) readBlocks(chain []version, nameLen int, dst []byte, inPlace bool) (err error) {
+// readBlocks assembles version v (stored by blocks; chain from chainOf) into dst, a
+// scratch buffer: it copies every block from where its chain holds it, then checks
+// the whole of dst against the block hashes, whose table was checked against the
+// version's hash. It returns an error wrapping errMismatch when a block does not match.
+func (f *File) readBlocks(chain []version, nameLen int, dst []byte) (err error) {
 	defer catch(&err)
 	v := &chain[len(chain)-1]
 	table, src, err := f.assembleTable(chain, nameLen, true)
@@ -551,40 +549,22 @@ func (f *File) readBlocks(chain []version, nameLen int, dst []byte, inPlace bool
 	f.batchMu.Lock()
 	defer f.batchMu.Unlock()
 	b := &f.batchBuf
-	verify := func(from func(r *blockRun) []byte) error {
-		b.reset(jobVerify)
-		for i := range runs {
-			r := &runs[i]
-			b.add(job{src: from(r), table: tb[8*r.b0 : 8*r.b1], shift: v.lay.Shift})
-		}
-		f.pool.run(b)
-		if err := b.err(); err != nil {
-			return err
-		}
-		if b.bad.Load() {
-			return fmt.Errorf("%w", errMismatch)
-		}
-		return nil
-	}
-	copyRuns := func() error {
-		b.reset(jobCopy)
-		for i := range runs {
-			r := &runs[i]
-			b.add(job{src: data[r.data : r.data+r.n], dst: dst[r.region : r.region+r.n]})
-		}
-		f.pool.run(b)
-		return b.err()
-	}
-	if inPlace {
-		if err := verify(func(r *blockRun) []byte { return data[r.data : r.data+r.n] }); err != nil {
-			return err
-		}
-		return copyRuns()
-	}
-	if err := copyRuns(); err != nil {
+	b.reset(jobCopy)
+	b.addRuns(runs, data, dst, tb, v.lay.Shift)
+	f.pool.run(b)
+	if err := b.err(); err != nil {
 		return err
 	}
-	return verify(func(r *blockRun) []byte { return dst[r.region : r.region+r.n] })
+	b.reset(jobVerify)
+	b.add(job{src: dst, table: tb, shift: v.lay.Shift})
+	f.pool.run(b)
+	if err := b.err(); err != nil {
+		return err
+	}
+	if b.bad.Load() {
+		return fmt.Errorf("%w", errMismatch)
+	}
+	return nil
 }
 
 // checkBlocks verifies the slot of a version stored by blocks: its trailer against the

@@ -326,7 +326,7 @@ func (f *File) copyOut(s *ckptState, v *version, nameLen int) (buf []byte, err e
 		// for a hash mismatch.
 		chain, err := f.chainOf(s, v)
 		if err == nil {
-			err = f.readBlocks(chain, nameLen, buf, false)
+			err = f.readBlocks(chain, nameLen, buf)
 		}
 		if errors.Is(err, ErrCorrupt) {
 			return nil, fmt.Errorf("%w: %v", errMismatch, err)

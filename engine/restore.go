@@ -48,10 +48,7 @@ func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 	for i, c := range cs {
 		ver := &vs[i]
 		if p := plans[i]; p != nil {
-			for k := range p.runs {
-				r := &p.runs[k]
-				b.add(job{src: data[r.data : r.data+r.n], table: p.tb[8*r.b0 : 8*r.b1], shift: p.shift})
-			}
+			b.addRuns(p.runs, data, nil, p.tb, p.shift)
 			continue
 		}
 		src := data[ver.off : ver.off+ver.length]
@@ -90,10 +87,7 @@ func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 	b.reset(jobCopy)
 	for i, c := range cs {
 		if p := plans[i]; p != nil {
-			for k := range p.runs {
-				r := &p.runs[k]
-				b.add(job{src: data[r.data : r.data+r.n], dst: c.region[r.region : r.region+r.n]})
-			}
+			b.addRuns(p.runs, data, c.region, p.tb, p.shift)
 			continue
 		}
 		b.add(job{src: data[vs[i].off : vs[i].off+vs[i].length], dst: c.region})
