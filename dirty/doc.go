@@ -35,6 +35,8 @@
 // the scan and hashing the written pages, tracking beats hashing everything up to about
 // 25% of the pages written per save (2.2x cheaper at 10%, 15x at 1%); the faults alone
 // cost as much as hashing everything at 40-50%. Dense writers should not be tracked.
+// A caller about to overwrite the whole region calls Release first: one kernel call
+// lifts the protection, the writes take no fault, and the next Written reports all.
 //
 // Limits:
 //   - Each tracked range that does not border another splits its mapping: up to two more

@@ -312,6 +312,16 @@ func protect(s span) error {
 	return nil
 }
 
+// unprotect removes the write protection of s: its pages then count as written (the
+// kernel's PAGE_IS_WRITTEN is "not protected") and writes to them take no fault.
+func unprotect(s span) error {
+	w := uffdioWriteprotect{rng: uffdioRange{uint64(s.lo), uint64(s.hi - s.lo)}}
+	if err := ioctl(sys.uffd, iocUffdioWriteprotect, unsafe.Pointer(&w)); err != nil {
+		return fmt.Errorf("dirty: UFFDIO_WRITEPROTECT (off) [%#x, %#x): %w", s.lo, s.hi, err)
+	}
+	return nil
+}
+
 // scanWritten appends to dst the written pages of [lo, hi) and protects them again. On
 // failure it appends everything from where the failed call started, as pages found there
 // may have been protected without being reported.

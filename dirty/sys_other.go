@@ -20,6 +20,7 @@ func checkTrackable(lo, hi uintptr) error { return setup() }
 func register(s span) error               { return setup() }
 func unregister(s span) error             { return setup() }
 func protect(s span) error                { return setup() }
+func unprotect(s span) error              { return setup() }
 
 func scanWritten(lo, hi uintptr, dst []span, sb *scanBuf) ([]span, error) {
 	return appendSpan(dst, span{lo, hi}), setup()

@@ -1021,3 +1021,49 @@ func anonHuge(t testing.TB, region []byte) int {
 	}
 	return total
 }
+
+// TestRelease: after Release the whole region is reported once, writes are never lost
+// (to the region or, on a shared page, to a neighbour's), and tracking resumes.
+func TestRelease(t *testing.T) {
+	requireTracking(t)
+	ps := int(pageSize)
+	backing := alignedHeap(12 * ps)
+	a := backing[:4*ps+100]       // pages 0-4
+	b := backing[4*ps+100 : 8*ps] // pages 4-7: page 4 is shared
+	ta, tb := mustTrack(t, a), mustTrack(t, b)
+	all := func(tr *Tracker) pageSet {
+		s := make(pageSet, tr.Pages())
+		for i := range s {
+			s[i] = true
+		}
+		return s
+	}
+	for _, overwrite := range []bool{true, false} {
+		if err := ta.Release(); err != nil {
+			t.Fatalf("Release: %v", err)
+		}
+		if overwrite {
+			for i := range a {
+				a[i]++
+			}
+		}
+		b[10]++ // b's byte on the shared page
+		if got := written(t, ta, a); !slices.Equal(got, all(ta)) {
+			t.Fatalf("overwrite %v: a reported %v after Release", overwrite, got)
+		}
+		if got := written(t, tb, b); !got[0] {
+			t.Fatalf("overwrite %v: b's write on the shared page lost after a's Release: %v", overwrite, got)
+		}
+		if ga, gb := written(t, ta, a), written(t, tb, b); ga.count()+gb.count() != 0 {
+			t.Fatalf("overwrite %v: quiet: a reported %v, b reported %v", overwrite, ga, gb)
+		}
+		a[2*ps]++
+		if got := written(t, ta, a); !slices.Equal(got, pageSet{false, false, true, false, false}) {
+			t.Fatalf("overwrite %v: tracking after Release: %v", overwrite, got)
+		}
+	}
+	ta.Close()
+	if err := ta.Release(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Release after Close: %v, want ErrClosed", err)
+	}
+}
