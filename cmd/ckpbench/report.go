@@ -147,6 +147,22 @@ func (rep *report) goals() {
 				fmt.Sprintf("%.0f/s vs %.0f/s", e.SavesPerSec, a.SavesPerSec))
 		}
 	}
+	if m := rep.find("small", "ram", ""); m != nil {
+		for _, e := range rep.Rows {
+			if e.Section != "small" || e.baseline || e.Policy != "none" {
+				continue
+			}
+			// Issue 14: keeping every version within 3x of copy+hash into RAM, a bounded
+			// rotation within 2x.
+			limit := 3.0
+			if e.Keep > 0 {
+				limit = 2
+			}
+			v := ratio(m.SavesPerSec, e.SavesPerSec)
+			addGoal(fmt.Sprintf("4. 4 KiB saves, %s: time per save vs copy+hash into RAM", keepLabel(e.Keep)), v, fmt.Sprintf("<= %gx", limit), v <= limit,
+				fmt.Sprintf("%v vs %v per save", time.Duration(float64(time.Second)/e.SavesPerSec), time.Duration(float64(time.Second)/m.SavesPerSec)))
+		}
+	}
 	for _, regions := range []int{1, 16} {
 		if e, s := rep.findParallel("engine", regions), rep.findParallel("engine/1 worker", regions); e != nil && s != nil {
 			v := ratio(e.BytesPerSec, s.BytesPerSec)

@@ -388,12 +388,12 @@ func plan(o *options, dir string) []*job {
 	if o.run["parallel"] {
 		// KeepVersions 1 and two warm-up saves: both slots exist before measuring, so
 		// the runs compare copying and hashing, not the first touch of new pages.
-		one := bench.Config{Size: 128 << 20, Saves: saves(3), Warmup: 2, Keep: 1}
+		one := bench.Config{Size: 128 << 20, Saves: saves(10), Warmup: 2, Keep: 1}
 		add("parallel", bench.Engine, "engine", one, "none")
 		one1 := one
 		one1.Workers = 1
 		add("parallel", bench.Engine, "engine/1 worker", one1, "none")
-		many := bench.Config{Size: 4 << 20, Regions: 16, Saves: saves(12), Warmup: 2, Keep: 1}
+		many := bench.Config{Size: 4 << 20, Regions: 16, Saves: saves(20), Warmup: 2, Keep: 1}
 		add("parallel", bench.Engine, "engine", many, "none")
 		many1 := many
 		many1.Workers = 1
@@ -422,7 +422,12 @@ func plan(o *options, dir string) []*job {
 // warmFor warms as much memory as the run will write into new page-cache pages
 // (capped), so the host's reclaim of idle guest memory is not what we measure.
 func warmFor(cfg bench.Config) {
-	n := min(cfg.Bytes()*int64(cfg.Saves+cfg.Warmup), 1<<30)
+	saves := int64(cfg.Saves + cfg.Warmup)
+	if cfg.Keep > 0 && cfg.Remote == nil {
+		// A rotation of Keep slots (and the one being written) after its warm-up.
+		saves = min(saves, int64(cfg.Keep)+2)
+	}
+	n := min(cfg.Bytes()*saves, 1<<30)
 	// Memory warmed less than a second ago is still warm (the host takes back memory
 	// idle for about two seconds): warming it again would only make the run longer.
 	if n <= warmed.n && time.Since(warmed.at) < time.Second {
@@ -582,6 +587,7 @@ func planRemote(o *options, add func(string, bench.Variant, string, bench.Config
 	r := c
 	r.Remote = func() (*engine.Remote, error) { return bench.RemoteStore(t, o.remoteEvery, o.keep) }
 	add("remote-compute", bench.Engine, fmt.Sprintf("engine/keep %d +remote every %d", o.keep, o.remoteEvery), r, "none")
+	c.Warmup = o.keep + 2 // without uploads the rotation is warm after one turn
 	add("remote-compute", bench.Engine, "remote off", c, "none")
 
 	nn := bench.Config{Size: size, Saves: 3, Warmup: 1}
