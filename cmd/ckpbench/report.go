@@ -186,7 +186,7 @@ func (rep *report) goals() {
 	}
 	if r := rep.Reopen; r != nil {
 		v := r.Ratio()
-		addGoal(fmt.Sprintf("8. reopen a file of %d versions for writing vs reading its index once", r.Versions), v, "<= 3x", v <= 3,
+		addGoal(fmt.Sprintf("8. reopen a file of %d versions for writing vs reading its index once", r.Versions), v, "<= 2x", v <= 2,
 			fmt.Sprintf("%v vs %v (%d MiB index); read-only open %v", r.Open.Round(time.Microsecond), r.ReadIndex.Round(time.Microsecond), r.IndexBytes>>20, r.OpenRead.Round(time.Microsecond)))
 	}
 	if r := rep.Regions; r != nil {
