@@ -3,15 +3,10 @@ package engine
 import (
 	"context"
 	"encoding/binary"
-	"errors"
-	"io"
 	"runtime/debug"
 	"sort"
-	"sync"
 
 	"github.com/cespare/xxhash/v2"
-
-	"github.com/ckp-go/ckp/store"
 )
 
 // The remote tier for versions stored by blocks (differential saves). Such a version
@@ -176,17 +171,7 @@ func (rm *remote) uploadBlocks(it *upItem) error {
 			return context.Cause(rm.ctx)
 		}
 	}
-	return retry(rm.ctx, total, func(ctx context.Context) error {
-		r := &segReader{rm: rm, it: it, segs: segs, size: total}
-		err := rm.st.Create(ctx, key, r, total)
-		if rerr := r.failure(); rerr != nil {
-			return rerr
-		}
-		if errors.Is(err, store.ErrExists) {
-			return nil
-		}
-		return err
-	})
+	return rm.createFrom(key, total, func() *mapReader { return rm.segReader(it, segs, total) })
 }
 
 // localTable returns the block hashes of version it and where each block's bytes are
@@ -270,111 +255,33 @@ type blockSeg struct {
 	hash          uint64
 }
 
-// segReader reads the blocks of an upload out of the data mapping, in object order,
-// checking each block against its hash the first time it is read (as slotReader does
-// for a whole payload).
-type segReader struct {
-	rm   *remote
-	it   *upItem
-	segs []blockSeg
-	size int64
-	pos  int64
-
-	mu      sync.Mutex
-	err     error
-	checked []bool
-}
-
-func (r *segReader) failure() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.err
-}
-
-func (r *segReader) fail(err error) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err == nil {
-		r.err = err
-	}
-	return err
-}
-
-// Read reads from the current position.
-func (r *segReader) Read(p []byte) (int, error) {
-	n, err := r.ReadAt(p, r.pos)
-	r.pos += int64(n)
-	return n, err
-}
-
-// Seek moves the position.
-func (r *segReader) Seek(off int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		off += r.pos
-	case io.SeekEnd:
-		off += r.size
-	default:
-		return 0, errors.New("segReader: bad whence")
-	}
-	if off < 0 {
-		return 0, errors.New("segReader: negative position")
-	}
-	r.pos = off
-	return off, nil
-}
-
-// ReadAt copies object bytes from off into p.
-func (r *segReader) ReadAt(p []byte, off int64) (n int, err error) {
-	rm, it := r.rm, r.it
-	if off >= r.size {
-		return 0, io.EOF
-	}
-	rm.readMu.RLock()
-	defer rm.readMu.RUnlock()
-	if rm.unmapped {
-		return 0, r.fail(context.Cause(rm.ctx))
-	}
-	rm.yieldToSaves()
-	defer func() {
-		if rec := recover(); rec != nil {
-			err = r.fail(faultError(rec))
-			n = 0
-		}
-	}()
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	data := rm.f.data.Bytes()
-	i := sort.Search(len(r.segs), func(i int) bool { return r.segs[i].at+r.segs[i].n > off })
-	for n < len(p) && i < len(r.segs) {
-		sg := &r.segs[i]
-		if sg.src+sg.n > int64(len(data)) {
-			return n, r.fail(errf(ErrCorrupt, "version %d of %q lies beyond the end of the data file", it.ver, it.name))
-		}
-		blk := data[sg.src : sg.src+sg.n]
-		r.mu.Lock()
-		if r.checked == nil {
-			r.checked = make([]bool, len(r.segs))
-		}
-		ok := r.checked[i]
-		r.mu.Unlock()
-		if !ok {
-			if xxhash.Sum64(blk) != sg.hash {
-				if rm.isAbandoned(it) {
-					return n, r.fail(errAbandoned)
-				}
-				return n, r.fail(errf(ErrCorrupt, "version %d of %q: block %d does not match its hash in the local file; not uploaded", it.ver, it.name, sg.b))
+// segReader reads the blocks of an upload out of the data mapping, in object order
+// (total bytes), checking each block against its hash the first time it is read.
+func (rm *remote) segReader(it *upItem, segs []blockSeg, total int64) *mapReader {
+	r := &mapReader{rm: rm, it: it, size: total, checked: make([]bool, len(segs))}
+	r.copyOut = func(p []byte, off int64, data []byte) (n int, err error) {
+		i := sort.Search(len(segs), func(i int) bool { return segs[i].at+segs[i].n > off })
+		for n < len(p) && i < len(segs) {
+			sg := &segs[i]
+			if sg.src+sg.n > int64(len(data)) {
+				return n, r.beyondEnd()
 			}
+			blk := data[sg.src : sg.src+sg.n]
 			r.mu.Lock()
-			r.checked[i] = true
+			ok := r.checked[i]
 			r.mu.Unlock()
+			if !ok {
+				if xxhash.Sum64(blk) != sg.hash {
+					return n, r.mismatch(sg.b)
+				}
+				r.mu.Lock()
+				r.checked[i] = true
+				r.mu.Unlock()
+			}
+			n += copy(p[n:], blk[off+int64(n)-sg.at:])
+			i++
 		}
-		k := copy(p[n:], blk[off+int64(n)-sg.at:])
-		n += k
-		i++
+		return n, nil
 	}
-	if n < len(p) {
-		err = io.EOF
-	}
-	return n, err
+	return r
 }

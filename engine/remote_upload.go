@@ -550,17 +550,7 @@ func (rm *remote) uploadData(it *upItem) error {
 	if err := rm.readTable(it); err != nil {
 		return err
 	}
-	return retry(rm.ctx, it.length, func(ctx context.Context) error {
-		r := &slotReader{rm: rm, it: it}
-		err := rm.st.Create(ctx, it.key, r, it.length)
-		if rerr := r.failure(); rerr != nil {
-			return rerr // the local copy is damaged (or the upload was abandoned)
-		}
-		if errors.Is(err, store.ErrExists) {
-			return nil // content-addressed: an earlier attempt, or identical bytes
-		}
-		return err
-	})
+	return rm.createFrom(it.key, it.length, func() *mapReader { return rm.slotReader(it) })
 }
 
 // readTable copies the version's block table out of its slot and checks it against
@@ -593,27 +583,40 @@ func (rm *remote) readTable(it *upItem) (err error) {
 	return nil
 }
 
-// slotReader reads a queued version out of the data mapping for the store (Read,
+// mapReader reads an upload's object out of the data mapping for the store (Read,
 // ReadAt and Seek, so that an S3 store can send parts in parallel and again on a
-// retry). Each 1 MiB block is checked against the version's hashes the first time it
-// is read; a block that does not match fails the read, and so the upload, before the
-// object can exist. While a large save runs it waits, so that the save has the cores.
-type slotReader struct {
-	rm  *remote
-	it  *upItem
-	pos int64
-	mu  sync.Mutex
-	err error
+// retry). copyOut copies the object's bytes from off into p, checking each block
+// against its hash the first time it is read: a block that does not match fails the
+// read, and so the upload, before the object can exist. While a large save runs a read
+// waits, so that the save has the cores.
+type mapReader struct {
+	rm      *remote
+	it      *upItem
+	size    int64 // the object's bytes
+	pos     int64
+	copyOut func(p []byte, off int64, data []byte) (int, error) // under rm.readMu, data the mapping
+
+	mu      sync.Mutex
+	err     error
+	checked []bool // segment readers: the segments checked so far
+}
+
+// slotReader reads a queued version's payload: the object is the whole payload, checked
+// by 1 MiB block.
+func (rm *remote) slotReader(it *upItem) *mapReader {
+	r := &mapReader{rm: rm, it: it, size: it.length}
+	r.copyOut = r.copySlot
+	return r
 }
 
 // failure returns the error that failed a read, if any.
-func (r *slotReader) failure() error {
+func (r *mapReader) failure() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.err
 }
 
-func (r *slotReader) fail(err error) error {
+func (r *mapReader) fail(err error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err == nil {
@@ -623,34 +626,34 @@ func (r *slotReader) fail(err error) error {
 }
 
 // Read reads from the current position.
-func (r *slotReader) Read(p []byte) (int, error) {
+func (r *mapReader) Read(p []byte) (int, error) {
 	n, err := r.ReadAt(p, r.pos)
 	r.pos += int64(n)
 	return n, err
 }
 
 // Seek moves the position.
-func (r *slotReader) Seek(off int64, whence int) (int64, error) {
+func (r *mapReader) Seek(off int64, whence int) (int64, error) {
 	switch whence {
 	case io.SeekStart:
 	case io.SeekCurrent:
 		off += r.pos
 	case io.SeekEnd:
-		off += r.it.length
+		off += r.size
 	default:
-		return 0, errors.New("slotReader: bad whence")
+		return 0, errors.New("mapReader: bad whence")
 	}
 	if off < 0 {
-		return 0, errors.New("slotReader: negative position")
+		return 0, errors.New("mapReader: negative position")
 	}
 	r.pos = off
 	return off, nil
 }
 
-// ReadAt copies payload bytes from off into p, checking each block it touches.
-func (r *slotReader) ReadAt(p []byte, off int64) (n int, err error) {
-	it, rm := r.it, r.rm
-	if off >= it.length {
+// ReadAt copies object bytes from off into p.
+func (r *mapReader) ReadAt(p []byte, off int64) (n int, err error) {
+	rm := r.rm
+	if off >= r.size {
 		return 0, io.EOF
 	}
 	rm.readMu.RLock()
@@ -666,9 +669,31 @@ func (r *slotReader) ReadAt(p []byte, off int64) (n int, err error) {
 		}
 	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	data := rm.f.data.Bytes()
+	n, err = r.copyOut(p, off, rm.f.data.Bytes())
+	if err == nil && n < len(p) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// beyondEnd is the error for a version whose bytes lie past the end of the data file.
+func (r *mapReader) beyondEnd() error {
+	return r.fail(errf(ErrCorrupt, "version %d of %q lies beyond the end of the data file", r.it.ver, r.it.name))
+}
+
+// mismatch is the error for block b that does not match its hash.
+func (r *mapReader) mismatch(b int64) error {
+	if r.rm.isAbandoned(r.it) {
+		return r.fail(errAbandoned)
+	}
+	return r.fail(errf(ErrCorrupt, "version %d of %q: block %d does not match its hash in the local file; not uploaded", r.it.ver, r.it.name, b))
+}
+
+// copySlot is copyOut for a whole payload.
+func (r *mapReader) copySlot(p []byte, off int64, data []byte) (int, error) {
+	it := r.it
 	if it.off+it.length > int64(len(data)) {
-		return 0, r.fail(errf(ErrCorrupt, "version %d of %q lies beyond the end of the data file", it.ver, it.name))
+		return 0, r.beyondEnd()
 	}
 	payload := data[it.off : it.off+it.length]
 	end := min(off+int64(len(p)), it.length)
@@ -684,18 +709,27 @@ func (r *slotReader) ReadAt(p []byte, off int64) (n int, err error) {
 			ok = crc.Block(payload[lo:hi]) == binary.LittleEndian.Uint64(it.table[8*b:])
 		}
 		if !ok {
-			if rm.isAbandoned(it) {
-				return 0, r.fail(errAbandoned)
-			}
-			return 0, r.fail(errf(ErrCorrupt, "version %d of %q: block %d does not match its hash in the local file; not uploaded", it.ver, it.name, b))
+			return 0, r.mismatch(b)
 		}
 		it.verified[b].Store(true)
 	}
-	n = copy(p, payload[off:end])
-	if n < len(p) {
-		err = io.EOF
-	}
-	return n, err
+	return copy(p, payload[off:end]), nil
+}
+
+// createFrom creates object key from r, retrying transient errors. An object that
+// already exists is the same bytes (keys are content-addressed): an earlier attempt.
+func (rm *remote) createFrom(key string, size int64, newReader func() *mapReader) error {
+	return retry(rm.ctx, size, func(ctx context.Context) error {
+		r := newReader()
+		err := rm.st.Create(ctx, key, r, size)
+		if rerr := r.failure(); rerr != nil {
+			return rerr // the local copy is damaged (or the upload was abandoned)
+		}
+		if errors.Is(err, store.ErrExists) {
+			return nil
+		}
+		return err
+	})
 }
 
 // yieldToSaves waits while a large save runs (it uses every core), unless the remote
