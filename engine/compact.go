@@ -99,27 +99,10 @@ func (f *File) compact() error {
 	// The data was synced above: a mark says all of it is durable.
 	recs = append(recs, index.Record{Kind: index.KindMark, Flags: index.FlagCommit | index.FlagDurable,
 		Version: uint64(len(recs)), Txn: f.nextTxn - 1, Time: time.Now().UnixNano()})
-	h := index.Header{FileID: f.fileID, Generation: f.log.gen + 1, Created: time.Now().UnixNano()}
-	if err := f.writeIndexFile(f.idxPath, h, recs, true); err != nil {
-		return err
-	}
-	nidx, err := mmapfile.Open(f.idxPath, mmapfile.Options{Perm: f.opts.Perm, Reserve: indexReserve, Chunk: indexChunk})
+	h, old, crc, err := f.replaceIndex(recs)
 	if err != nil {
-		// The new index is in place but we cannot map it: nothing more can be logged
-		// safely. Further appends would go to the unlinked old file; fail loudly.
-		f.closed.Store(true)
 		return err
 	}
-	b := nidx.Bytes()
-	_, prev, err := index.DecodeHeader(b)
-	if err != nil {
-		nidx.Close()
-		f.closed.Store(true)
-		return err
-	}
-	res, _ := index.Scan(b[index.HeaderSize:], prev, nil)
-	old := f.idx
-	f.idx = nidx
 	for si, st := range states {
 		if st.named {
 			st.recs, st.vis, st.head = newRecs[si], st.vis-st.head, 0
@@ -127,11 +110,40 @@ func (f *File) compact() error {
 	}
 	n := int64(len(recs))
 	pos := index.HeaderSize + n*index.RecordSize
-	f.log = logState{pos: pos, crc: res.CRC, synced: pos, durable: n, gen: h.Generation, records: n}
+	f.log = logState{pos: pos, crc: crc, synced: pos, durable: n, gen: h.Generation, records: n}
 	f.dirty = false
 	// Every drop is durable now: the new index no longer lists what was dropped.
 	f.alloc.release(math.MaxInt64)
 	f.pf.indexSwapped()
 	old.Close()
 	return nil
+}
+
+// replaceIndex writes recs as the next generation of the index (a new file, synced,
+// renamed over the old one) and maps it in place of the old mapping, which it returns
+// for the caller to close once its state matches the new index; crc is the chain's CRC
+// after the last record. If the new index is in place but cannot be mapped, nothing
+// more can be logged safely (appends would go to the unlinked old file): the File is
+// marked closed.
+func (f *File) replaceIndex(recs []index.Record) (h index.Header, old *mmapfile.File, crc uint32, err error) {
+	h = index.Header{FileID: f.fileID, Generation: f.log.gen + 1, Created: time.Now().UnixNano()}
+	if err := f.writeIndexFile(f.idxPath, h, recs, true); err != nil {
+		return h, nil, 0, err
+	}
+	nidx, err := mmapfile.Open(f.idxPath, mmapfile.Options{Perm: f.opts.Perm, Reserve: indexReserve, Chunk: indexChunk})
+	if err != nil {
+		f.closed.Store(true)
+		return h, nil, 0, err
+	}
+	b := nidx.Bytes()
+	_, prev, err := index.DecodeHeader(b)
+	if err != nil {
+		nidx.Close()
+		f.closed.Store(true)
+		return h, nil, 0, err
+	}
+	res, _ := index.Scan(b[index.HeaderSize:], prev, nil)
+	old = f.idx
+	f.idx = nidx
+	return h, old, res.CRC, nil
 }

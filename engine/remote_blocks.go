@@ -154,22 +154,8 @@ func (rm *remote) uploadBlocks(it *upItem) error {
 	if total == 0 {
 		return nil
 	}
-	for {
-		rm.mu.Lock()
-		if rm.refs[key] > 0 {
-			rm.mu.Unlock()
-			return nil // identical blocks are committed already: nothing to send
-		}
-		ch := rm.deleting[key]
-		rm.mu.Unlock()
-		if ch == nil {
-			break
-		}
-		select { // a retention pass is deleting an object of the same bytes: wait
-		case <-ch:
-		case <-rm.ctx.Done():
-			return context.Cause(rm.ctx)
-		}
+	if committed, err := rm.needObject(key); committed || err != nil {
+		return err // identical blocks are committed already: nothing to send
 	}
 	return rm.createFrom(key, total, func() *mapReader { return rm.segReader(it, segs, total) })
 }

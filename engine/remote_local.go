@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ckp-go/ckp/index"
-	"github.com/ckp-go/ckp/mmapfile"
 )
 
 // The remote tier's changes to the local file: versions brought in from the store
@@ -154,25 +153,10 @@ func (f *File) rewriteIndex(p indexPlan) (err error) {
 		recs = append(recs, versionRecords(x.st, x.v)...)
 		live += recordsOf(x.v.blocks)
 	}
-	h := index.Header{FileID: f.fileID, Generation: f.log.gen + 1, Created: time.Now().UnixNano()}
-	if err := f.writeIndexFile(f.idxPath, h, recs, true); err != nil {
-		return err
-	}
-	nidx, err := mmapfile.Open(f.idxPath, mmapfile.Options{Perm: f.opts.Perm, Reserve: indexReserve, Chunk: indexChunk})
+	h, old, crc, err := f.replaceIndex(recs)
 	if err != nil {
-		f.closed.Store(true) // as compaction: nothing more can be logged safely
 		return err
 	}
-	b := nidx.Bytes()
-	_, prev, err := index.DecodeHeader(b)
-	if err != nil {
-		nidx.Close()
-		f.closed.Store(true)
-		return err
-	}
-	res, _ := index.Scan(b[index.HeaderSize:], prev, nil)
-	old := f.idx
-	f.idx = nidx
 	for si, st := range states {
 		st.recs, st.head, st.vis, st.next = newRecs[si], 0, pinnedOf[si], nexts[si]
 		if len(newRecs[si]) > 0 {
@@ -181,7 +165,7 @@ func (f *File) rewriteIndex(p indexPlan) (err error) {
 	}
 	n := int64(len(recs))
 	pos := index.HeaderSize + n*index.RecordSize
-	f.log = logState{pos: pos, crc: res.CRC, synced: pos, durable: covered + 1, gen: h.Generation, records: n}
+	f.log = logState{pos: pos, crc: crc, synced: pos, durable: covered + 1, gen: h.Generation, records: n}
 	f.live = live
 	f.dirty = len(imported) > 0
 	for _, x := range imported { // made durable by the next durable point

@@ -530,27 +530,36 @@ func (rm *remote) sent(it *upItem) {
 // uploadData creates the version's data object, unless a committed version already
 // names it.
 func (rm *remote) uploadData(it *upItem) error {
-	for {
-		rm.mu.Lock()
-		if rm.refs[it.key] > 0 {
-			rm.mu.Unlock()
-			return nil // identical bytes are committed already: nothing to send
-		}
-		ch := rm.deleting[it.key]
-		rm.mu.Unlock()
-		if ch == nil {
-			break
-		}
-		select { // a retention pass is deleting an object of the same bytes: wait
-		case <-ch:
-		case <-rm.ctx.Done():
-			return context.Cause(rm.ctx)
-		}
+	if committed, err := rm.needObject(it.key); committed || err != nil {
+		return err
 	}
 	if err := rm.readTable(it); err != nil {
 		return err
 	}
 	return rm.createFrom(it.key, it.length, func() *mapReader { return rm.slotReader(it) })
+}
+
+// needObject is called before creating object key (content-addressed): it reports
+// whether a committed version names it already (nothing to send), and waits while a
+// retention pass is deleting an object of the same bytes.
+func (rm *remote) needObject(key string) (committed bool, err error) {
+	for {
+		rm.mu.Lock()
+		if rm.refs[key] > 0 {
+			rm.mu.Unlock()
+			return true, nil
+		}
+		ch := rm.deleting[key]
+		rm.mu.Unlock()
+		if ch == nil {
+			return false, nil
+		}
+		select {
+		case <-ch:
+		case <-rm.ctx.Done():
+			return false, context.Cause(rm.ctx)
+		}
+	}
 }
 
 // readTable copies the version's block table out of its slot and checks it against
