@@ -50,13 +50,13 @@ type DiffResult struct {
 }
 
 // MeanSave is the mean time inside a save.
-func (r *DiffResult) MeanSave() time.Duration { return mean(r.Save) }
+func (r *DiffResult) MeanSave() time.Duration { return Mean(r.Save) }
 
 // MeanLoop is the mean time of one iteration: writes and save.
-func (r *DiffResult) MeanLoop() time.Duration { return mean(r.Save) + mean(r.Write) }
+func (r *DiffResult) MeanLoop() time.Duration { return Mean(r.Save) + Mean(r.Write) }
 
 // MeanRestore is the mean time of a restore.
-func (r *DiffResult) MeanRestore() time.Duration { return mean(r.Restore) }
+func (r *DiffResult) MeanRestore() time.Duration { return Mean(r.Restore) }
 
 // WrittenShare is the bytes a measured save added to the data file, on average, as a
 // share of the region.
@@ -72,7 +72,8 @@ func (r *DiffResult) DeltaShare() float64 {
 	return float64(r.DeltaB) / float64(r.Deltas) / float64(r.Config.Size)
 }
 
-func mean(d []time.Duration) time.Duration {
+// Mean is the mean of d, 0 when d is empty.
+func Mean(d []time.Duration) time.Duration {
 	if len(d) == 0 {
 		return 0
 	}

@@ -407,25 +407,14 @@ func (rep *report) diffGoals(addGoal func(g string, v float64, target string, me
 		}
 		v := d.MeanLoop().Seconds() / f.MeanLoop().Seconds()
 		addGoal(fmt.Sprintf("D3. %s, %g%% of pages written: whole loop (writes + save), differential vs full", size, 100*fr), v, "<= 1.05x", v <= 1.05,
-			fmt.Sprintf("%v (writes %v) vs %v (writes %v)", d.MeanLoop().Round(time.Microsecond), mean(d.Write).Round(time.Microsecond),
-				f.MeanLoop().Round(time.Microsecond), mean(f.Write).Round(time.Microsecond)))
+			fmt.Sprintf("%v (writes %v) vs %v (writes %v)", d.MeanLoop().Round(time.Microsecond), bench.Mean(d.Write).Round(time.Microsecond),
+				f.MeanLoop().Round(time.Microsecond), bench.Mean(f.Write).Round(time.Microsecond)))
 	}
 	if full != nil && tr != nil && len(tr.Restore) > 0 && len(full.Restore) > 0 {
 		v := full.MeanRestore().Seconds() / tr.MeanRestore().Seconds()
 		addGoal(fmt.Sprintf("D4. %s: restore of a differential version vs of a full version (speed)", size), v, ">= 0.8x", v >= 0.8,
 			fmt.Sprintf("%v vs %v", tr.MeanRestore().Round(time.Microsecond), full.MeanRestore().Round(time.Microsecond)))
 	}
-}
-
-func mean(d []time.Duration) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	var t time.Duration
-	for _, x := range d {
-		t += x
-	}
-	return t / time.Duration(len(d))
 }
 
 // remoteGoals adds the remote tier's goals (issue 11).
