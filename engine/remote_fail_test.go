@@ -571,6 +571,13 @@ func TestRemoteBackPressureTimeout(t *testing.T) {
 		t.Fatalf("versions after the failed save: %v, want [1]", got)
 	}
 	srv.Restart()
+	// The uploader retries with backoff: once it has caught up, saves go on. (Saving at
+	// once would race the retry against the 300 ms Timeout.)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := w.f.Flush(ctx); err != nil {
+		t.Fatalf("Flush after the store came back: %v", err)
+	}
 	w.saveAll(t, 2)
 	if err := w.f.Close(); err != nil {
 		t.Fatal(err)
