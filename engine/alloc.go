@@ -211,8 +211,8 @@ func (a *allocator) freeLater(e extent, pos int64) {
 	a.held += e.end - e.off
 }
 
-// release frees every pending slot whose transaction is at or below durable.
-func (a *allocator) release(durable int64) {
+// freePending frees every pending slot whose transaction is at or below durable.
+func (a *allocator) freePending(durable int64) {
 	k := 0
 	for _, p := range a.pending {
 		if p.pos <= durable {

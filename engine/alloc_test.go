@@ -66,11 +66,11 @@ func TestAllocatorPendingReleasedWhenDurable(t *testing.T) {
 	if off, _ := a.alloc(1000, 64); off == o {
 		t.Fatal("pending slot reused before durable")
 	}
-	a.release(9)
+	a.freePending(9)
 	if len(a.pending) != 1 {
 		t.Fatal("released too early")
 	}
-	a.release(10)
+	a.freePending(10)
 	if off, _ := a.alloc(1000, 64); off != o {
 		t.Fatalf("slot not reused after release: %d", off)
 	}
@@ -103,7 +103,7 @@ func TestAllocatorNeverOverlaps(t *testing.T) {
 				delete(live, off)
 				break
 			}
-			a.release(int64(i - r.IntN(5)))
+			a.freePending(int64(i - r.IntN(5)))
 			continue
 		}
 		n := int64(r.IntN(3 << 20))

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 	"unsafe"
-
-	"github.com/ckp-go/ckp/index"
 )
 
 // Checkpoint is a named memory region registered on a File. Each Save appends a new
@@ -70,7 +68,8 @@ type VersionInfo struct {
 	// Delta is true for a differential version that holds only the blocks changed since
 	// the version before it (Base).
 	Delta bool
-	Base  int
+	// Base is the version a delta's unchanged blocks come from (0 for a full version).
+	Base int
 	// Changed is the share of the version's blocks its slot holds: 1 for a full version,
 	// less for a delta.
 	Changed float64
@@ -467,5 +466,3 @@ func (f *File) VersionsOf(name string) (vs []VersionInfo, err error) {
 	}
 	return infos(s), nil
 }
-
-var _ = index.RecordSize

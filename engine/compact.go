@@ -2,7 +2,6 @@ package engine
 
 import (
 	"math"
-	"os"
 	"time"
 
 	"github.com/ckp-go/ckp/index"
@@ -64,15 +63,7 @@ func (f *File) compact() error {
 	}
 	f.syncBuf = ranges[:0]
 	recs := make([]index.Record, 0, max(f.live, 0)+2)
-	// The writer's own session, as it opened the file.
-	s := index.Session{PID: uint32(os.Getpid()), NextTxn: f.nextTxn, BootID: f.bootID, Policy: f.opts.Sync.code(),
-		Keep: uint64(f.opts.KeepVersions), Time: time.Now().UnixNano(), Flags: f.sessionFlags()}
-	if ls := f.lastSession; ls != nil {
-		s.Time = ls.Opened.UnixNano()
-	}
-	sr := s.Record()
-	sr.Flags = index.FlagCommit
-	recs = append(recs, sr)
+	recs = append(recs, f.sessionRecord(f.openedAt())) // the writer's own session, as it opened the file
 	states := sortedStates(f.byID)
 	newRecs := make([][]int64, len(states)) // each kept version's place in the new log
 	for si, st := range states {
@@ -113,7 +104,7 @@ func (f *File) compact() error {
 	f.log = logState{pos: pos, crc: crc, synced: pos, durable: n, gen: h.Generation, records: n}
 	f.dirty = false
 	// Every drop is durable now: the new index no longer lists what was dropped.
-	f.alloc.release(math.MaxInt64)
+	f.alloc.freePending(math.MaxInt64)
 	f.pf.indexSwapped()
 	old.Close()
 	return nil

@@ -90,7 +90,7 @@ func (f *File) syncIndex() error {
 	}
 	f.mu.Lock()
 	f.log.synced = max(f.log.synced, hi)
-	f.releaseDurable()
+	f.freeDurable()
 	f.mu.Unlock()
 	return nil
 }
@@ -125,10 +125,10 @@ func (f *File) syncBoth(ranges []extent, all bool) error {
 	return nil
 }
 
-// releaseDurable frees the slots held back for transactions that are now durable: their
+// freeDurable frees the slots held back for transactions that are now durable: their
 // data is durable and so is the index record that dropped them. Caller holds f.mu.
-func (f *File) releaseDurable() {
-	f.alloc.release(min(f.log.durable, (f.log.synced-index.HeaderSize)/index.RecordSize))
+func (f *File) freeDurable() {
+	f.alloc.freePending(min(f.log.durable, (f.log.synced-index.HeaderSize)/index.RecordSize))
 }
 
 // indexSyncer syncs index ranges for syncBoth, so a durable point flushes the data and
@@ -175,7 +175,7 @@ func (f *File) syncAll() (err error) {
 	if idle {
 		return nil
 	}
-	fl, err := f.flush(false)
+	fl, err := f.makeDurable(false)
 	if err != nil {
 		return err
 	}
@@ -190,10 +190,10 @@ func (f *File) syncAll() (err error) {
 // flushed describes a flush: the records it covered, and the durable coverage before.
 type flushed struct{ covered, before int64 }
 
-// flush makes the data of everything published so far durable, and with withIndex the
+// makeDurable makes the data of everything published so far durable, and with withIndex the
 // index's records too, at the same time (syncBoth). It records the new coverage and, if
 // nothing was published meanwhile, that nothing is dirty. Caller holds f.syncMu.
-func (f *File) flush(withIndex bool) (flushed, error) {
+func (f *File) makeDurable(withIndex bool) (flushed, error) {
 	f.mu.Lock()
 	ranges, all := f.takeUnsynced()
 	fl := flushed{covered: f.log.records, before: f.log.durable}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ckp-go/ckp/internal/base"
 	"github.com/ckp-go/ckp/mmapfile"
 )
 
@@ -13,28 +14,28 @@ import (
 var (
 	// ErrInvalid: a bad argument (empty or over-long name, nil or empty region, a type
 	// that holds pointers, a bad option) or an operation the File does not allow.
-	ErrInvalid = errors.New("ckp: invalid argument")
+	ErrInvalid = base.ErrInvalid
 	// ErrNotFound: no checkpoint is registered under that name, or the Checkpoint was
 	// unregistered.
-	ErrNotFound = errors.New("ckp: checkpoint not found")
+	ErrNotFound = base.ErrNotFound
 	// ErrExists: a checkpoint of that name is already registered on this File.
-	ErrExists = errors.New("ckp: checkpoint already registered")
+	ErrExists = base.ErrExists
 	// ErrVersion: the version number names no kept version (never saved, dropped by
 	// retention, or out of the relative range).
-	ErrVersion = errors.New("ckp: no such version")
+	ErrVersion = base.ErrVersion
 	// ErrSize: the saved version's size differs from the registered region's.
-	ErrSize = errors.New("ckp: size mismatch")
+	ErrSize = base.ErrSize
 	// ErrClosed: the File was closed.
-	ErrClosed = errors.New("ckp: file closed")
+	ErrClosed = base.ErrClosed
 	// ErrLocked: another writer (in this process or another) holds the file.
-	ErrLocked = errors.New("ckp: file locked by another writer")
+	ErrLocked = base.ErrLocked
 	// ErrCorrupt: the file is not a ckp file, or the bytes of a version do not match
 	// their hash; damaged data is never handed back.
-	ErrCorrupt = errors.New("ckp: corrupt checkpoint data")
+	ErrCorrupt = base.ErrCorrupt
 	// ErrFull: the save would grow the data file past Options.MaxSize. The save is not
 	// made and every earlier version stays; retention (KeepVersions) or a larger MaxSize
 	// make room.
-	ErrFull = errors.New("ckp: data file full (MaxSize reached)")
+	ErrFull = base.ErrFull
 )
 
 // ErrReadOnly is returned by operations that would write to a File opened with

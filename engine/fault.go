@@ -1,5 +1,7 @@
 package engine
 
+import "github.com/ckp-go/ckp/internal/base"
+
 // Every path that touches a mapping turns on SetPanicOnFault for its goroutine, so a
 // page that cannot be read or written (the file was truncated underneath the mapping,
 // the disk returned an I/O error) becomes an error instead of killing the process:
@@ -7,22 +9,15 @@ package engine
 //	defer catch(&err)
 //	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // on now, restored on return
 //
-// (The inner call runs at once; the outer one, deferred, restores the old setting.
-// Unlike a helper returning a closure, this allocates nothing.)
+// (see package internal/base).
 
-// faultError converts a recovered panic into an error. Memory faults (the runtime
-// reports them as errors with an Addr method) become ErrCorrupt; anything else is a bug
-// and is re-raised.
-func faultError(r any) error {
-	if e, ok := r.(interface{ Addr() uintptr }); ok {
-		return errf(ErrCorrupt, "memory fault at %#x while accessing the mapping (file truncated or unreadable?)", e.Addr())
-	}
-	panic(r)
-}
+// faultError converts a recovered panic into an error: a memory fault becomes
+// ErrCorrupt; anything else is re-raised.
+func faultError(r any) error { return base.FaultError(r) }
 
 // catch recovers a memory fault into *err; use as defer catch(&err).
 func catch(err *error) {
 	if r := recover(); r != nil {
-		*err = faultError(r)
+		*err = base.FaultError(r)
 	}
 }

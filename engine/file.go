@@ -19,6 +19,7 @@ import (
 	"github.com/ckp-go/ckp/dirty"
 	"github.com/ckp-go/ckp/index"
 	"github.com/ckp-go/ckp/mmapfile"
+	"github.com/ckp-go/ckp/remote"
 )
 
 // File is an open checkpoint file: the data file at its path and the index file beside
@@ -38,13 +39,14 @@ type File struct {
 	format        uint32 // the data file's format version
 	pool          *pool
 	clock         clock
-	rm            *remote // the remote tier (engine/remote*.go), nil without Options.Remote
+	tier          *remote.Tier // the remote tier (package remote), nil without Options.Remote
 
 	opMu sync.RWMutex // every operation holds it shared; Close holds it exclusively
 
-	closed      atomic.Bool // set once, under mu, by Close (or by a failed compaction)
-	compactDue  atomic.Bool // the index holds enough dead records to compact
-	heldTooMuch atomic.Bool // held-back slots outweigh the kept data: sync to free them
+	closed      atomic.Bool  // set once, under mu, by Close (or by a failed compaction)
+	compactDue  atomic.Bool  // the index holds enough dead records to compact
+	heldTooMuch atomic.Bool  // held-back slots outweigh the kept data: sync to free them
+	busy        atomic.Int32 // large saves running (they want every core)
 
 	mu        sync.Mutex // guards everything below
 	ckpts     map[string]*ckptState
@@ -75,6 +77,12 @@ type File struct {
 	batchBuf batch // the batch of the save in progress (guarded by batchMu)
 	batchMu  sync.Mutex
 	recBuf   []index.Record // records of the transaction being published (guarded by mu)
+	pins     pins           // slots the remote tier reads (guarded by mu)
+
+	// hostMu is held shared by the remote tier's reads of the data mapping
+	// (Host.ReadAt) and exclusively by Close before it unmaps.
+	hostMu   sync.RWMutex
+	unmapped bool
 
 	// replayLeft is, while recovery replays the index, how many records are left to
 	// replay (ckptState.grow sizes a busy checkpoint's list with it); 0 otherwise.
@@ -144,7 +152,7 @@ func Open(path string, opts *Options) (*File, error) {
 		f.blockShift = uint8(bits.TrailingZeros(uint(o.BlockSize)))
 	}
 	if err := f.open(); err != nil {
-		f.release()
+		f.closeFiles()
 		return nil, err
 	}
 	f.pool = newPool(o.Workers)
@@ -166,12 +174,12 @@ func Open(path string, opts *Options) (*File, error) {
 		}
 	}
 	if o.Remote != nil { // remote tier: reconcile with the store, start the uploader
-		if err := f.openRemote(o.Remote); err != nil {
+		if err := f.openRemote(); err != nil {
 			if f.stopBg != nil {
 				close(f.stopBg)
 				f.bgDone.Wait()
 			}
-			f.release()
+			f.closeFiles()
 			return nil, err
 		}
 	}
@@ -405,17 +413,7 @@ func (f *File) beginSession() error {
 		return fmt.Errorf("ckp: random session id: %w", err)
 	}
 	f.session = binary.LittleEndian.Uint64(r8[:])&sessionMask | 1
-	s := index.Session{
-		PID:     uint32(os.Getpid()),
-		NextTxn: f.nextTxn,
-		BootID:  f.bootID,
-		Policy:  f.opts.Sync.code(),
-		Time:    time.Now().UnixNano(),
-		Keep:    uint64(f.opts.KeepVersions),
-		Flags:   f.sessionFlags(),
-	}
-	r := s.Record()
-	r.Flags = index.FlagCommit
+	r := f.sessionRecord(time.Now().UnixNano())
 	before := f.log.records
 	if err := f.appendRecords([]index.Record{r}); err != nil {
 		return err
@@ -423,7 +421,7 @@ func (f *File) beginSession() error {
 	if f.log.durable == before { // a session record holds no data
 		f.log.durable = f.log.records
 	}
-	f.lastSession = sessionInfo(s)
+	f.lastSession = sessionInfo(index.SessionOf(&r))
 	return nil
 }
 
@@ -484,14 +482,14 @@ func (f *File) Close() error {
 	if err == nil {
 		err = rerr
 	}
-	if rerr := f.release(); err == nil {
+	if rerr := f.closeFiles(); err == nil {
 		err = rerr
 	}
 	return err
 }
 
-// release unmaps and closes both files (and so drops the lock).
-func (f *File) release() error {
+// closeFiles unmaps and closes both files (and so drops the lock).
+func (f *File) closeFiles() error {
 	var err error
 	if f.pool != nil {
 		f.pool.close()

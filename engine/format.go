@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ckp-go/ckp/crc"
+	"github.com/ckp-go/ckp/internal/base"
 )
 
 // The data file: a 4 KiB header page, then slots. docs/FORMAT.md describes every byte.
@@ -19,7 +20,7 @@ const (
 	dataHeaderLen  = 64
 	trailerFixed   = 64
 	// MaxNameLen is the longest checkpoint name in bytes.
-	MaxNameLen = 255
+	MaxNameLen = base.MaxNameLen
 	// hugeAlign is the payload alignment of regions of 2 MiB and more: one huge page.
 	hugeAlign = 2 << 20
 )
@@ -125,7 +126,7 @@ type blockLayout struct {
 func (l *blockLayout) delta() bool { return l.Base != 0 }
 
 // blockCount is the number of blocks of a region of n bytes.
-func blockCount(n int64, shift uint8) int64 { return (n + 1<<shift - 1) >> shift }
+func blockCount(n int64, shift uint8) int64 { return base.BlockCount(n, shift) }
 
 // extLen is the size of the trailer after its fixed part: block header, block numbers
 // (deltas only), block hashes and the name.
@@ -198,7 +199,7 @@ func writeFixed(b []byte, seed uint32, t *trailer, nameLen int, kind uint8, rest
 	binary.LittleEndian.PutUint32(f[60:], c)
 }
 
-func pad8(n int64) int64 { return (n + 7) &^ 7 }
+func pad8(n int64) int64 { return base.Pad8(n) }
 
 // trailerLen is the size of a trailer for a payload of n bytes and a name of l bytes.
 func trailerLen(n int64, l int) int64 {

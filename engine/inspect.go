@@ -17,19 +17,19 @@ import (
 
 // FileInfo describes an open checkpoint file.
 type FileInfo struct {
-	Path, IndexPath string
-	FormatVersion   int
-	Created         time.Time
-	DataSize        int64 // bytes of the data file (allocated in chunks)
-	DataUsed        int64 // bytes below the allocation frontier
-	IndexSize       int64
-	IndexRecords    int64
-	IndexGeneration uint64 // times the index was rewritten by compaction
-	Checkpoints     int    // names with kept versions
-	Versions        int    // kept versions, all names together
+	Path, IndexPath string    // the data file's and the index file's paths
+	FormatVersion   int       // the data file's format version (docs/FORMAT.md)
+	Created         time.Time // when the data file was created
+	DataSize        int64     // bytes of the data file (allocated in chunks)
+	DataUsed        int64     // bytes below the allocation frontier
+	IndexSize       int64     // bytes of the index file (allocated in chunks)
+	IndexRecords    int64     // records in the index
+	IndexGeneration uint64    // times the index was rewritten (compaction, import, rewind)
+	Checkpoints     int       // names with kept versions
+	Versions        int       // kept versions, all names together
 	LastWriter      *SessionInfo
-	ReadOnly        bool
-	Recovery        Recovery
+	ReadOnly        bool     // the File was opened with Options.ReadOnly
+	Recovery        Recovery // what Open found and dropped
 	// Differential says how this File saves large regions: "" when it saves them
 	// whole; "kernel tracking" when changed blocks are found through the kernel's
 	// written-page tracking; "hashing (why)" when by hashing every block. Regions the
@@ -41,13 +41,13 @@ type FileInfo struct {
 
 // SessionInfo describes the last writer that opened the file.
 type SessionInfo struct {
-	PID          int
-	Opened       time.Time
-	Sync         SyncPolicy
-	KeepVersions int
-	Differential bool // it saved large regions by blocks
-	BlockSize    int  // of those blocks
-	Tracking     bool // the kernel's written-page tracking was available to it
+	PID          int        // its process id
+	Opened       time.Time  // when it opened the file
+	Sync         SyncPolicy // its durability policy
+	KeepVersions int        // its retention (0: every version)
+	Differential bool       // it saved large regions by blocks
+	BlockSize    int        // of those blocks
+	Tracking     bool       // the kernel's written-page tracking was available to it
 }
 
 // Info returns facts about the file.
@@ -200,19 +200,19 @@ func (f *File) stillKept(name string, ver *version) bool {
 
 // Damaged describes a version that failed verification.
 type Damaged struct {
-	Name    string
-	Version int
-	Offset  int64
-	Reason  string
+	Name    string // the checkpoint
+	Version int    // the version that failed its check
+	Offset  int64  // where its payload starts in the data file
+	Reason  string // what did not check out
 }
 
 // VerifyReport is the result of Verify.
 type VerifyReport struct {
-	Checkpoints int
-	Versions    int // versions checked
-	Bytes       int64
-	Damaged     []Damaged
-	Overlaps    []string // kept versions whose slots overlap (an inconsistent index)
+	Checkpoints int       // checkpoints with kept versions
+	Versions    int       // versions checked
+	Bytes       int64     // bytes checked
+	Damaged     []Damaged // the versions that failed their check
+	Overlaps    []string  // kept versions whose slots overlap (an inconsistent index)
 	Recovery    Recovery
 }
 

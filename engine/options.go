@@ -3,6 +3,8 @@ package engine
 import (
 	"os"
 	"runtime"
+
+	"github.com/ckp-go/ckp/remote"
 )
 
 // Options configure Open. A nil *Options, and every field left at its zero value, mean
@@ -67,6 +69,8 @@ type Options struct {
 	// Remote, File.Flush, File.JobVersion and docs/REMOTE.md. Not with ReadOnly.
 	Remote *Remote
 
+	// remote is Remote checked, with its defaults (set by withDefaults).
+	remote *remote.Settings
 	// bootID, when set, replaces the kernel's boot id (tests simulate a reboot with it).
 	bootID *[16]byte
 	// syncWhole makes durable points fdatasync whole files instead of msync'ing the
@@ -120,13 +124,15 @@ func (o *Options) withDefaults() (Options, error) {
 		r.Workers = runtime.GOMAXPROCS(0)
 	}
 	r.Workers = min(r.Workers, maxWorkers)
-	if r.Remote != nil { // remote tier (engine/remote.go)
+	if r.Remote != nil { // remote tier (package remote)
 		if r.ReadOnly {
 			return r, errf(ErrInvalid, "Remote with ReadOnly")
 		}
-		if _, err := r.Remote.config(r.KeepVersions); err != nil {
+		rs, err := r.Remote.Resolve(r.KeepVersions)
+		if err != nil {
 			return r, err
 		}
+		r.remote = &rs
 	}
 	return r, nil
 }

@@ -31,7 +31,6 @@ const (
 type prefaulter struct {
 	f      *File
 	wakeCh chan struct{}
-	active atomic.Int32 // large saves running
 	ready  atomic.Int64 // the data file is pre-faulted up to here at the frontier
 	idxRdy atomic.Int64 // the index is pre-faulted up to here
 	swap   atomic.Bool  // the index file was replaced
@@ -85,11 +84,9 @@ func (p *prefaulter) indexSwapped() {
 	p.idxRdy.Store(0)
 }
 
-func (f *File) activeSaves(d int32) {
-	if f.pf != nil {
-		f.pf.active.Add(d)
-	}
-}
+// activeSaves counts a large save in (1) or out (-1): while one runs, the prefaulter
+// and the remote tier's uploads leave it the cores.
+func (f *File) activeSaves(d int32) { f.busy.Add(d) }
 
 func (p *prefaulter) loop() {
 	defer p.f.bgDone.Done()
@@ -195,7 +192,7 @@ func (p *prefaulter) seen(e extent) bool {
 // populate pre-faults [off, off+n) in pieces, stopping (false) when a large save starts.
 func (p *prefaulter) populate(m *mmapfile.File, off, n int64) bool {
 	for n > 0 {
-		if p.active.Load() > 0 {
+		if p.f.busy.Load() > 0 {
 			return false
 		}
 		k := min(int64(pfPiece)-off%pfPiece, n)

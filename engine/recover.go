@@ -9,6 +9,7 @@ import (
 
 	"github.com/ckp-go/ckp/crc"
 	"github.com/ckp-go/ckp/index"
+	"github.com/ckp-go/ckp/internal/base"
 )
 
 // Recovery: Open replays the committed transactions of the index into the in-memory
@@ -373,7 +374,7 @@ func layoutOf(r, blk *index.Record) blockLayout {
 }
 
 // maxLength bounds a version's length in a record we trust: 1 PiB.
-const maxLength = 1 << 50
+const maxLength = base.MaxLength
 
 // check returns why a transaction cannot be applied, or "".
 func (rp *replay) check(txn []index.Record) string {

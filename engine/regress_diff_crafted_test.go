@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"os"
 
-	"github.com/cespare/xxhash/v2"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/ckp-go/ckp/index"
 )

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -18,6 +19,15 @@ func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 	if err := f.resolveAll(cs, v, vs); err != nil {
 		return err
 	}
+	return f.restoreVersions(cs, vs)
+}
+
+// restoreVersions copies version vs[i] into the region of cs[i], all of them verified
+// first. The versions are in the index, or slots fetched from the store and not yet
+// published (remoteRestore).
+func (f *File) restoreVersions(cs []*Checkpoint, vs []version) (err error) {
+	defer catch(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	data := f.data.Bytes()
 	for i, c := range cs {
 		end := vs[i].off + vs[i].footprint(len(c.name))
@@ -168,5 +178,157 @@ func (f *File) resolveAll(cs []*Checkpoint, v int, vs []version) error {
 		}
 		vs[i] = p
 	}
+	return nil
+}
+
+// restoreAny restores version v of cs (Restore, RestoreAll: all), from the local file
+// or, when the local copy is missing (ErrVersion) or damaged (ErrCorrupt), from the
+// store: the store's copy is fetched into a free slot of the data file, checked, and
+// only then copied, every region located and checked before any is written. In a job
+// of several ranks a RestoreAll also rewinds: each checkpoint's versions above the one
+// restored are dropped, locally and from this rank's store, and its next save
+// continues right after it, so that every rank's version numbers stay in step after a
+// restart at the job version. The caller holds f.begin and every c.mu.
+func (f *File) restoreAny(cs []*Checkpoint, v int, all bool) error {
+	if f.tier == nil {
+		return f.restore(cs, v)
+	}
+	if all && f.tier.Settings().Ranks() > 1 {
+		return f.remoteRestore(cs, v, nil, true)
+	}
+	err := f.restore(cs, v)
+	if err == nil || (!errors.Is(err, ErrVersion) && !errors.Is(err, ErrCorrupt)) {
+		return err
+	}
+	return f.remoteRestore(cs, v, err, false)
+}
+
+// remoteRestore is restoreAny's path through the store; localErr is the local
+// restore's failure (nil on the rewind path, which does not try the local one first).
+func (f *File) remoteRestore(cs []*Checkpoint, v int, localErr error, rewind bool) error {
+	t := f.tier
+	nums := make([]uint64, len(cs))
+	f.mu.Lock()
+	for i, c := range cs {
+		lv, lerr := c.st.resolve(v)
+		switch {
+		case lerr == nil:
+			nums[i] = lv.num
+		case v > 0:
+			nums[i] = uint64(v)
+		case v == 0:
+			nums[i] = t.NewestCommitted(c.name)
+		}
+		if nums[i] == 0 {
+			f.mu.Unlock()
+			if localErr != nil {
+				return localErr
+			}
+			return lerr
+		}
+	}
+	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), t.Settings().Timeout())
+	defer cancel()
+	fetched := map[*ckptState]version{}
+	defer func() {
+		if len(fetched) > 0 {
+			f.mu.Lock()
+			for _, x := range fetched {
+				f.alloc.free(x.slot())
+			}
+			f.mu.Unlock()
+		}
+	}()
+	src := make([]version, len(cs))
+	for i, c := range cs {
+		f.mu.Lock()
+		lv, lerr := c.st.resolve(int(nums[i]))
+		f.mu.Unlock()
+		if lerr == nil && lv.length == int64(len(c.region)) && f.checkReadable(c.st, &lv, len(c.name)) == nil {
+			src[i] = lv
+			continue
+		}
+		in, err := t.Lookup(ctx, c.name, nums[i])
+		if err != nil {
+			if errors.Is(err, ErrVersion) && lerr == nil && lv.length != int64(len(c.region)) {
+				return errf(ErrSize, "version %d of %q holds %d bytes, the region has %d", lv.num, c.name, lv.length, len(c.region))
+			}
+			if errors.Is(err, ErrVersion) && localErr != nil {
+				return fmt.Errorf("%w (local copy: %v)", err, localErr)
+			}
+			return err
+		}
+		if in.Length != int64(len(c.region)) {
+			return errf(ErrSize, "version %d of %q holds %d bytes, the region has %d", in.Num, c.name, in.Length, len(c.region))
+		}
+		f.mu.Lock()
+		txn := f.nextTxn
+		f.nextTxn++
+		f.mu.Unlock()
+		x, err := f.importSlot(ctx, &in, txn, 1)
+		if err != nil {
+			return fmt.Errorf("%w: %s: fetch version %d of %q: %w", ErrRemote, t.Settings().Store(), nums[i], c.name, err)
+		}
+		fetched[c.st] = x
+		src[i] = x
+	}
+	if rewind {
+		if err := f.rewind(cs, nums, fetched); err != nil {
+			return err
+		}
+		fetched = nil // the index lists them now
+	}
+	return f.restoreVersions(cs, src)
+}
+
+// checkReadable checks a local version's bytes (and, stored by blocks, the block map
+// of its chain) against its hashes.
+func (f *File) checkReadable(s *ckptState, v *version, nameLen int) (err error) {
+	defer catch(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	if err := f.checkVersion(v, nameLen); err != nil || !v.blocks {
+		return err
+	}
+	p, err := f.planBlocks(s, v, nameLen)
+	if err != nil {
+		return err
+	}
+	return p.check(f.data.Bytes())
+}
+
+// rewind makes nums[i] the newest version of cs[i] (see remoteRestore), adding the
+// fetched slots as versions, and tells the remote tier, which drops this rank's
+// versions above them from the store.
+func (f *File) rewind(cs []*Checkpoint, nums []uint64, fetched map[*ckptState]version) error {
+	need := len(fetched) > 0
+	f.mu.Lock()
+	for i, c := range cs {
+		if nv, ok := c.st.newest(); !ok || nv.num != nums[i] {
+			need = true
+		}
+	}
+	f.mu.Unlock()
+	if need {
+		plan := indexPlan{upTo: map[*ckptState]uint64{}, add: fetched}
+		for i, c := range cs {
+			plan.upTo[c.st] = nums[i]
+		}
+		f.syncMu.Lock()
+		f.mu.Lock()
+		err := f.rewriteIndex(plan)
+		f.mu.Unlock()
+		f.syncMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	// Even with nothing to change locally, the store may still hold what a killed
+	// rewind left.
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.name
+	}
+	f.tier.Rewound(names, nums)
 	return nil
 }

@@ -28,7 +28,7 @@ func (f *File) save(cs []*Checkpoint) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	// Remote tier: report a permanent upload failure, or wait while too much is
 	// pending (MaxPending), before anything is allocated.
-	if err := f.rm.admit(cs); err != nil {
+	if err := f.admitRemote(cs); err != nil {
 		return err
 	}
 	for _, c := range cs {
@@ -271,7 +271,7 @@ func (f *File) publishDurable(cs []*Checkpoint, txn uint64, now int64, published
 		return err
 	}
 	*published = true
-	fl, err := f.flush(true)
+	fl, err := f.makeDurable(true)
 	if err != nil {
 		return err
 	}
@@ -289,7 +289,7 @@ func (f *File) afterDurable(fl flushed) {
 		// recovery after a reboot checks at most the saves since the one before.
 		_ = f.appendMark(fl.covered)
 	}
-	f.releaseDurable()
+	f.freeDurable()
 }
 
 // publish appends the transaction's records and applies them, and queues its slots as
@@ -373,19 +373,7 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 				d := f.decodeVersion(rec, len(s.name))
 				f.live -= recordsOf(d.blocks)
 				f.liveBytes -= d.size
-				if f.rm.hold(d, d.pos < f.log.durable, end, f.log.gen) {
-					// Remote tier: the version is still being uploaded; its slot is
-					// freed (as below) when the upload is over.
-					continue
-				}
-				if d.pos < f.log.durable {
-					// A durable version: the durable index still lists it until this
-					// drop is durable too, so its slot waits for that (else a power
-					// loss would find it overwritten).
-					f.alloc.freeLater(d.slot(), end)
-				} else {
-					f.alloc.free(d.slot())
-				}
+				f.freeDropped(&d, end)
 			}
 		}
 		f.unsynced = addRange(f.unsynced, extent{c.slot.off, c.slot.off + c.slot.size})
@@ -393,7 +381,7 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 	}
 	f.pubSeq++
 	f.dirty = true
-	f.rm.published(cs, txn, now) // remote tier: queue the uploads of this transaction
+	f.publishRemote(cs, now) // remote tier: hand it this transaction's versions, pinned
 	f.pf.afterSave(cs)
 	if f.needCompact() {
 		f.compactDue.Store(true)

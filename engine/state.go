@@ -53,10 +53,6 @@ type ckptState struct {
 	vis   int
 	next  uint64      // the next version number
 	reg   *Checkpoint // the registered handle, or nil
-	// upFloor, when not 0, is the oldest version an unfinished upload of the remote tier
-	// reads (the start of the chain of a version stored by blocks): release keeps the
-	// slots from there on.
-	upFloor uint64
 
 	// Scratch of the replay's check of one transaction (see replay.check): the last
 	// version and the number of versions of this checkpoint in the transaction whose
@@ -124,7 +120,7 @@ func (s *ckptState) grow() {
 // kept version's chain of deltas reads any more.
 func (s *ckptState) dropOldest(k int) []int64 {
 	s.vis += min(k, s.n())
-	return s.release()
+	return s.unhold()
 }
 
 // dropBelow drops the kept versions numbered below first and returns the records of
@@ -137,18 +133,15 @@ func (s *ckptState) dropBelow(first uint64) []int64 {
 	return s.dropOldest(k)
 }
 
-// release unpins the dropped versions that the oldest kept version does not read: all
+// unhold gives up the dropped versions that the oldest kept version does not read: all
 // of them below the full version its chain starts from (all of them when the oldest
 // kept version is full, or when none is kept).
-func (s *ckptState) release() []int64 {
+func (s *ckptState) unhold() []int64 {
 	keep := s.vis // index of the first version still in use
 	if s.vis < len(s.recs) {
 		for keep > s.head && s.f.recordIsDelta(s.recs[keep]) {
 			keep--
 		}
-	}
-	for keep > s.head && s.upFloor > 0 && s.f.recordVersion(s.recs[keep-1]) >= s.upFloor {
-		keep--
 	}
 	d := s.recs[s.head:keep]
 	s.head = keep
@@ -235,11 +228,6 @@ func (f *File) decodeLayout(rec int64, regionLen int64) blockLayout {
 		K:         int64(binary.LittleEndian.Uint64(b[24:])),
 		Payload:   int64(binary.LittleEndian.Uint64(b[16:])),
 	}
-}
-
-// recordVersion is the version number of VERSION record rec.
-func (f *File) recordVersion(rec int64) uint64 {
-	return binary.LittleEndian.Uint64(f.idx.Bytes()[index.HeaderSize+rec*index.RecordSize+8:])
 }
 
 // recordHasBlocks reports whether VERSION record rec is stored by blocks.

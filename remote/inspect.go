@@ -1,135 +1,17 @@
-package engine
+package remote
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"sort"
 	"time"
 
+	"github.com/ckp-go/ckp/internal/base"
 	"github.com/ckp-go/ckp/store"
 )
 
-// openRemote starts the remote tier of a writer that Open has just opened (hook in
-// Open): it brings the local file in line with the store (reconcile) and starts the
-// uploader.
-func (f *File) openRemote(r *Remote) error {
-	cfg, err := r.config(f.opts.KeepVersions)
-	if err != nil {
-		return err
-	}
-	rm := newRemote(f, cfg)
-	ctx, cancel := context.WithTimeout(rm.ctx, cfg.timeout)
-	defer cancel()
-	if err := rm.reconcile(ctx); err != nil {
-		rm.cancel(err)
-		return err
-	}
-	f.rm = rm
-	rm.start()
-	return nil
-}
-
-// closeRemote ends the remote tier at Close (hook in Close, after the background
-// goroutines stop and before the files are released): it waits up to Remote.Timeout
-// for the queued uploads and stops the uploader.
-func (f *File) closeRemote() error {
-	if f.rm == nil {
-		return nil
-	}
-	return f.rm.stop()
-}
-
-// Flush waits until every version saved so far that the Every rule uploads is
-// committed in the store, then applies the store's retention (Remote.Keep). It returns
-// a permanent upload failure not reported yet (ErrRemote), or an error wrapping
-// ErrRemote and the context's error if ctx ends first (the uploads go on). Without a
-// remote tier it returns nil.
-func (f *File) Flush(ctx context.Context) error {
-	if err := f.begin(); err != nil {
-		return err
-	}
-	defer f.end()
-	if f.rm == nil {
-		return nil
-	}
-	return f.rm.flush(ctx)
-}
-
-// JobVersion returns the newest absolute version that every rank 0..Ranks-1 of the job
-// has committed in the store for every one of its checkpoints: a restart of every rank
-// at RestoreAll(JobVersion) (or RestoreJob) gives a consistent job. It reads the store
-// (a listing of every rank's manifests, and a manifest per rank). ErrNotFound when no
-// such version exists; ErrInvalid without a remote tier.
-//
-// "Every one of its checkpoints" means every checkpoint that the Save or SaveAll which
-// wrote the version uploaded with that number (docs/REMOTE.md): a SaveAll whose
-// uploads a crash cut short does not count, while a checkpoint a rank no longer saves
-// does not hold the job version back. Ranks that save their checkpoints together
-// (SaveAll), as jobs do, number them alike.
-func (f *File) JobVersion(ctx context.Context) (int, error) {
-	if err := f.begin(); err != nil {
-		return 0, err
-	}
-	defer f.end()
-	if f.rm == nil {
-		return 0, errf(ErrInvalid, "JobVersion: %s has no remote tier", f.path)
-	}
-	job, err := listJob(ctx, f.rm.st)
-	if err != nil {
-		return 0, remoteErr(f.rm.st, err, "list the job's versions")
-	}
-	v, ok, err := jobVersionOf(ctx, job, f.rm.cfg.ranks, storeMembers(f.rm.st, nil))
-	if err != nil {
-		return 0, remoteErr(f.rm.st, err, "read the job's manifests")
-	}
-	if !ok {
-		return 0, errf(ErrNotFound, "no version is committed by every one of the %d rank(s) in %s", f.rm.cfg.ranks, f.rm.st)
-	}
-	return int(v), nil
-}
-
-// RestoreJob restarts this rank of a job: it restores every registered checkpoint at
-// the job version (see JobVersion) and rewinds to it, so that the next save is
-// numbered one past it on every rank that restarts the same way. When the job has no
-// version yet (it died before one was committed by every rank), it starts over: every
-// version of the registered checkpoints is dropped, locally and from this rank's
-// store, the regions are left as they are, and the next save is version 1. It returns
-// the version restored, 0 when starting over. In a job of several ranks,
-// RestoreAll(JobVersion) does the same when a job version exists.
-//
-// Every rank of a job calls RestoreJob before its first save; it waits for nothing
-// but the store.
-func (f *File) RestoreJob(ctx context.Context) (int, error) {
-	if err := f.begin(); err != nil {
-		return 0, err
-	}
-	defer f.end()
-	if f.rm == nil {
-		return 0, errf(ErrInvalid, "RestoreJob: %s has no remote tier", f.path)
-	}
-	job, err := listJob(ctx, f.rm.st)
-	if err != nil {
-		return 0, remoteErr(f.rm.st, err, "list the job's versions")
-	}
-	jv, ok, err := jobVersionOf(ctx, job, f.rm.cfg.ranks, storeMembers(f.rm.st, nil))
-	if err != nil {
-		return 0, remoteErr(f.rm.st, err, "read the job's manifests")
-	}
-	cs := f.lockRegistered()
-	defer unlockAll(cs)
-	if len(cs) == 0 {
-		return int(jv), nil
-	}
-	if !ok {
-		return 0, f.rewind(cs, make([]uint64, len(cs)), nil)
-	}
-	return int(jv), f.remoteRestore(cs, int(jv), nil, true)
-}
-
-// Inspecting a store without a local file (the ckp command).
+// Inspecting a store without a local file (the ckp command, and Pull).
 
 // JobStatus describes what the ranks of a job committed in a store.
 type JobStatus struct {
@@ -192,15 +74,15 @@ func InspectJob(ctx context.Context, st store.Store, ranks int) (JobStatus, erro
 
 // StoreVersion describes a version committed in a store.
 type StoreVersion struct {
-	Name     string
-	Version  int
-	Size     int64
-	Saved    time.Time
-	Hash     uint64   // the payload hash (docs/FORMAT.md)
-	Txn      uint64   // the transaction in the writer's local file
-	Rank     int      // the rank that committed it
-	Manifest string   // the manifest's key
-	Objects  []string // the data objects that hold its bytes
+	Name     string    // the checkpoint
+	Version  int       // the version number
+	Size     int64     // its bytes
+	Saved    time.Time // when the writer saved it
+	Hash     uint64    // the payload hash (docs/FORMAT.md)
+	Txn      uint64    // the transaction in the writer's local file
+	Rank     int       // the rank that committed it
+	Manifest string    // the manifest's key
+	Objects  []string  // the data objects that hold its bytes
 }
 
 func storeVersionOf(m *manifest, key string) StoreVersion {
@@ -281,32 +163,32 @@ func storeLookup(ctx context.Context, st store.Store, rank int, name string, v i
 	}
 	sort.Slice(vs, func(i, j int) bool { return vs[i] < vs[j] })
 	if len(vs) == 0 {
-		return nil, "", errf(ErrNotFound, "rank %d committed no version of %q in %s", rank, name, st)
+		return nil, "", base.Errf(base.ErrNotFound, "rank %d committed no version of %q in %s", rank, name, st)
 	}
 	var want uint64
 	if v <= 0 {
 		i := len(vs) - 1 + v
 		if i < 0 {
-			return nil, "", errf(ErrVersion, "version %d of %q: only %d committed in %s", v, name, len(vs), st)
+			return nil, "", base.Errf(base.ErrVersion, "version %d of %q: only %d committed in %s", v, name, len(vs), st)
 		}
 		want = vs[i]
 	} else {
 		want = uint64(v)
 		i := sort.Search(len(vs), func(i int) bool { return vs[i] >= want })
 		if i == len(vs) || vs[i] != want {
-			return nil, "", errf(ErrVersion, "version %d of %q is not committed in %s (committed: %d..%d)", v, name, st, vs[0], vs[len(vs)-1])
+			return nil, "", base.Errf(base.ErrVersion, "version %d of %q is not committed in %s (committed: %d..%d)", v, name, st, vs[0], vs[len(vs)-1])
 		}
 	}
 	key := manifestKey(rank, seg, want)
 	m, err := readManifest(ctx, st, key)
 	if err != nil {
-		if errors.Is(err, ErrCorrupt) {
+		if errors.Is(err, base.ErrCorrupt) {
 			return nil, key, err
 		}
 		return nil, key, remoteErr(st, err, "read the manifest of version %d of %q", want, name)
 	}
 	if m.Name != name {
-		return nil, key, errf(ErrCorrupt, "%s: manifest %s names %q, not %q", st, key, m.Name, name)
+		return nil, key, base.Errf(base.ErrCorrupt, "%s: manifest %s names %q, not %q", st, key, m.Name, name)
 	}
 	return m, key, nil
 }
@@ -322,7 +204,7 @@ func ReadStoreVersion(ctx context.Context, st store.Store, rank int, name string
 	sv := storeVersionOf(m, key)
 	buf := make([]byte, m.Length)
 	if err := fetchInto(ctx, st, m, buf, nil); err != nil {
-		if errors.Is(err, ErrCorrupt) {
+		if errors.Is(err, base.ErrCorrupt) {
 			return nil, sv, err
 		}
 		return nil, sv, remoteErr(st, err, "fetch version %d of %q", m.Version, name)
@@ -332,17 +214,17 @@ func ReadStoreVersion(ctx context.Context, st store.Store, rank int, name string
 
 // StoreDamage is a committed version of a store that failed verification.
 type StoreDamage struct {
-	Manifest string
-	Name     string // "" when the manifest itself is damaged
-	Version  int
-	Reason   string
+	Manifest string // the manifest's key
+	Name     string // the checkpoint; "" when the manifest itself is damaged
+	Version  int    // the version number
+	Reason   string // what did not check out
 }
 
 // StoreReport is the result of VerifyStore.
 type StoreReport struct {
-	Versions int   // versions checked
-	Bytes    int64 // their bytes
-	Damaged  []StoreDamage
+	Versions int           // versions checked
+	Bytes    int64         // their bytes
+	Damaged  []StoreDamage // the versions that failed their check
 }
 
 // OK reports whether everything checked is intact.
@@ -361,7 +243,7 @@ func VerifyStore(ctx context.Context, st store.Store, rank int, progress func(do
 	merr := make([]error, len(keys))
 	err = parallel(ctx, len(keys), 16, func(ctx context.Context, i int) error {
 		ms[i], merr[i] = readManifest(ctx, st, keys[i])
-		if merr[i] != nil && !errors.Is(merr[i], ErrCorrupt) && !store.IsPermanent(merr[i]) {
+		if merr[i] != nil && !errors.Is(merr[i], base.ErrCorrupt) && !store.IsPermanent(merr[i]) {
 			return merr[i]
 		}
 		return nil
@@ -425,36 +307,23 @@ func VerifyStore(ctx context.Context, st store.Store, rank int, progress func(do
 	return rep, nil
 }
 
-// Pull writes version v of every checkpoint that rank committed in st into a new
-// checkpoint file at path (opened with opts, which must not have a Remote), keeping
-// the version numbers: v is absolute, or 0 for the newest version committed for every
-// checkpoint of the rank. It returns the version pulled. The file must not exist.
-func Pull(ctx context.Context, st store.Store, rank int, path string, v int, opts *Options) (int, error) {
-	if opts != nil && opts.Remote != nil {
-		return 0, errf(ErrInvalid, "Pull: opts has a Remote")
-	}
-	if v < 0 || rank < 0 {
-		return 0, errf(ErrInvalid, "Pull: version %d of rank %d", v, rank)
-	}
-	if _, err := os.Stat(path); err == nil {
-		return 0, errf(ErrInvalid, "Pull: %s exists", path)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("ckp: %w", err)
-	}
+// Pull brings version v of every checkpoint that rank s.Rank() committed in the store
+// into the local file of h, as one transaction keeping the version numbers: v is
+// absolute, or 0 for the newest version committed for every checkpoint of the rank.
+// It returns the version pulled: ErrNotFound when the rank has no version committed
+// for every checkpoint, ErrVersion when it committed no version v.
+func Pull(ctx context.Context, s Settings, h Host, v int) (int, error) {
+	t := newTier(s, h)
+	defer t.cancel(errors.New("pull done"))
+	st, rank := s.st, s.rank
 	keys, err := rankKeys(ctx, st, rank)
 	if err != nil {
 		return 0, err
 	}
-	f, err := Open(path, opts)
-	if err != nil {
-		return 0, err
-	}
-	rm := newRemote(f, remoteCfg{st: st, every: 1, rank: rank, ranks: rank + 1, timeout: DefaultRemoteTimeout})
-	defer rm.cancel(errors.New("pull done"))
 	own := rankListing{}
 	for _, k := range keys {
 		r, _ := parseManifestKey(k)
-		c := rm.ckpt(r.seg, "")
+		c := t.ckpt(r.seg, "")
 		c.vers = append(c.vers, storeVer{num: r.ver})
 		own[r.seg] = append(own[r.seg], r.ver)
 	}
@@ -462,37 +331,40 @@ func Pull(ctx context.Context, st store.Store, rank int, path string, v int, opt
 	if v == 0 {
 		top, ok, err := newestComplete(ctx, st, rank, own, nil)
 		if err != nil {
-			f.Close()
-			os.Remove(path)
-			os.Remove(path + ".idx")
 			return 0, remoteErr(st, err, "read the manifests of rank %d", rank)
 		}
 		if !ok {
-			f.Close()
-			os.Remove(path)
-			os.Remove(path + ".idx")
-			return 0, errf(ErrNotFound, "rank %d has no version committed for every checkpoint in %s", rank, st)
+			return 0, base.Errf(base.ErrNotFound, "rank %d has no version committed for every checkpoint in %s", rank, st)
 		}
 		want = top
 	}
 	var cs []*storeCkpt
-	for _, c := range rm.ckpts {
+	for _, c := range t.ckpts {
 		sortVers(c.vers)
 		if c.find(want) >= 0 {
 			cs = append(cs, c)
 		}
 	}
 	if len(cs) == 0 {
-		f.Close()
-		os.Remove(path)
-		os.Remove(path + ".idx")
-		return 0, errf(ErrVersion, "rank %d committed no version %d in %s", rank, want, st)
+		return 0, base.Errf(base.ErrVersion, "rank %d committed no version %d in %s", rank, want, st)
 	}
-	if err := rm.importVersions(ctx, cs, want); err != nil {
-		f.Close()
-		os.Remove(path)
-		os.Remove(path + ".idx")
+	if err := t.importVersions(ctx, cs, want); err != nil {
 		return 0, err
 	}
-	return int(want), f.Close()
+	return int(want), nil
+}
+
+// JobVersion returns the newest version that every rank of the job has committed for
+// every one of its checkpoints (docs/REMOTE.md); ok is false when there is none. It
+// reads the store.
+func (t *Tier) JobVersion(ctx context.Context) (v uint64, ok bool, err error) {
+	job, err := listJob(ctx, t.st)
+	if err != nil {
+		return 0, false, remoteErr(t.st, err, "list the job's versions")
+	}
+	v, ok, err = jobVersionOf(ctx, job, t.cfg.ranks, storeMembers(t.st, nil))
+	if err != nil {
+		return 0, false, remoteErr(t.st, err, "read the job's manifests")
+	}
+	return v, ok, nil
 }

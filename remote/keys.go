@@ -1,0 +1,115 @@
+package remote
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/ckp-go/ckp/internal/base"
+)
+
+// Keys. Everything a File puts in the store is under "m/" (manifests) and "d/" (data):
+//
+//	m/<rank>/<checkpoint>/<version, 20 decimal digits>
+//	d/<rank>/<payload hash, 16 hex digits>-<length in bytes, decimal>
+//
+// <checkpoint> is the checkpoint's name with every byte outside [A-Za-z0-9_.-] (and a
+// leading '.') written as %XX, or, when that is longer than maxSegName bytes, '~'
+// followed by the 16 hex digits of the xxhash64 of the name (the manifests hold the
+// name itself).
+
+const (
+	manifestDir = "m/"
+	dataDir     = "d/"
+	maxSegName  = 200
+)
+
+// nameSegment returns the key segment of a checkpoint name.
+func nameSegment(name string) string {
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if safeByte(c) && (i > 0 || c != '.') {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+		if b.Len() > maxSegName {
+			return fmt.Sprintf("~%016x", xxhash.Sum64String(name))
+		}
+	}
+	return b.String()
+}
+
+func safeByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+}
+
+// segmentName decodes a key segment; ok is false for a hashed segment (whose name is in
+// its manifests) or one that is not a checkpoint segment.
+func segmentName(seg string) (name string, ok bool) {
+	if seg == "" || seg[0] == '~' {
+		return "", false
+	}
+	var b []byte
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if c != '%' {
+			if !safeByte(c) {
+				return "", false
+			}
+			b = append(b, c)
+			continue
+		}
+		if i+3 > len(seg) {
+			return "", false
+		}
+		v, err := strconv.ParseUint(seg[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", false
+		}
+		b = append(b, byte(v))
+		i += 2
+	}
+	if len(b) == 0 || len(b) > base.MaxNameLen {
+		return "", false
+	}
+	return string(b), true
+}
+
+func rankManifests(rank int) string { return manifestDir + strconv.Itoa(rank) + "/" }
+
+func manifestKey(rank int, seg string, v uint64) string {
+	return fmt.Sprintf("%s%s/%020d", rankManifests(rank), seg, v)
+}
+
+func dataKey(rank int, hash uint64, length int64) string {
+	return fmt.Sprintf("%s%d/%016x-%d", dataDir, rank, hash, length)
+}
+
+// manifestRef is a manifest key taken apart.
+type manifestRef struct {
+	rank int
+	seg  string
+	ver  uint64
+}
+
+// parseManifestKey parses "m/<rank>/<seg>/<version>".
+func parseManifestKey(key string) (manifestRef, bool) {
+	rest, ok := strings.CutPrefix(key, manifestDir)
+	if !ok {
+		return manifestRef{}, false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 || len(parts[2]) != 20 {
+		return manifestRef{}, false
+	}
+	rank, err1 := strconv.Atoi(parts[0])
+	v, err2 := strconv.ParseUint(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || rank < 0 || v == 0 || parts[1] == "" {
+		return manifestRef{}, false
+	}
+	return manifestRef{rank, parts[1], v}, true
+}

@@ -1,0 +1,141 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/ckp-go/ckp/internal/base"
+	"github.com/ckp-go/ckp/store"
+)
+
+// Talking to the store: retries with backoff, whole small objects, manifests, and
+// bounded parallelism.
+
+// errAbandoned ends the upload of a version that a rewind made obsolete.
+var errAbandoned = errors.New("ckp: upload abandoned")
+
+// retry runs op until it succeeds, fails permanently (store.IsPermanent, or damage of
+// the local copy: base.ErrCorrupt) or ctx ends, waiting longer after each transient failure
+// (50 ms doubling to 5 s, with jitter).
+// Each attempt gets its own deadline, long enough for size bytes at 10 MB/s plus a
+// minute, so a connection that hangs is given up and tried again.
+func retry(ctx context.Context, size int64, op func(ctx context.Context) error) error {
+	wait := 50 * time.Millisecond
+	per := time.Minute + time.Duration(size/10_000_000)*time.Second
+	for {
+		actx, cancel := context.WithTimeout(ctx, per)
+		err := op(actx)
+		cancel()
+		if err == nil || store.IsPermanent(err) || errors.Is(err, base.ErrCorrupt) || errors.Is(err, errAbandoned) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (gave up: %w)", err, context.Cause(ctx))
+		}
+		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (gave up: %w)", err, context.Cause(ctx))
+		case <-t.C:
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// getAll reads a whole object, retrying transient errors.
+func getAll(ctx context.Context, st store.Store, key string) ([]byte, error) {
+	var out []byte
+	err := retry(ctx, 0, func(ctx context.Context) error {
+		rc, err := st.Get(ctx, key, 0, -1)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(io.LimitReader(rc, maxManifest+1))
+		if err != nil {
+			return err
+		}
+		if len(b) > maxManifest {
+			return fmt.Errorf("%w: %s: object %q is larger than %d bytes", store.ErrInvalid, st, key, maxManifest)
+		}
+		out = b
+		return nil
+	})
+	return out, err
+}
+
+// readManifest fetches and decodes the manifest under key.
+func readManifest(ctx context.Context, st store.Store, key string) (*manifest, error) {
+	b, err := getAll(ctx, st, key)
+	if err != nil {
+		return nil, err
+	}
+	m, err := decodeManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s: %s)", err, st, key)
+	}
+	return m, nil
+}
+
+// remoteErr wraps a store error in base.ErrRemote with what was being done.
+func remoteErr(st store.Store, err error, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s: %w", base.ErrRemote, st, fmt.Sprintf(format, args...), err)
+}
+
+// parallel runs fn(0..n-1) on up to k goroutines; the first error cancels the rest.
+func parallel(ctx context.Context, n, k int, fn func(ctx context.Context, i int) error) error {
+	if n == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu   sync.Mutex
+		next int
+		wg   sync.WaitGroup
+		once sync.Once
+		ferr error
+	)
+	for range min(n, k) {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					once.Do(func() { ferr = err; cancel(err) })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return ferr
+}
+
+// createOrReplace creates object key with body. An object already there with the same
+// bytes is an earlier attempt of ours; one with other bytes is a version of the same
+// number from an abandoned past (a rewind, or a writer that died before its successor
+// deleted what it left), which is replaced whole.
+func createOrReplace(ctx context.Context, st store.Store, key string, body []byte) error {
+	err := st.Create(ctx, key, bytes.NewReader(body), int64(len(body)))
+	if !errors.Is(err, store.ErrExists) {
+		return err
+	}
+	old, gerr := getAll(ctx, st, key)
+	if gerr == nil && bytes.Equal(old, body) {
+		return nil
+	}
+	return st.Put(ctx, key, bytes.NewReader(body), int64(len(body)))
+}

@@ -1,0 +1,223 @@
+package remote
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/ckp-go/ckp/crc"
+	"github.com/ckp-go/ckp/internal/base"
+	"github.com/ckp-go/ckp/store"
+)
+
+// Sending a version's bytes: a data object is a sequence of segments (blocks of the
+// version, where the data file holds them), each checked against its block hash the
+// first time it is read, so an object whose bytes do not match the version never
+// exists.
+
+// segment is one block of an upload: block b, at src in the data file, at `at` in the
+// object, n bytes whose xxhash64 is hash.
+type segment struct {
+	b, src, at, n int64
+	hash          uint64
+}
+
+// uploadWhole creates the data object of a version stored whole (its payload), unless
+// a committed version already names it.
+func (t *Tier) uploadWhole(it *item) error {
+	v := &it.v
+	table, src, err := t.blocks(it)
+	if err != nil {
+		return err
+	}
+	if len(table) > 1 {
+		it.table = tableBytes(table)
+	}
+	if committed, err := t.needObject(it.key); committed || err != nil {
+		return err
+	}
+	segs := make([]segment, len(table))
+	for b := range segs {
+		lo := int64(b) << crc.BlockShift
+		segs[b] = segment{b: int64(b), src: src[b], at: lo, n: min(crc.BlockSize, v.Length-lo), hash: table[b]}
+	}
+	return t.send(it, it.key, segs, v.Length)
+}
+
+// blocks returns the block hashes of the pinned version of it and where its blocks
+// are (Host.Blocks), or errAbandoned when a rewind made the version obsolete.
+func (t *Tier) blocks(it *item) ([]uint64, []int64, error) {
+	table, src, err := t.h.Blocks(it.v.Pin)
+	if err != nil && t.isAbandoned(it) {
+		return nil, nil, errAbandoned
+	}
+	return table, src, err
+}
+
+// tableBytes returns a block table as the little-endian bytes a manifest holds.
+func tableBytes(table []uint64) []byte {
+	b := make([]byte, 8*len(table))
+	for i, h := range table {
+		binary.LittleEndian.PutUint64(b[8*i:], h)
+	}
+	return b
+}
+
+// send creates object key, of size bytes made of segs, retrying transient errors. An
+// object that already exists is the same bytes (keys are content-addressed): an
+// earlier attempt.
+func (t *Tier) send(it *item, key string, segs []segment, size int64) error {
+	it.verified = make([]atomic.Bool, len(segs))
+	return retry(t.ctx, size, func(ctx context.Context) error {
+		r := &reader{t: t, it: it, segs: segs, size: size}
+		err := t.st.Create(ctx, key, r, size)
+		if rerr := r.failure(); rerr != nil {
+			return rerr // the local copy is damaged (or the upload was abandoned)
+		}
+		if errors.Is(err, store.ErrExists) {
+			return nil
+		}
+		return err
+	})
+}
+
+// reader reads an upload's object out of the data file for the store (Read, ReadAt
+// and Seek, so that an S3 store can send parts in parallel and again on a retry),
+// checking each segment against its hash the first time it is read: a segment that
+// does not match fails the read, and so the upload, before the object can exist. While
+// a large save runs a read waits, so that the save has the cores.
+type reader struct {
+	t    *Tier
+	it   *item
+	segs []segment
+	size int64
+	pos  int64
+
+	mu  sync.Mutex
+	err error
+}
+
+// failure returns the error that failed a read, if any.
+func (r *reader) failure() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+func (r *reader) fail(err error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		r.err = err
+	}
+	return err
+}
+
+// Read reads from the current position.
+func (r *reader) Read(p []byte) (int, error) {
+	n, err := r.ReadAt(p, r.pos)
+	r.pos += int64(n)
+	return n, err
+}
+
+// Seek moves the position.
+func (r *reader) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		off += r.pos
+	case io.SeekEnd:
+		off += r.size
+	default:
+		return 0, errors.New("remote: bad whence")
+	}
+	if off < 0 {
+		return 0, errors.New("remote: negative position")
+	}
+	r.pos = off
+	return off, nil
+}
+
+// ReadAt copies object bytes from off into p.
+func (r *reader) ReadAt(p []byte, off int64) (int, error) {
+	if off >= r.size {
+		return 0, io.EOF
+	}
+	r.t.yieldToSaves()
+	segs := r.segs
+	i := sort.Search(len(segs), func(i int) bool { return segs[i].at+segs[i].n > off })
+	n := 0
+	for n < len(p) && i < len(segs) {
+		sg := &segs[i]
+		lo := off + int64(n) - sg.at
+		k := min(sg.n-lo, int64(len(p)-n))
+		dst := p[n : n+int(k)]
+		if err := r.readSegment(i, lo, dst); err != nil {
+			return n, err
+		}
+		n += int(k)
+		i++
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readSegment copies bytes [lo, lo+len(dst)) of segment i into dst, checking the whole
+// segment against its hash if no read has yet.
+func (r *reader) readSegment(i int, lo int64, dst []byte) error {
+	sg := &r.segs[i]
+	ok := &r.it.verified[i]
+	if ok.Load() {
+		return r.read(dst, sg.src+lo)
+	}
+	whole := dst
+	if lo != 0 || int64(len(dst)) != sg.n {
+		whole = make([]byte, sg.n) // a read that cuts a segment: rare (parts are whole MiB)
+	}
+	if err := r.read(whole, sg.src); err != nil {
+		return err
+	}
+	if xxhash.Sum64(whole) != sg.hash {
+		if r.t.isAbandoned(r.it) {
+			return r.fail(errAbandoned)
+		}
+		return r.fail(base.Errf(base.ErrCorrupt, "version %d of %q: block %d does not match its hash in the local file; not uploaded", r.it.v.Num, r.it.v.Name, sg.b))
+	}
+	ok.Store(true)
+	if &whole[0] != &dst[0] {
+		copy(dst, whole[lo:])
+	}
+	return nil
+}
+
+// read reads len(p) bytes of the data file at off.
+func (r *reader) read(p []byte, off int64) error {
+	n, err := r.t.h.ReadAt(p, off)
+	if err == nil && n < len(p) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		if r.t.isAbandoned(r.it) {
+			return r.fail(errAbandoned)
+		}
+		return r.fail(err)
+	}
+	return nil
+}
+
+// yieldToSaves waits while a large save runs (it uses every core), unless the tier is
+// stopping.
+func (t *Tier) yieldToSaves() {
+	for t.h.Busy() && t.ctx.Err() == nil {
+		time.Sleep(100 * time.Microsecond)
+	}
+}
