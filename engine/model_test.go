@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,16 +12,26 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ckp-go/ckp/store"
 	"pgregory.net/rapid"
 )
 
 // A model-based test: random sequences of operations on a File (Register, Save,
-// SaveAll, Restore, RestoreAll, Unregister, Close and reopen with random Options,
-// Versions) are checked against a small in-memory model of what the File must hold:
-// per name the kept versions (number, size, and the crashFill pattern saved), the
-// registered set, the retention in force, and whether the File is read-only. Every
-// operation's error class is predicted by the model; every successful Restore is
-// checked byte for byte, and every failed one must leave the region untouched.
+// SaveAll, Touch, Restore, RestoreAll, Unregister, Close and reopen with random
+// Options, Versions) are checked against a small in-memory model of what the File must
+// hold: per name the kept versions (number, size, and the bytes saved), the registered
+// set, the retention in force, and whether the File is read-only. Every operation's
+// error class is predicted by the model; every successful Restore is checked byte for
+// byte, and every failed one must leave the region untouched.
+//
+// The Options drawn include differential saves (Touch changes a few bytes of a region,
+// so that saves store deltas; short chains) and a remote tier on a directory store (a
+// job of one rank). With a remote tier, a restore the local model says is missing may
+// be served by the store: it must then hand back the bytes saved under that number.
+// After each reopen the store must hold only versions with the bytes last saved under
+// their numbers (StoreVersions, ReadStoreVersion, VerifyStore), and a reopen may be on
+// a "new node" (the local files deleted): the File then holds what it brought in from
+// the store, each version of which must be one that was saved.
 //
 // Run more cases with -rapid.checks=N (default 100) and longer sequences with
 // -rapid.steps=N (default 30). A failure prints -rapid.seed=N to reproduce it.
@@ -51,7 +62,7 @@ var (
 type modelVer struct {
 	num  int
 	size int
-	r, v int // the crashFill pattern that was saved
+	data []byte // the bytes saved
 }
 
 // modelName is what the model knows of a name across reopens.
@@ -77,14 +88,16 @@ type modelStale struct {
 }
 
 type modelMachine struct {
-	dir   string
-	path  string
-	f     *File
-	opts  Options
-	names map[string]*modelName
-	regs  map[string]*modelReg
-	stale []modelStale
-	seq   int // crashFill version counter
+	dir     string
+	path    string
+	f       *File
+	opts    Options
+	names   map[string]*modelName
+	regs    map[string]*modelReg
+	stale   []modelStale
+	seq     int                       // crashFill version counter
+	st      store.Store               // the remote tier's store (a directory)
+	history map[string]map[int][]byte // the bytes last saved under each name and number
 }
 
 // modelErrName names an expected error class for messages.
@@ -136,9 +149,17 @@ func (m *modelMachine) drawOptions(t *rapid.T, mayRO bool) Options {
 		NoPrefault:   rapid.Bool().Draw(t, "noPrefault"),
 		Workers:      rapid.SampledFrom([]int{0, 1, 2}).Draw(t, "workers"),
 		ChunkSize:    rapid.SampledFrom([]int64{0, 1 << 20}).Draw(t, "chunk"),
+		Differential: rapid.Bool().Draw(t, "differential"),
+	}
+	if o.Differential {
+		o.BlockSize = rapid.SampledFrom([]int{0, 8192}).Draw(t, "blockSize")
+		o.NoTracking = rapid.Bool().Draw(t, "noTracking")
+		o.chainLimit = rapid.SampledFrom([]int{0, 2, 3}).Draw(t, "chainLimit")
 	}
 	if mayRO && rapid.IntRange(0, 3).Draw(t, "ro") == 0 {
 		o.ReadOnly = true
+	} else if rapid.IntRange(0, 2).Draw(t, "remote") == 0 {
+		o.Remote = &Remote{Store: m.st}
 	}
 	return o
 }
@@ -153,17 +174,34 @@ func (m *modelMachine) open(t *rapid.T, o Options) {
 	t.Logf("open %+v", o)
 }
 
-// fill writes a fresh pattern into a registered region before a save.
-func (m *modelMachine) fill(rg *modelReg) (r, v int) {
+// fill writes a fresh pattern into a registered region before a save (or, for a
+// differential File, sometimes changes only a few of its bytes: the save is a delta).
+func (m *modelMachine) fill(t *rapid.T, rg *modelReg) {
+	if m.opts.Differential && rapid.Bool().Draw(t, "sparse") {
+		m.touch(t, rg)
+		return
+	}
 	m.seq++
 	crashFill(rg.region, rg.r, m.seq)
-	return rg.r, m.seq
 }
 
-// saved records a successful save of rg (pattern r, v) under the retention in force.
-func (m *modelMachine) saved(rg *modelReg, r, v int) {
+// touch changes a few bytes of rg's region.
+func (m *modelMachine) touch(t *rapid.T, rg *modelReg) {
+	for range rapid.IntRange(1, 4).Draw(t, "touches") {
+		i := rapid.IntRange(0, len(rg.region)-1).Draw(t, "at")
+		rg.region[i] ^= byte(rapid.IntRange(1, 255).Draw(t, "xor"))
+	}
+}
+
+// saved records a successful save of rg's region under the retention in force.
+func (m *modelMachine) saved(rg *modelReg) {
 	n := m.nameOf(rg.name)
-	n.kept = append(n.kept, modelVer{num: n.next, size: len(rg.region), r: r, v: v})
+	data := bytes.Clone(rg.region)
+	n.kept = append(n.kept, modelVer{num: n.next, size: len(rg.region), data: data})
+	if m.history[rg.name] == nil {
+		m.history[rg.name] = map[int][]byte{}
+	}
+	m.history[rg.name][n.next] = data
 	n.next++
 	if k := m.opts.KeepVersions; k > 0 && len(n.kept) > k {
 		n.kept = append([]modelVer(nil), n.kept[len(n.kept)-k:]...)
@@ -297,23 +335,26 @@ func (m *modelMachine) Save(t *rapid.T) {
 		return
 	}
 	rg := m.drawReg(t)
-	r, v := m.fill(rg)
+	m.fill(t, rg)
 	err := rg.c.Save()
 	if m.opts.ReadOnly {
 		modelWant(t, err, ErrReadOnly, fmt.Sprintf("Save(%q) read-only", rg.name))
 		return
 	}
 	modelWant(t, err, nil, fmt.Sprintf("Save(%q)", rg.name))
-	m.saved(rg, r, v)
+	m.saved(rg)
+}
+
+// Touch changes a few bytes of a registered region, as a program between saves.
+func (m *modelMachine) Touch(t *rapid.T) {
+	m.touch(t, m.drawReg(t))
 }
 
 // SaveAll saves every registered checkpoint.
 func (m *modelMachine) SaveAll(t *rapid.T) {
-	type fillT struct{ r, v int }
 	names := m.regNames()
-	fills := make([]fillT, len(names))
-	for i, n := range names {
-		fills[i].r, fills[i].v = m.fill(m.regs[n])
+	for _, n := range names {
+		m.fill(t, m.regs[n])
 	}
 	err := m.f.SaveAll()
 	if m.opts.ReadOnly {
@@ -321,8 +362,8 @@ func (m *modelMachine) SaveAll(t *rapid.T) {
 		return
 	}
 	modelWant(t, err, nil, fmt.Sprintf("SaveAll of %d", len(names)))
-	for i, n := range names {
-		m.saved(m.regs[n], fills[i].r, fills[i].v)
+	for _, n := range names {
+		m.saved(m.regs[n])
 	}
 }
 
@@ -352,7 +393,10 @@ func (m *modelMachine) Restore(t *rapid.T) {
 	before := bytes.Clone(rg.region)
 	mv, want := m.resolve(rg.name, len(rg.region), v)
 	err := rg.c.Restore(v)
-	what := fmt.Sprintf("Restore(%q, %d) of %d bytes (kept %v)", rg.name, v, len(rg.region), m.names[rg.name])
+	what := fmt.Sprintf("Restore(%q, %d) of %d bytes (kept %v)", rg.name, v, len(rg.region), m.keptNums(rg.name))
+	if errors.Is(want, ErrVersion) && m.opts.Remote != nil && m.storeMay(t, rg.name, v, rg.region, before, err, what) {
+		return
+	}
 	modelWant(t, err, want, what)
 	if err != nil {
 		if !bytes.Equal(before, rg.region) {
@@ -360,9 +404,71 @@ func (m *modelMachine) Restore(t *rapid.T) {
 		}
 		return
 	}
-	if cerr := crashCheck(rg.region, mv.r, mv.v); cerr != nil {
-		t.Fatalf("%s: restored bytes are not version %d: %v", what, mv.num, cerr)
+	if !bytes.Equal(rg.region, mv.data) {
+		t.Fatalf("%s: restored bytes are not version %d", what, mv.num)
 	}
+}
+
+// keptNums lists the version numbers the model keeps for name (for messages).
+func (m *modelMachine) keptNums(name string) []int {
+	var out []int
+	if n := m.names[name]; n != nil {
+		for _, v := range n.kept {
+			out = append(out, v.num)
+		}
+	}
+	return out
+}
+
+// storeMay checks a restore of version v of name that the local file does not keep,
+// with a remote tier: the store may serve it (fromStore), or hold it in another size
+// (ErrSize). It reports false when err is another outcome, for the caller to check.
+func (m *modelMachine) storeMay(t *rapid.T, name string, v int, got, before []byte, err error, what string) bool {
+	t.Helper()
+	switch {
+	case err == nil:
+		m.fromStore(t, name, v, got, what)
+		return true
+	case errors.Is(err, ErrSize):
+		if !m.sizedElsewhere(name, v, len(got)) {
+			t.Fatalf("%s: %v, but no version of another size was saved", what, err)
+		}
+		if !bytes.Equal(before, got) {
+			t.Fatalf("%s failed (%v) but changed the region", what, err)
+		}
+		return true
+	}
+	return false
+}
+
+// sizedElsewhere reports whether a version of name numbered v (any, for a relative v)
+// was saved with a size other than size.
+func (m *modelMachine) sizedElsewhere(name string, v, size int) bool {
+	for num, b := range m.history[name] {
+		if (v <= 0 || num == v) && len(b) != size {
+			return true
+		}
+	}
+	return false
+}
+
+// fromStore checks the bytes of a restore of version v of name that the local file
+// does not keep, and that the remote tier served: they are what was saved under v
+// (under some number, for a relative v).
+func (m *modelMachine) fromStore(t *rapid.T, name string, v int, got []byte, what string) {
+	t.Helper()
+	if v > 0 {
+		if want, ok := m.history[name][v]; !ok || !bytes.Equal(got, want) {
+			t.Fatalf("%s: served from the store, but not the bytes saved as version %d", what, v)
+		}
+		return
+	}
+	for _, want := range m.history[name] {
+		if bytes.Equal(got, want) {
+			return
+		}
+	}
+	t.Fatalf("%s: served from the store, but not the bytes of any version saved", what)
 }
 
 // RestoreAll restores a drawn version of every registered checkpoint.
@@ -387,11 +493,35 @@ func (m *modelMachine) RestoreAll(t *rapid.T) {
 	}
 	err := m.f.RestoreAll(v)
 	what := fmt.Sprintf("RestoreAll(%d) of %q", v, names)
+	if errors.Is(err, ErrSize) && m.opts.Remote != nil {
+		sized := false // a version of another size, in the store
+		for _, n := range names {
+			sized = sized || m.sizedElsewhere(n, v, len(m.regs[n].region))
+		}
+		if sized {
+			for i, n := range names {
+				if !bytes.Equal(befores[i], m.regs[n].region) {
+					t.Fatalf("%s failed (%v) but changed region %q", what, err, n)
+				}
+			}
+			return
+		}
+	}
+	if err == nil && len(wants) > 0 && m.opts.Remote != nil {
+		// Served by the store where the local file lacks versions.
+		for i, n := range names {
+			if vers[i] != nil && vers[i].size == len(m.regs[n].region) && bytes.Equal(m.regs[n].region, vers[i].data) {
+				continue
+			}
+			m.fromStore(t, n, v, m.regs[n].region, what)
+		}
+		return
+	}
 	if len(wants) == 0 {
 		modelWant(t, err, nil, what)
 		for i, n := range names {
-			if cerr := crashCheck(m.regs[n].region, vers[i].r, vers[i].v); cerr != nil {
-				t.Fatalf("%s: %q is not version %d: %v", what, n, vers[i].num, cerr)
+			if !bytes.Equal(m.regs[n].region, vers[i].data) {
+				t.Fatalf("%s: %q is not version %d", what, n, vers[i].num)
 			}
 		}
 		return
@@ -440,7 +570,23 @@ func (m *modelMachine) Reopen(t *rapid.T) {
 		m.addStale(modelStale{c: rg.c, f: old, region: rg.region})
 	}
 	clear(m.regs)
-	m.open(t, m.drawOptions(t, true))
+	hadRemote := m.opts.Remote != nil
+	if hadRemote {
+		m.checkStore(t)
+	}
+	o := m.drawOptions(t, true)
+	newNode := hadRemote && o.Remote != nil && rapid.IntRange(0, 2).Draw(t, "newNode") == 0
+	if newNode {
+		for _, p := range []string{m.path, m.path + ".idx"} {
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	m.open(t, o)
+	if newNode {
+		m.adopt(t)
+	}
 	if m.opts.ReadOnly {
 		modelWant(t, m.f.Sync(), nil, "Sync read-only")
 	}
@@ -455,6 +601,51 @@ func (m *modelMachine) Reopen(t *rapid.T) {
 		}
 		m.register(t, n, size)
 	}
+}
+
+// checkStore checks, after a Close that flushed the uploads, that the store holds only
+// versions with the bytes last saved under their numbers, intact.
+func (m *modelMachine) checkStore(t *rapid.T) {
+	t.Helper()
+	ctx := context.Background()
+	svs, err := StoreVersions(ctx, m.st, 0)
+	modelWant(t, err, nil, "StoreVersions")
+	for _, sv := range svs {
+		b, _, err := ReadStoreVersion(ctx, m.st, 0, sv.Name, sv.Version)
+		modelWant(t, err, nil, fmt.Sprintf("ReadStoreVersion(%q, %d)", sv.Name, sv.Version))
+		if want, ok := m.history[sv.Name][sv.Version]; !ok || !bytes.Equal(b, want) {
+			t.Fatalf("the store holds version %d of %q with bytes never saved under that number", sv.Version, sv.Name)
+		}
+	}
+	rep, err := VerifyStore(ctx, m.st, 0, nil)
+	if err != nil || !rep.OK() {
+		t.Fatalf("VerifyStore: %+v, %v", rep, err)
+	}
+}
+
+// adopt takes, after an Open on a new node, what the File brought in from the store as
+// the model's kept versions, once each is checked against what was saved.
+func (m *modelMachine) adopt(t *rapid.T) {
+	t.Helper()
+	for name, n := range m.names {
+		vs, err := m.f.VersionsOf(name)
+		if errors.Is(err, ErrNotFound) {
+			vs = nil
+		} else {
+			modelWant(t, err, nil, fmt.Sprintf("VersionsOf(%q) on a new node", name))
+		}
+		n.kept, n.next = nil, 1
+		for _, vi := range vs {
+			b, _, err := m.f.ReadVersion(name, vi.Version)
+			modelWant(t, err, nil, fmt.Sprintf("ReadVersion(%q, %d) on a new node", name, vi.Version))
+			if want, ok := m.history[name][vi.Version]; !ok || !bytes.Equal(b, want) {
+				t.Fatalf("new node: version %d of %q does not hold the bytes saved under that number", vi.Version, name)
+			}
+			n.kept = append(n.kept, modelVer{num: vi.Version, size: len(b), data: b})
+			n.next = vi.Version + 1
+		}
+	}
+	t.Logf("new node: kept %v", m.names)
 }
 
 // Versions compares what the File lists with the model: Versions of a registered
@@ -540,6 +731,7 @@ func (m *modelMachine) actions() map[string]func(*rapid.T) {
 	}{
 		{"Register", 2, m.Register},
 		{"Save", 4, m.Save},
+		{"Touch", 1, m.Touch},
 		{"SaveAll", 3, m.SaveAll},
 		{"Restore", 5, m.Restore},
 		{"RestoreAll", 2, m.RestoreAll},
@@ -584,11 +776,17 @@ func TestModel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		st, err := store.Dir(dir + "/store")
+		if err != nil {
+			t.Fatal(err)
+		}
 		m := &modelMachine{
-			dir:   dir,
-			path:  dir + "/run.ckp",
-			names: map[string]*modelName{},
-			regs:  map[string]*modelReg{},
+			dir:     dir,
+			path:    dir + "/run.ckp",
+			names:   map[string]*modelName{},
+			regs:    map[string]*modelReg{},
+			st:      st,
+			history: map[string]map[int][]byte{},
 		}
 		t.Cleanup(m.close)
 		m.open(t, m.drawOptions(t, false))

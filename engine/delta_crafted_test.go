@@ -11,9 +11,9 @@ import (
 	"github.com/ckp-go/ckp/index"
 )
 
-// rewriteIndex decodes every record of the index at path, lets edit change them, and
+// forgeIndex decodes every record of the index at path, lets edit change them, and
 // writes them back with a fresh CRC chain (what anyone can do: CRC-32C is no secret).
-func rewriteIndex(t *testing.T, path string, edit func(i int, r *index.Record)) {
+func forgeIndex(t *testing.T, path string, edit func(i int, r *index.Record)) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -75,7 +75,7 @@ func craftShortDelta(t *testing.T) string {
 	if err := os.Truncate(path, v2.Offset+int64(len(buf))); err != nil {
 		t.Fatal(err)
 	}
-	rewriteIndex(t, path+".idx", func(i int, r *index.Record) {
+	forgeIndex(t, path+".idx", func(i int, r *index.Record) {
 		if r.Kind == index.KindBlocks && r.Version == 2 {
 			r.Offset = uint64(lay.Payload)
 		}
@@ -86,10 +86,10 @@ func craftShortDelta(t *testing.T) string {
 	return path
 }
 
-// TestDiffRegressCraftedDeltaVerify: Verify of that file must report damage, not kill the
-// process. checkBlockSlot slices data[off:off+blockLen] before it checks that the blocks
-// fit the payload: a slice-bounds panic, which catch re-raises.
-func TestDiffRegressCraftedDeltaVerify(t *testing.T) {
+// TestCraftedDeltaVerifyReportsDamage: Verify of that file reports damage and does not
+// kill the process: the blocks of a delta are checked against its payload before any
+// of them is read.
+func TestCraftedDeltaVerifyReportsDamage(t *testing.T) {
 	path := craftShortDelta(t)
 	g := apiOpen(t, path, &Options{ReadOnly: true})
 	defer func() {
@@ -101,9 +101,9 @@ func TestDiffRegressCraftedDeltaVerify(t *testing.T) {
 	t.Logf("Verify: %v %+v", err, rep)
 }
 
-// TestDiffRegressCraftedDeltaOpenAfterReboot: the same file opened by a writer after a
-// (simulated) reboot: recovery checks the unsynced tail with checkBlockSlot.
-func TestDiffRegressCraftedDeltaOpenAfterReboot(t *testing.T) {
+// TestCraftedDeltaRecoveryAfterReboot: the same file opened by a writer after a
+// (simulated) reboot, when recovery checks the unsynced tail, opens without a crash.
+func TestCraftedDeltaRecoveryAfterReboot(t *testing.T) {
 	path := craftShortDelta(t)
 	other := [16]byte{1, 2, 3}
 	defer func() {
@@ -112,7 +112,7 @@ func TestDiffRegressCraftedDeltaOpenAfterReboot(t *testing.T) {
 		}
 	}()
 	// Make the tail unsynced in the eyes of recovery: drop the durable marks.
-	rewriteIndex(t, path+".idx", func(i int, r *index.Record) {
+	forgeIndex(t, path+".idx", func(i int, r *index.Record) {
 		r.Flags &^= index.FlagDurable
 	})
 	g, err := Open(path, &Options{bootID: &other})
@@ -159,7 +159,7 @@ func craftShortDeltaAtLimit(t *testing.T) (string, *Options) {
 	}
 	apiPatchFile(t, path, p, region[:2<<20])
 	apiPatchFile(t, path, p+pad8(lay.Payload), tr)
-	rewriteIndex(t, path+".idx", func(i int, r *index.Record) {
+	forgeIndex(t, path+".idx", func(i int, r *index.Record) {
 		if r.Kind == index.KindBlocks && r.Version == 2 {
 			r.Offset = uint64(lay.Payload)
 		}
@@ -170,7 +170,7 @@ func craftShortDeltaAtLimit(t *testing.T) (string, *Options) {
 	return path, opts
 }
 
-func TestDiffRegressCraftedDeltaAtLimitVerify(t *testing.T) {
+func TestCraftedDeltaAtLimitVerifyReportsDamage(t *testing.T) {
 	path, opts := craftShortDeltaAtLimit(t)
 	g := apiOpen(t, path, &Options{ReadOnly: true, MaxSize: opts.MaxSize})
 	defer func() {
@@ -182,9 +182,9 @@ func TestDiffRegressCraftedDeltaAtLimitVerify(t *testing.T) {
 	t.Logf("Verify: %v %+v", err, rep)
 }
 
-func TestDiffRegressCraftedDeltaAtLimitOpenAfterReboot(t *testing.T) {
+func TestCraftedDeltaAtLimitRecoveryAfterReboot(t *testing.T) {
 	path, opts := craftShortDeltaAtLimit(t)
-	rewriteIndex(t, path+".idx", func(i int, r *index.Record) { r.Flags &^= index.FlagDurable })
+	forgeIndex(t, path+".idx", func(i int, r *index.Record) { r.Flags &^= index.FlagDurable })
 	other := [16]byte{1, 2, 3}
 	o := *opts
 	o.bootID = &other

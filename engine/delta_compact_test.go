@@ -24,12 +24,12 @@ func trueLive(f *File) int64 {
 	return n
 }
 
-// TestDiffRegressLiveAfterReopen: after a reopen, f.live counts each kept version once and
-// pinned versions not at all, while saves subtract two records for every version they
-// release. f.live goes negative, and the compaction that is due sooner or later calls
-// make([]index.Record, 0, f.live+2) with a negative capacity: a runtime panic that
-// catch re-raises, killing the process.
-func TestDiffRegressLiveAfterReopen(t *testing.T) {
+// TestCompactionAfterReopenOfDifferentialFile: after a reopen of a differential file,
+// the count of live index records (kept versions, and the held versions their deltas
+// read) stays right as saves drop versions, so the compaction that comes due works
+// (a wrong, negative count would size its record list below zero and kill the
+// process).
+func TestCompactionAfterReopenOfDifferentialFile(t *testing.T) {
 	path := apiPath(t)
 	opts := &Options{Differential: true, NoTracking: true, KeepVersions: 1, NoPrefault: true}
 	f := apiOpen(t, path, opts)

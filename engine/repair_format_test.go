@@ -5,11 +5,11 @@ import (
 	"testing"
 )
 
-// TestDiffRegressRepairUnknownFormat: FORMAT.md: "A reader that finds a version it does not
-// know refuses the file (ErrCorrupt); it never guesses." Open does; Repair treats an
-// intact header of an unknown version like a damaged one, takes the file id from the
-// index and rewrites the index from the trailers it can parse.
-func TestDiffRegressRepairUnknownFormat(t *testing.T) {
+// TestRepairRefusesUnknownFormat: FORMAT.md: "A reader that finds a version it does not
+// know refuses the file (ErrCorrupt); it never guesses." Repair too: it does not take
+// an intact header of an unknown version for a damaged one and rebuild the index from
+// trailers it cannot read.
+func TestRepairRefusesUnknownFormat(t *testing.T) {
 	path := apiPath(t)
 	f := apiOpen(t, path, nil)
 	apiReg(t, f, "r", make([]byte, 100))

@@ -1,4 +1,4 @@
-package engine
+package remote_test
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ckp-go/ckp/engine"
 	"github.com/ckp-go/ckp/store"
 )
 
@@ -21,7 +22,7 @@ func TestRemoteDifferential(t *testing.T) {
 			st := b.new(t)
 			dir := t.TempDir()
 			path := filepath.Join(dir, "d.ckp")
-			opts := Options{Differential: true, NoTracking: true, KeepVersions: 3, Remote: &Remote{Store: st, Keep: 4}}
+			opts := engine.Options{Differential: true, NoTracking: true, KeepVersions: 3, Remote: &engine.Remote{Store: st, Keep: 4}}
 			const n = 1<<20 + 777 // 257 blocks, a short last one
 			w := openRemoteWriter(t, path, opts, n)
 			region := w.regions[0]
@@ -74,7 +75,7 @@ func TestRemoteDifferential(t *testing.T) {
 				t.Fatal(err)
 			}
 			// A new node: every version the store keeps restores byte-exact.
-			vs, err := StoreVersions(ctx, st, 0)
+			vs, err := engine.StoreVersions(ctx, st, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,12 +92,12 @@ func TestRemoteDifferential(t *testing.T) {
 				if !bytes.Equal(g.regions[0], model[sv.Version]) {
 					t.Fatalf("new node: version %d differs", sv.Version)
 				}
-				b, _, err := ReadStoreVersion(ctx, st, 0, "r0", sv.Version)
+				b, _, err := engine.ReadStoreVersion(ctx, st, 0, "r0", sv.Version)
 				if err != nil || !bytes.Equal(b, model[sv.Version]) {
 					t.Fatalf("ReadStoreVersion(%d): %v", sv.Version, err)
 				}
 			}
-			rep, err := VerifyStore(ctx, st, 0, nil)
+			rep, err := engine.VerifyStore(ctx, st, 0, nil)
 			if err != nil || !rep.OK() {
 				t.Fatalf("VerifyStore: %v %+v", err, rep)
 			}
@@ -129,7 +130,7 @@ func storeDataBytes(t *testing.T, st store.Store) int64 {
 // it was checked is left out.
 func TestVerifyStoreDuringRetention(t *testing.T) {
 	st := dirBackend().new(t)
-	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "v.ckp"), Options{KeepVersions: 1, Remote: &Remote{Store: st, Keep: 1}}, 256<<10, 4096)
+	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "v.ckp"), engine.Options{KeepVersions: 1, Remote: &engine.Remote{Store: st, Keep: 1}}, 256<<10, 4096)
 	defer w.f.Close()
 	ctx := context.Background()
 	done := make(chan struct{})
@@ -150,7 +151,7 @@ func TestVerifyStoreDuringRetention(t *testing.T) {
 			running = false
 		default:
 		}
-		rep, err := VerifyStore(ctx, st, 0, nil)
+		rep, err := engine.VerifyStore(ctx, st, 0, nil)
 		if err != nil || !rep.OK() {
 			t.Fatalf("VerifyStore during retention: %v %+v", err, rep.Damaged)
 		}

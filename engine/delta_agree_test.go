@@ -6,12 +6,11 @@ import (
 	"testing"
 )
 
-// TestDiffRegressPathsAgreeOneDenseSave: FORMAT.md says kernel tracking and hashing "give the
-// same versions for the same writes". One dense save between sparse ones breaks it: the
-// hashed region's next save is full (the busy rule), the tracked region's a delta.
-// TestDifferentialPathsAgree passes only because its pattern list has two dense saves
-// in a row, which also turns the tracked region into a hashed one.
-func TestDiffRegressPathsAgreeOneDenseSave(t *testing.T) {
+// TestDifferentialPathsAgreeAfterOneDenseSave: FORMAT.md promises that kernel tracking
+// and hashing "give the same versions for the same writes", also when one dense save
+// comes between sparse ones (the save after it is full on both paths, by the busy
+// rule), not only after two dense saves in a row as in TestDifferentialPathsAgree.
+func TestDifferentialPathsAgreeAfterOneDenseSave(t *testing.T) {
 	diffTracking(t)
 	var files [2]*File
 	var regions [2][]byte

@@ -1,4 +1,4 @@
-package engine
+package remote_test
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ckp-go/ckp/engine"
+	"github.com/ckp-go/ckp/internal/pattern"
 	"github.com/ckp-go/ckp/internal/s3test"
 	"github.com/ckp-go/ckp/store"
 	"github.com/ckp-go/ckp/store/s3"
@@ -50,22 +52,22 @@ func s3Store(t testing.TB, srv *s3test.Server, bucket, prefix string) store.Stor
 
 func backends() []backend { return []backend{dirBackend(), s3Backend()} }
 
-// pattern fills p with bytes derived from (seed, v).
-func pattern(p []byte, seed, v int) {
-	crashFill(p, seed, v)
+// fill fills p with bytes derived from (seed, v).
+func fill(p []byte, seed, v int) {
+	pattern.Fill(p, seed, v)
 }
 
 // remoteWriter opens path with a remote tier on st and registers regions of the given
 // sizes named r0, r1, ...
 type remoteWriter struct {
-	f       *File
+	f       *engine.File
 	regions [][]byte
-	cks     []*Checkpoint
+	cks     []*engine.Checkpoint
 }
 
-func openRemoteWriter(t *testing.T, path string, opts Options, sizes ...int) *remoteWriter {
+func openRemoteWriter(t *testing.T, path string, opts engine.Options, sizes ...int) *remoteWriter {
 	t.Helper()
-	f, err := Open(path, &opts)
+	f, err := engine.Open(path, &opts)
 	if err != nil {
 		t.Fatalf("Open %s: %v", path, err)
 	}
@@ -85,7 +87,7 @@ func openRemoteWriter(t *testing.T, path string, opts Options, sizes ...int) *re
 func (w *remoteWriter) saveAll(t *testing.T, v int) {
 	t.Helper()
 	for i := range w.regions {
-		pattern(w.regions[i], i, v)
+		fill(w.regions[i], i, v)
 	}
 	if err := w.f.SaveAll(); err != nil {
 		t.Fatalf("SaveAll %d: %v", v, err)
@@ -103,13 +105,13 @@ func (w *remoteWriter) check(t *testing.T, v, want int) {
 		t.Fatalf("RestoreAll(%d): %v", v, err)
 	}
 	for i := range w.regions {
-		if err := crashCheck(w.regions[i], i, want); err != nil {
+		if err := pattern.Check(w.regions[i], i, want); err != nil {
 			t.Fatalf("RestoreAll(%d): %v", v, err)
 		}
 	}
 }
 
-func versionsOf(t *testing.T, c *Checkpoint) []int {
+func versionsOf(t *testing.T, c *engine.Checkpoint) []int {
 	t.Helper()
 	var out []int
 	for _, v := range c.Versions() {
@@ -121,7 +123,7 @@ func versionsOf(t *testing.T, c *Checkpoint) []int {
 // committed returns the versions rank committed per checkpoint name.
 func committed(t *testing.T, st store.Store, rank int) map[string][]int {
 	t.Helper()
-	vs, err := StoreVersions(t.Context(), st, rank)
+	vs, err := engine.StoreVersions(t.Context(), st, rank)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +144,7 @@ func TestRemoteNewNode(t *testing.T) {
 			st := b.new(t)
 			sizes := []int{4 << 10, 3<<20 + 123, 100}
 			a := openRemoteWriter(t, filepath.Join(t.TempDir(), "a.ckp"),
-				Options{KeepVersions: 2, Remote: &Remote{Store: st, Keep: 3}}, sizes...)
+				engine.Options{KeepVersions: 2, Remote: &engine.Remote{Store: st, Keep: 3}}, sizes...)
 			for v := 1; v <= 6; v++ {
 				a.saveAll(t, v)
 			}
@@ -159,7 +161,7 @@ func TestRemoteNewNode(t *testing.T) {
 			}
 
 			b := openRemoteWriter(t, filepath.Join(t.TempDir(), "b.ckp"),
-				Options{KeepVersions: 2, Remote: &Remote{Store: st, Keep: 3}}, sizes...)
+				engine.Options{KeepVersions: 2, Remote: &engine.Remote{Store: st, Keep: 3}}, sizes...)
 			defer b.f.Close()
 			for _, c := range b.cks {
 				if got := versionsOf(t, c); fmt.Sprint(got) != "[6]" {
@@ -190,7 +192,7 @@ func TestRemoteNewNode(t *testing.T) {
 // version reads back from the store.
 func TestRemoteIdenticalBytesCommitWhole(t *testing.T) {
 	st := dirBackend().new(t)
-	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "a.ckp"), Options{Remote: &Remote{Store: st}}, 3<<20)
+	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "a.ckp"), engine.Options{Remote: &engine.Remote{Store: st}}, 3<<20)
 	w.saveAll(t, 1)
 	if err := w.f.Flush(context.Background()); err != nil { // version 1 is committed
 		t.Fatal(err)
@@ -203,15 +205,15 @@ func TestRemoteIdenticalBytesCommitWhole(t *testing.T) {
 	}
 	defer w.f.Close()
 	for _, v := range []int{1, 2} {
-		b, _, err := ReadStoreVersion(context.Background(), st, 0, "r0", v)
+		b, _, err := engine.ReadStoreVersion(context.Background(), st, 0, "r0", v)
 		if err != nil {
 			t.Fatalf("version %d from the store: %v", v, err)
 		}
-		if err := crashCheck(b, 0, 1); err != nil {
+		if err := pattern.Check(b, 0, 1); err != nil {
 			t.Fatalf("version %d from the store: %v", v, err)
 		}
 	}
-	rep, err := VerifyStore(context.Background(), st, 0, nil)
+	rep, err := engine.VerifyStore(context.Background(), st, 0, nil)
 	if err != nil || !rep.OK() || rep.Versions != 2 {
 		t.Fatalf("VerifyStore: %+v, %v", rep, err)
 	}

@@ -6,11 +6,11 @@ import (
 	"testing"
 )
 
-// TestDiffRegressNewFileFormat: FORMAT.md: "format version, 2 (1 for files without versions
-// stored by blocks)", and a writer turns the header into 2 only when opened with
-// Differential. A new file written without Differential gets 2 anyway, so the previous
-// build (which reads only 1) refuses a file with nothing it could not read.
-func TestDiffRegressNewFileFormat(t *testing.T) {
+// TestNewFileIsFormat1WithoutDifferential: FORMAT.md: "format version, 2 (1 for files
+// without versions stored by blocks)": a new file written without Differential is
+// format 1, so that a build that reads only format 1 reads it; a writer turns the
+// header into 2 only when opened with Differential.
+func TestNewFileIsFormat1WithoutDifferential(t *testing.T) {
 	path := apiPath(t)
 	f := apiOpen(t, path, nil)
 	apiReg(t, f, "r", make([]byte, 100))

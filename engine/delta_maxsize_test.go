@@ -7,13 +7,12 @@ import (
 	"testing"
 )
 
-// TestDiffRegressDiffStuckFull: with KeepVersions 1 a file of MaxSize 3 MiB holds a 1 MiB
-// region saved whole forever (two slots suffice, as TestMaxSizeOneRule shows). With
-// Differential, the pinned chain (up to another L bytes) plus the full version that must
-// follow it do not fit: once the chain needs its full version, every save fails with
-// ErrFull, for good, although a delta would fit and retention cannot make room (the
-// pinned slots are freed only by the full version that does not fit).
-func TestDiffRegressDiffStuckFull(t *testing.T) {
+// TestDifferentialNeverStuckAtMaxSize: with KeepVersions 1 a file of MaxSize 3 MiB holds
+// a 1 MiB region saved whole forever (two slots suffice, as TestMaxSizeOneRule shows),
+// and so it does with Differential: saves never fail with ErrFull for good, although
+// the held chain (up to another L bytes) and the full version that must follow it do
+// not fit together; a delta is written where the full version does not fit.
+func TestDifferentialNeverStuckAtMaxSize(t *testing.T) {
 	for _, diff := range []bool{false, true} {
 		t.Run(fmt.Sprintf("differential=%v", diff), func(t *testing.T) {
 			f := apiOpen(t, apiPath(t), &Options{Differential: diff, NoTracking: true, KeepVersions: 1, MaxSize: 3 << 20, ChunkSize: 1 << 20})

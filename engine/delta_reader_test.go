@@ -6,12 +6,11 @@ import (
 	"testing"
 )
 
-// TestDiffRegressReaderDroppedDelta: a reader's ReadVersion and Restore of a version the
-// writer has since dropped (and whose slots it reused) must say ErrVersion, as they do
-// for versions stored whole ("dropped by the writer since this File opened"); for a
-// version stored by blocks the trailer check in assembleTable fails first and the
-// caller gets ErrCorrupt: a healthy file reported as corrupt.
-func TestDiffRegressReaderDroppedDelta(t *testing.T) {
+// TestReaderOfDroppedDeltaGetsErrVersion: a reader's ReadVersion and Restore of a
+// version stored by blocks that the writer has since dropped (and whose slots it
+// reused) say ErrVersion, as they do for versions stored whole ("dropped by the writer
+// since this File opened"): a healthy file is never reported as corrupt.
+func TestReaderOfDroppedDeltaGetsErrVersion(t *testing.T) {
 	for _, diff := range []bool{false, true} {
 		t.Run(fmt.Sprintf("differential=%v", diff), func(t *testing.T) {
 			path := apiPath(t)

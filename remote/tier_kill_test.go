@@ -1,4 +1,4 @@
-package engine
+package remote_test
 
 import (
 	"bufio"
@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckp-go/ckp/engine"
+	"github.com/ckp-go/ckp/internal/pattern"
 	"github.com/ckp-go/ckp/internal/s3test"
 	"github.com/ckp-go/ckp/store"
 	"github.com/ckp-go/ckp/store/s3"
@@ -158,7 +160,7 @@ func TestRemoteKillChild(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		f, err := Open(path, &Options{KeepVersions: 2, Remote: &Remote{Store: st, Keep: 3, MaxPending: 64 << 20}})
+		f, err := engine.Open(path, &engine.Options{KeepVersions: 2, Remote: &engine.Remote{Store: st, Keep: 3, MaxPending: 64 << 20}})
 		if err != nil {
 			return err
 		}
@@ -177,7 +179,7 @@ func TestRemoteKillChild(t *testing.T) {
 		fmt.Println("ready", next)
 		for v := next; ; v++ {
 			for i := range regions {
-				crashFill(regions[i], i, v)
+				pattern.Fill(regions[i], i, v)
 			}
 			if err := f.SaveAll(); err != nil {
 				return err
@@ -236,7 +238,7 @@ func TestRemoteKill(t *testing.T) {
 				prevTop = top
 			}
 			// The last writer on the old node catches up and flushes.
-			w := openRemoteWriter(t, path, Options{KeepVersions: 2, Remote: &Remote{Store: st, Keep: 3}}, remoteKillSizes...)
+			w := openRemoteWriter(t, path, engine.Options{KeepVersions: 2, Remote: &engine.Remote{Store: st, Keep: 3}}, remoteKillSizes...)
 			newest := versionsOf(t, w.cks[0])
 			if err := w.f.Close(); err != nil {
 				t.Fatal(err)
@@ -253,28 +255,28 @@ func TestRemoteKill(t *testing.T) {
 // checkpoint.
 func checkStoreWhole(t *testing.T, st store.Store, rank int) int {
 	t.Helper()
-	rep, err := VerifyStore(t.Context(), st, rank, nil)
+	rep, err := engine.VerifyStore(t.Context(), st, rank, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rep.OK() {
 		t.Fatalf("store damaged: %+v", rep.Damaged)
 	}
-	vs, err := StoreVersions(t.Context(), st, rank)
+	vs, err := engine.StoreVersions(t.Context(), st, rank)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range vs {
 		i, _ := strconv.Atoi(strings.TrimPrefix(v.Name, "r"))
-		b, _, err := ReadStoreVersion(t.Context(), st, rank, v.Name, v.Version)
+		b, _, err := engine.ReadStoreVersion(t.Context(), st, rank, v.Name, v.Version)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := crashCheck(b, i, v.Version); err != nil {
+		if err := pattern.Check(b, i, v.Version); err != nil {
 			t.Fatalf("committed %s@%d: %v", v.Name, v.Version, err)
 		}
 	}
-	js, err := InspectJob(t.Context(), st, rank+1)
+	js, err := engine.InspectJob(t.Context(), st, rank+1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +287,7 @@ func checkStoreWhole(t *testing.T, st store.Store, rank int) int {
 // version want of every checkpoint.
 func restoreOnNewNode(t *testing.T, st store.Store, want int) {
 	t.Helper()
-	n := openRemoteWriter(t, filepath.Join(t.TempDir(), "new.ckp"), Options{Remote: &Remote{Store: st, Keep: 3}}, remoteKillSizes...)
+	n := openRemoteWriter(t, filepath.Join(t.TempDir(), "new.ckp"), engine.Options{Remote: &engine.Remote{Store: st, Keep: 3}}, remoteKillSizes...)
 	defer n.f.Close()
 	for _, c := range n.cks {
 		if got := versionsOf(t, c); len(got) != 1 || got[0] != want {
@@ -317,7 +319,7 @@ func TestRemoteRankChild(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		f, err := Open(path, &Options{KeepVersions: 2, Remote: &Remote{Store: st, Keep: 2, Rank: rank, Ranks: jobRanks}})
+		f, err := engine.Open(path, &engine.Options{KeepVersions: 2, Remote: &engine.Remote{Store: st, Keep: 2, Rank: rank, Ranks: jobRanks}})
 		if err != nil {
 			return err
 		}
@@ -337,7 +339,7 @@ func TestRemoteRankChild(t *testing.T) {
 		}
 		if jv > 0 {
 			at = int(binary.LittleEndian.Uint64(step[:]))
-			if err := crashCheck(grid, rank, at); err != nil {
+			if err := pattern.Check(grid, rank, at); err != nil {
 				return fmt.Errorf("restored job version %d: %v", jv, err)
 			}
 		}
@@ -348,7 +350,7 @@ func TestRemoteRankChild(t *testing.T) {
 			switch cmd[0] {
 			case "save":
 				s, _ := strconv.Atoi(cmd[1])
-				crashFill(grid, rank, s)
+				pattern.Fill(grid, rank, s)
 				binary.LittleEndian.PutUint64(step[:], uint64(s))
 				if err := f.SaveAll(); err != nil {
 					return err
@@ -440,7 +442,7 @@ func TestRemoteRanks(t *testing.T) {
 				for _, c := range cs {
 					c.kill()
 				}
-				js, err := InspectJob(t.Context(), st, jobRanks)
+				js, err := engine.InspectJob(t.Context(), st, jobRanks)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -475,7 +477,7 @@ func TestRemoteRanks(t *testing.T) {
 					t.Fatalf("rank did not quit cleanly: %v", err)
 				}
 			}
-			js, err := InspectJob(t.Context(), st, jobRanks)
+			js, err := engine.InspectJob(t.Context(), st, jobRanks)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -495,14 +497,14 @@ func checkJobVersion(t *testing.T, st store.Store, jv int) {
 		return
 	}
 	for rank := 0; rank < jobRanks; rank++ {
-		g, _, err := ReadStoreVersion(t.Context(), st, rank, "grid", jv)
+		g, _, err := engine.ReadStoreVersion(t.Context(), st, rank, "grid", jv)
 		if err != nil {
 			t.Fatalf("job version %d, rank %d: %v", jv, rank, err)
 		}
-		if err := crashCheck(g, rank, jv); err != nil {
+		if err := pattern.Check(g, rank, jv); err != nil {
 			t.Fatalf("job version %d, rank %d: %v", jv, rank, err)
 		}
-		s, _, err := ReadStoreVersion(t.Context(), st, rank, "step", jv)
+		s, _, err := engine.ReadStoreVersion(t.Context(), st, rank, "step", jv)
 		if err != nil {
 			t.Fatalf("job version %d, rank %d: %v", jv, rank, err)
 		}
@@ -527,7 +529,7 @@ func TestRemoteImportChild(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		f, err := Open(path, &Options{Remote: &Remote{Store: st}})
+		f, err := engine.Open(path, &engine.Options{Remote: &engine.Remote{Store: st}})
 		if err != nil {
 			return err
 		}
@@ -550,7 +552,7 @@ func TestRemoteKillImport(t *testing.T) {
 	for _, spec := range []storeSpec{{kind: "dir", dir: t.TempDir()}, s3Spec(t)} {
 		t.Run(spec.kind, func(t *testing.T) {
 			st := spec.mustOpen(t)
-			w := openRemoteWriter(t, filepath.Join(t.TempDir(), "src.ckp"), Options{Remote: &Remote{Store: st}}, importSizes...)
+			w := openRemoteWriter(t, filepath.Join(t.TempDir(), "src.ckp"), engine.Options{Remote: &engine.Remote{Store: st}}, importSizes...)
 			for v := 1; v <= 2; v++ {
 				w.saveAll(t, v)
 			}
@@ -564,7 +566,7 @@ func TestRemoteKillImport(t *testing.T) {
 				c := startChild(t, "TestRemoteImportChild", append(spec.env(), "CKP_RI_PATH="+path))
 				time.Sleep(time.Duration(20+r.IntN(200)) * time.Millisecond)
 				c.kill()
-				l := openRemoteWriter(t, path, Options{}, importSizes...)
+				l := openRemoteWriter(t, path, engine.Options{}, importSizes...)
 				got := versionsOf(t, l.cks[0])
 				for _, ck := range l.cks[1:] {
 					if g := versionsOf(t, ck); fmt.Sprint(g) != fmt.Sprint(got) {
@@ -587,7 +589,7 @@ func TestRemoteKillImport(t *testing.T) {
 				}
 			}
 			t.Logf("%d kills, %d found the import done", kills, imported)
-			n := openRemoteWriter(t, path, Options{Remote: &Remote{Store: st}}, importSizes...)
+			n := openRemoteWriter(t, path, engine.Options{Remote: &engine.Remote{Store: st}}, importSizes...)
 			defer n.f.Close()
 			n.check(t, 0, 2)
 		})

@@ -1,4 +1,4 @@
-package engine
+package remote_test
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckp-go/ckp/engine"
+	"github.com/ckp-go/ckp/internal/pattern"
 	"github.com/ckp-go/ckp/internal/s3test"
 	"github.com/ckp-go/ckp/store"
 	"github.com/ckp-go/ckp/store/s3"
@@ -33,11 +35,11 @@ func checkCommitted(t *testing.T, st store.Store, rank, n int, want string) {
 			t.Fatalf("%s: committed %v, want %s", name, got[name], want)
 		}
 		for _, v := range got[name] {
-			b, _, err := ReadStoreVersion(t.Context(), st, rank, name, v)
+			b, _, err := engine.ReadStoreVersion(t.Context(), st, rank, name, v)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := crashCheck(b, i, v); err != nil {
+			if err := pattern.Check(b, i, v); err != nil {
 				t.Fatalf("committed %s@%d: %v", name, v, err)
 			}
 		}
@@ -60,7 +62,7 @@ func TestRemoteServerRestart(t *testing.T) {
 	srv := s3test.Start(t)
 	st := s3Store(t, srv, srv.NewBucket(t), "run")
 	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "a.ckp"),
-		Options{KeepVersions: 1, Remote: &Remote{Store: st, Keep: 100}}, 1<<20+5, 4096)
+		engine.Options{KeepVersions: 1, Remote: &engine.Remote{Store: st, Keep: 100}}, 1<<20+5, 4096)
 	defer w.f.Close()
 	for v := 1; v <= 5; v++ {
 		w.saveAll(t, v)
@@ -90,13 +92,13 @@ func TestRemoteBackPressure(t *testing.T) {
 	srv := s3test.Start(t)
 	st := s3Store(t, srv, srv.NewBucket(t), "run")
 	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "a.ckp"),
-		Options{KeepVersions: 1, Remote: &Remote{Store: st, Keep: 100, MaxPending: 3 << 20}}, 1<<20)
+		engine.Options{KeepVersions: 1, Remote: &engine.Remote{Store: st, Keep: 100, MaxPending: 3 << 20}}, 1<<20)
 	defer w.f.Close()
 	srv.Stop()
 	for v := 1; v <= 3; v++ {
 		w.saveAll(t, v) // returns although nothing can be uploaded
 	}
-	pattern(w.regions[0], 0, 4)
+	fill(w.regions[0], 0, 4)
 	done := make(chan error, 1)
 	go func() { done <- w.f.SaveAll() }()
 	select {
@@ -151,7 +153,7 @@ func TestRemoteStoreErrors(t *testing.T) {
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t)
 	path := filepath.Join(t.TempDir(), "a.ckp")
-	w := openRemoteWriter(t, path, Options{}, 4096, 2<<20)
+	w := openRemoteWriter(t, path, engine.Options{}, 4096, 2<<20)
 	for v := 1; v <= 3; v++ {
 		w.saveAll(t, v)
 	}
@@ -160,7 +162,7 @@ func TestRemoteStoreErrors(t *testing.T) {
 	}
 	localIntact := func(t *testing.T, newest int) {
 		t.Helper()
-		w := openRemoteWriter(t, path, Options{}, 4096, 2<<20)
+		w := openRemoteWriter(t, path, engine.Options{}, 4096, 2<<20)
 		defer w.f.Close()
 		if got := versionsOf(t, w.cks[0]); fmt.Sprint(got) != seq(1, newest) {
 			t.Fatalf("local versions %v, want %s", got, seq(1, newest))
@@ -191,8 +193,8 @@ func TestRemoteStoreErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = Open(path, &Options{Remote: &Remote{Store: st, Timeout: time.Second}})
-			if !errors.Is(err, ErrRemote) {
+			_, err = engine.Open(path, &engine.Options{Remote: &engine.Remote{Store: st, Timeout: time.Second}})
+			if !errors.Is(err, engine.ErrRemote) {
 				t.Fatalf("Open = %v, want ErrRemote", err)
 			}
 			if tc.cause != nil && !errors.Is(err, tc.cause) {
@@ -212,9 +214,9 @@ func TestRemoteStoreErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Opening uploads versions 1..3, which the local file holds and the store not.
-		w := openRemoteWriter(t, path, Options{Remote: &Remote{Store: st, Timeout: 5 * time.Second}}, 4096, 2<<20)
+		w := openRemoteWriter(t, path, engine.Options{Remote: &engine.Remote{Store: st, Timeout: 5 * time.Second}}, 4096, 2<<20)
 		err = w.f.Flush(t.Context())
-		if !errors.Is(err, ErrRemote) || !errors.Is(err, store.ErrUnsupported) || !strings.Contains(err.Error(), "more failure(s)") {
+		if !errors.Is(err, engine.ErrRemote) || !errors.Is(err, store.ErrUnsupported) || !strings.Contains(err.Error(), "more failure(s)") {
 			t.Fatalf("Flush = %v, want ErrRemote wrapping store.ErrUnsupported, counting the other failures", err)
 		}
 		t.Logf("Flush: %v", err)
@@ -225,13 +227,13 @@ func TestRemoteStoreErrors(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for saved := 0; ; {
 			v := len(versionsOf(t, w.cks[0])) + 1
-			pattern(w.regions[0], 0, v)
-			pattern(w.regions[1], 1, v)
+			fill(w.regions[0], 0, v)
+			fill(w.regions[1], 1, v)
 			err := w.f.SaveAll()
 			if err == nil {
 				saved++
 			} else if saved > 0 {
-				if !errors.Is(err, ErrRemote) || !errors.Is(err, store.ErrUnsupported) {
+				if !errors.Is(err, engine.ErrRemote) || !errors.Is(err, store.ErrUnsupported) {
 					t.Fatalf("SaveAll = %v, want ErrRemote wrapping store.ErrUnsupported", err)
 				}
 				break
@@ -245,7 +247,7 @@ func TestRemoteStoreErrors(t *testing.T) {
 		if got := versionsOf(t, w.cks[0]); got[len(got)-1] != n {
 			t.Fatalf("versions %v", got)
 		}
-		if err := w.f.Close(); err != nil && !errors.Is(err, ErrRemote) {
+		if err := w.f.Close(); err != nil && !errors.Is(err, engine.ErrRemote) {
 			t.Fatal(err)
 		}
 		localIntact(t, n)
@@ -259,7 +261,7 @@ func TestRemoteCloseStoreDown(t *testing.T) {
 	srv := s3test.Start(t)
 	st := s3Store(t, srv, srv.NewBucket(t), "run")
 	path := filepath.Join(t.TempDir(), "a.ckp")
-	opts := Options{KeepVersions: 3, Remote: &Remote{Store: st, Timeout: time.Second}}
+	opts := engine.Options{KeepVersions: 3, Remote: &engine.Remote{Store: st, Timeout: time.Second}}
 	w := openRemoteWriter(t, path, opts, 64<<10)
 	for v := 1; v <= 3; v++ {
 		w.saveAll(t, v)
@@ -269,7 +271,7 @@ func TestRemoteCloseStoreDown(t *testing.T) {
 	}
 	srv.Stop()
 	w.saveAll(t, 4)
-	if err := w.f.Close(); !errors.Is(err, ErrRemote) {
+	if err := w.f.Close(); !errors.Is(err, engine.ErrRemote) {
 		t.Fatalf("Close with the store down = %v, want ErrRemote", err)
 	}
 	srv.Restart()
@@ -285,7 +287,7 @@ func TestRemoteCloseStoreDown(t *testing.T) {
 func TestRemoteDamagedLocal(t *testing.T) {
 	st := dirBackend().new(t)
 	path := filepath.Join(t.TempDir(), "a.ckp")
-	w := openRemoteWriter(t, path, Options{Remote: &Remote{Store: st}}, 3<<20, 4096)
+	w := openRemoteWriter(t, path, engine.Options{Remote: &engine.Remote{Store: st}}, 3<<20, 4096)
 	defer w.f.Close()
 	for v := 1; v <= 3; v++ {
 		w.saveAll(t, v)
@@ -304,11 +306,11 @@ func TestRemoteDamagedLocal(t *testing.T) {
 		}
 		d.Close()
 	}
-	r, err := Open(path, &Options{ReadOnly: true})
+	r, err := engine.Open(path, &engine.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.ReadVersion("r0", 3); !errors.Is(err, ErrCorrupt) {
+	if _, _, err := r.ReadVersion("r0", 3); !errors.Is(err, engine.ErrCorrupt) {
 		t.Fatalf("the local copy reads back as %v, want ErrCorrupt", err)
 	}
 	r.Close()
@@ -317,7 +319,7 @@ func TestRemoteDamagedLocal(t *testing.T) {
 	if err := w.cks[1].Restore(3); err != nil {
 		t.Fatal(err)
 	}
-	if err := crashCheck(w.regions[1], 1, 3); err != nil {
+	if err := pattern.Check(w.regions[1], 1, 3); err != nil {
 		t.Fatal(err)
 	}
 	w.check(t, 2, 2)
@@ -326,7 +328,7 @@ func TestRemoteDamagedLocal(t *testing.T) {
 // TestRemoteEvery: only every n-th version is uploaded.
 func TestRemoteEvery(t *testing.T) {
 	st := dirBackend().new(t)
-	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "a.ckp"), Options{Remote: &Remote{Store: st, Every: 3}}, 4096, 100)
+	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "a.ckp"), engine.Options{Remote: &engine.Remote{Store: st, Every: 3}}, 4096, 100)
 	for v := 1; v <= 10; v++ {
 		w.saveAll(t, v)
 	}
@@ -342,9 +344,9 @@ func TestRemoteEvery(t *testing.T) {
 func TestRemoteRetentionKeepsJobVersion(t *testing.T) {
 	st := dirBackend().new(t)
 	dir := t.TempDir()
-	r1 := openRemoteWriter(t, filepath.Join(dir, "r1.ckp"), Options{Remote: &Remote{Store: st, Keep: 1, Rank: 1, Ranks: 2}}, 4096, 100)
+	r1 := openRemoteWriter(t, filepath.Join(dir, "r1.ckp"), engine.Options{Remote: &engine.Remote{Store: st, Keep: 1, Rank: 1, Ranks: 2}}, 4096, 100)
 	defer r1.f.Close()
-	r0 := openRemoteWriter(t, filepath.Join(dir, "r0.ckp"), Options{Remote: &Remote{Store: st, Keep: 1, Rank: 0, Ranks: 2}}, 4096, 100)
+	r0 := openRemoteWriter(t, filepath.Join(dir, "r0.ckp"), engine.Options{Remote: &engine.Remote{Store: st, Keep: 1, Rank: 0, Ranks: 2}}, 4096, 100)
 	defer r0.f.Close()
 	for v := 1; v <= 2; v++ {
 		r1.saveAll(t, v)
@@ -390,8 +392,8 @@ func TestRemoteRewind(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			st := b.new(t)
 			dir := t.TempDir()
-			opts := func(rank int) Options {
-				return Options{KeepVersions: 4, Remote: &Remote{Store: st, Keep: 10, Rank: rank, Ranks: 2}}
+			opts := func(rank int) engine.Options {
+				return engine.Options{KeepVersions: 4, Remote: &engine.Remote{Store: st, Keep: 10, Rank: rank, Ranks: 2}}
 			}
 			r1 := openRemoteWriter(t, filepath.Join(dir, "r1.ckp"), opts(1), 4096, 3<<20)
 			for v := 1; v <= 3; v++ {
@@ -416,7 +418,7 @@ func TestRemoteRewind(t *testing.T) {
 					t.Fatalf("RestoreJob = %d, %v; want 3", jv, err)
 				}
 				for i := range w.regions {
-					if err := crashCheck(w.regions[i], i, 3); err != nil {
+					if err := pattern.Check(w.regions[i], i, 3); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -436,11 +438,11 @@ func TestRemoteRewind(t *testing.T) {
 				if fmt.Sprint(got["r1"]) != "[1 2 3 4]" {
 					t.Fatalf("rank %d: committed %v, want [1 2 3 4]", rank, got["r1"])
 				}
-				b, _, err := ReadStoreVersion(t.Context(), st, rank, "r1", 4)
+				b, _, err := engine.ReadStoreVersion(t.Context(), st, rank, "r1", 4)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := crashCheck(b, 1, 104); err != nil {
+				if err := pattern.Check(b, 1, 104); err != nil {
 					t.Fatalf("rank %d version 4 is not the new life's: %v", rank, err)
 				}
 			}
@@ -452,7 +454,7 @@ func TestRemoteRewind(t *testing.T) {
 // locally and in the store, and the next save is version 1.
 func TestRemoteStartOver(t *testing.T) {
 	st := dirBackend().new(t)
-	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "r0.ckp"), Options{Remote: &Remote{Store: st, Rank: 0, Ranks: 2}}, 4096)
+	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "r0.ckp"), engine.Options{Remote: &engine.Remote{Store: st, Rank: 0, Ranks: 2}}, 4096)
 	defer w.f.Close()
 	for v := 1; v <= 3; v++ {
 		w.saveAll(t, v)
@@ -460,7 +462,7 @@ func TestRemoteStartOver(t *testing.T) {
 	if err := w.f.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.f.JobVersion(t.Context()); !errors.Is(err, ErrNotFound) {
+	if _, err := w.f.JobVersion(t.Context()); !errors.Is(err, engine.ErrNotFound) {
 		t.Fatalf("JobVersion with a rank that committed nothing = %v, want ErrNotFound", err)
 	}
 	if v, err := w.f.RestoreJob(t.Context()); err != nil || v != 0 {
@@ -479,7 +481,7 @@ func TestRemoteStartOver(t *testing.T) {
 // TestRemoteOptions: bad Remote settings are ErrInvalid.
 func TestRemoteOptions(t *testing.T) {
 	st := dirBackend().new(t)
-	for _, r := range []Remote{
+	for _, r := range []engine.Remote{
 		{},
 		{Store: st, Every: -1},
 		{Store: st, MaxPending: -1},
@@ -489,21 +491,21 @@ func TestRemoteOptions(t *testing.T) {
 		{Store: st, Rank: -1, Ranks: 2},
 		{Store: st, Timeout: -1},
 	} {
-		_, err := Open(filepath.Join(t.TempDir(), "a.ckp"), &Options{Remote: &r})
-		if !errors.Is(err, ErrInvalid) {
+		_, err := engine.Open(filepath.Join(t.TempDir(), "a.ckp"), &engine.Options{Remote: &r})
+		if !errors.Is(err, engine.ErrInvalid) {
 			t.Errorf("%+v: Open = %v, want ErrInvalid", r, err)
 		}
 	}
-	_, err := Open(filepath.Join(t.TempDir(), "a.ckp"), &Options{ReadOnly: true, Remote: &Remote{Store: st}})
-	if !errors.Is(err, ErrInvalid) {
+	_, err := engine.Open(filepath.Join(t.TempDir(), "a.ckp"), &engine.Options{ReadOnly: true, Remote: &engine.Remote{Store: st}})
+	if !errors.Is(err, engine.ErrInvalid) {
 		t.Errorf("ReadOnly with Remote: %v, want ErrInvalid", err)
 	}
-	f, err := Open(filepath.Join(t.TempDir(), "a.ckp"), nil)
+	f, err := engine.Open(filepath.Join(t.TempDir(), "a.ckp"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := f.JobVersion(t.Context()); !errors.Is(err, ErrInvalid) {
+	if _, err := f.JobVersion(t.Context()); !errors.Is(err, engine.ErrInvalid) {
 		t.Errorf("JobVersion without a remote tier: %v, want ErrInvalid", err)
 	}
 	if err := f.Flush(t.Context()); err != nil {
@@ -518,7 +520,7 @@ func TestRemoteDamagedNotUploaded(t *testing.T) {
 	srv := s3test.Start(t)
 	st := s3Store(t, srv, srv.NewBucket(t), "run")
 	path := filepath.Join(t.TempDir(), "a.ckp")
-	w := openRemoteWriter(t, path, Options{Remote: &Remote{Store: st}}, 3<<20, 4096)
+	w := openRemoteWriter(t, path, engine.Options{Remote: &engine.Remote{Store: st}}, 3<<20, 4096)
 	defer w.f.Close()
 	w.saveAll(t, 1)
 	if err := w.f.Flush(t.Context()); err != nil {
@@ -537,7 +539,7 @@ func TestRemoteDamagedNotUploaded(t *testing.T) {
 	d.Close()
 	srv.Restart()
 	err = w.f.Flush(t.Context())
-	if !errors.Is(err, ErrRemote) || !errors.Is(err, ErrCorrupt) {
+	if !errors.Is(err, engine.ErrRemote) || !errors.Is(err, engine.ErrCorrupt) {
 		t.Fatalf("Flush = %v, want ErrRemote wrapping ErrCorrupt", err)
 	}
 	t.Logf("Flush: %v", err)
@@ -560,11 +562,11 @@ func TestRemoteBackPressureTimeout(t *testing.T) {
 	srv := s3test.Start(t)
 	st := s3Store(t, srv, srv.NewBucket(t), "run")
 	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "a.ckp"),
-		Options{Remote: &Remote{Store: st, MaxPending: 1 << 20, Timeout: 300 * time.Millisecond}}, 1<<20)
+		engine.Options{Remote: &engine.Remote{Store: st, MaxPending: 1 << 20, Timeout: 300 * time.Millisecond}}, 1<<20)
 	srv.Stop()
 	w.saveAll(t, 1)
-	pattern(w.regions[0], 0, 2)
-	if err := w.f.SaveAll(); !errors.Is(err, ErrRemote) {
+	fill(w.regions[0], 0, 2)
+	if err := w.f.SaveAll(); !errors.Is(err, engine.ErrRemote) {
 		t.Fatalf("SaveAll past MaxPending with the store down = %v, want ErrRemote", err)
 	}
 	if got := versionsOf(t, w.cks[0]); fmt.Sprint(got) != "[1]" {
