@@ -75,8 +75,9 @@ func (f *File) closeRemote() error {
 }
 
 // admitRemote is asked by a save before it allocates anything (see remote.Tier.Admit):
-// the bytes the save will queue are the lengths of the regions the Every rule selects.
-// The caller holds every c.mu, so the versions the save will get are known.
+// the bytes the save will queue are those of the versions the Every rule selects: a
+// region's length, or for a differential save the blocks it stores (prepareDiff has
+// run). The caller holds every c.mu, so the versions the save will get are known.
 func (f *File) admitRemote(cs []*Checkpoint) error {
 	if f.tier == nil {
 		return nil
@@ -84,7 +85,12 @@ func (f *File) admitRemote(cs []*Checkpoint) error {
 	s := f.tier.Settings()
 	var n int64
 	for _, c := range cs {
-		if s.Selected(c.st.next) {
+		if !s.Selected(c.st.next) {
+			continue
+		}
+		if c.slot.blocks {
+			n += c.slot.lay.Payload
+		} else {
 			n += int64(len(c.region))
 		}
 	}
@@ -209,7 +215,7 @@ func (f *File) RestoreJob(ctx context.Context) (int, error) {
 	if !ok {
 		return 0, f.rewind(cs, make([]uint64, len(cs)), nil)
 	}
-	return int(jv), f.remoteRestore(cs, int(jv), nil, true)
+	return int(jv), f.remoteRestore(ctx, cs, int(jv), nil, true)
 }
 
 // InspectJob lists what every rank of the job in st committed. With ranks 0 the

@@ -194,18 +194,19 @@ func (f *File) restoreAny(cs []*Checkpoint, v int, all bool) error {
 		return f.restore(cs, v)
 	}
 	if all && f.tier.Settings().Ranks() > 1 {
-		return f.remoteRestore(cs, v, nil, true)
+		return f.remoteRestore(context.Background(), cs, v, nil, true)
 	}
 	err := f.restore(cs, v)
 	if err == nil || (!errors.Is(err, ErrVersion) && !errors.Is(err, ErrCorrupt)) {
 		return err
 	}
-	return f.remoteRestore(cs, v, err, false)
+	return f.remoteRestore(context.Background(), cs, v, err, false)
 }
 
 // remoteRestore is restoreAny's path through the store; localErr is the local
 // restore's failure (nil on the rewind path, which does not try the local one first).
-func (f *File) remoteRestore(cs []*Checkpoint, v int, localErr error, rewind bool) error {
+// Fetches end with ctx, or after Remote.Timeout.
+func (f *File) remoteRestore(ctx context.Context, cs []*Checkpoint, v int, localErr error, rewind bool) error {
 	t := f.tier
 	nums := make([]uint64, len(cs))
 	f.mu.Lock()
@@ -228,7 +229,7 @@ func (f *File) remoteRestore(cs []*Checkpoint, v int, localErr error, rewind boo
 		}
 	}
 	f.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), t.Settings().Timeout())
+	ctx, cancel := context.WithTimeout(ctx, t.Settings().Timeout())
 	defer cancel()
 	fetched := map[*ckptState]version{}
 	defer func() {

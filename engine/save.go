@@ -26,11 +26,6 @@ import (
 func (f *File) save(cs []*Checkpoint) (err error) {
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	// Remote tier: report a permanent upload failure, or wait while too much is
-	// pending (MaxPending), before anything is allocated.
-	if err := f.admitRemote(cs); err != nil {
-		return err
-	}
 	for _, c := range cs {
 		if c.diff != nil {
 			return f.saveWithDiffs(cs)
@@ -77,6 +72,11 @@ func (f *File) saveDiffsOnce(cs []*Checkpoint, deltaOnly bool) error {
 // saveSlots runs the steps above; *published is set once the save's records are in the
 // index (the versions exist, even if a later step fails).
 func (f *File) saveSlots(cs []*Checkpoint, published *bool) (err error) {
+	// Remote tier: report a permanent upload failure, or wait while too much is
+	// pending (MaxPending), before anything is allocated.
+	if err := f.admitRemote(cs); err != nil {
+		return err
+	}
 	durablePoint, txn, err := f.allocate(cs)
 	if err != nil {
 		return err

@@ -11,7 +11,10 @@ import (
 	"github.com/ckp-go/ckp/store"
 )
 
-// Inspecting a store without a local file (the ckp command, and Pull).
+// Inspecting a store without a local file (the ckp command, and Pull). Each request
+// is retried while the store fails transiently, but, when the caller's context has no
+// deadline, for at most DefaultTimeout of failures in a row: a store that keeps
+// failing ends the call with ErrRemote instead of holding it forever.
 
 // JobStatus describes what the ranks of a job committed in a store.
 type JobStatus struct {
@@ -31,6 +34,10 @@ type JobStatus struct {
 // InspectJob lists what every rank of the job in st committed. With ranks 0 the
 // number of ranks is read from the manifests.
 func InspectJob(ctx context.Context, st store.Store, ranks int) (JobStatus, error) {
+	ctx = toolContext(ctx)
+	if ranks < 0 || ranks > MaxRanks {
+		return JobStatus{}, base.Errf(base.ErrInvalid, "InspectJob: %d ranks (at most %d)", ranks, MaxRanks)
+	}
 	job, err := listJob(ctx, st)
 	if err != nil {
 		return JobStatus{}, remoteErr(st, err, "list the job's versions")
@@ -97,6 +104,7 @@ func storeVersionOf(m *manifest, key string) StoreVersion {
 // StoreVersions returns every version that rank committed in st, sorted by checkpoint
 // name and version (it reads every manifest).
 func StoreVersions(ctx context.Context, st store.Store, rank int) ([]StoreVersion, error) {
+	ctx = toolContext(ctx)
 	keys, err := rankKeys(ctx, st, rank)
 	if err != nil {
 		return nil, err
@@ -197,6 +205,7 @@ func storeLookup(ctx context.Context, st store.Store, rank int, name string, v i
 // back from the newest committed) of the checkpoint called name that rank committed in
 // st, checked against their hashes, with its description.
 func ReadStoreVersion(ctx context.Context, st store.Store, rank int, name string, v int) ([]byte, StoreVersion, error) {
+	ctx = toolContext(ctx)
 	m, key, err := storeLookup(ctx, st, rank, name, v)
 	if err != nil {
 		return nil, StoreVersion{}, err
@@ -234,6 +243,7 @@ func (r *StoreReport) OK() bool { return len(r.Damaged) == 0 }
 // (every data object it names must exist and hold bytes that match the hashes).
 // progress, if not nil, is called with the bytes checked so far and the total.
 func VerifyStore(ctx context.Context, st store.Store, rank int, progress func(done, total int64)) (StoreReport, error) {
+	ctx = toolContext(ctx)
 	var rep StoreReport
 	keys, err := rankKeys(ctx, st, rank)
 	if err != nil {
@@ -313,6 +323,7 @@ func VerifyStore(ctx context.Context, st store.Store, rank int, progress func(do
 // It returns the version pulled: ErrNotFound when the rank has no version committed
 // for every checkpoint, ErrVersion when it committed no version v.
 func Pull(ctx context.Context, s Settings, h Host, v int) (int, error) {
+	ctx = toolContext(ctx)
 	t := newTier(s, h)
 	defer t.cancel(errors.New("pull done"))
 	st, rank := s.st, s.rank

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sort"
 
+	"github.com/ckp-go/ckp/internal/base"
 	"github.com/ckp-go/ckp/store"
 )
 
@@ -42,6 +43,9 @@ func listManifests(ctx context.Context, st store.Store, prefix string) (jobListi
 	for _, o := range objs {
 		r, ok := parseManifestKey(o.Key)
 		if !ok {
+			if outOfRange(o.Key) {
+				return nil, base.Errf(base.ErrCorrupt, "%s: key %q names a rank beyond %d", st, o.Key, MaxRanks-1)
+			}
 			continue
 		}
 		if job[r.rank] == nil {

@@ -96,6 +96,21 @@ type manifestRef struct {
 	ver  uint64
 }
 
+// outOfRange reports whether key is a manifest key but for its rank, which is beyond
+// MaxRanks: damage, or another program's key, never one of ours.
+func outOfRange(key string) bool {
+	rest, ok := strings.CutPrefix(key, manifestDir)
+	if !ok {
+		return false
+	}
+	digits, _, _ := strings.Cut(rest, "/")
+	if digits == "" || len(digits) > 20 || strings.Trim(digits, "0123456789") != "" {
+		return false
+	}
+	r, err := strconv.ParseUint(digits, 10, 64)
+	return err != nil || r >= MaxRanks
+}
+
 // parseManifestKey parses "m/<rank>/<seg>/<version>".
 func parseManifestKey(key string) (manifestRef, bool) {
 	rest, ok := strings.CutPrefix(key, manifestDir)
@@ -108,7 +123,7 @@ func parseManifestKey(key string) (manifestRef, bool) {
 	}
 	rank, err1 := strconv.Atoi(parts[0])
 	v, err2 := strconv.ParseUint(parts[2], 10, 64)
-	if err1 != nil || err2 != nil || rank < 0 || v == 0 || parts[1] == "" {
+	if err1 != nil || err2 != nil || rank < 0 || rank >= MaxRanks || v == 0 || parts[1] == "" {
 		return manifestRef{}, false
 	}
 	return manifestRef{rank, parts[1], v}, true

@@ -178,6 +178,9 @@ func decodeManifest(b []byte) (*manifest, error) {
 	if m.Version == 0 || m.Length <= 0 || m.Length > base.MaxLength || nameLen == 0 || nameLen > base.MaxNameLen || flags > 1 {
 		return bad("version %d, length %d, name of %d bytes, flags %#x", m.Version, m.Length, nameLen, flags)
 	}
+	if m.Ranks < 1 || m.Ranks > MaxRanks || m.Rank >= m.Ranks {
+		return bad("rank %d of %d", m.Rank, m.Ranks)
+	}
 	want := int64(crc.TableSize(m.Length) / 8)
 	if flags == 1 {
 		m.Shift = b[84]

@@ -21,13 +21,17 @@ import (
 var errAbandoned = errors.New("ckp: upload abandoned")
 
 // retry runs op until it succeeds, fails permanently (store.IsPermanent, or damage of
-// the local copy: base.ErrCorrupt) or ctx ends, waiting longer after each transient failure
-// (50 ms doubling to 5 s, with jitter).
+// the local copy: ErrCorrupt) or ctx ends, waiting longer after each transient failure
+// (50 ms doubling to 5 s, with jitter). Under a retry budget (withRetryBudget) it also
+// gives up once its failures in a row have taken longer than the budget: a store that
+// keeps answering short reads, say, is not retried forever.
 // Each attempt gets its own deadline, long enough for size bytes at 10 MB/s plus a
 // minute, so a connection that hangs is given up and tried again.
 func retry(ctx context.Context, size int64, op func(ctx context.Context) error) error {
 	wait := 50 * time.Millisecond
 	per := time.Minute + time.Duration(size/10_000_000)*time.Second
+	budget, _ := ctx.Value(retryBudgetKey{}).(time.Duration)
+	var first time.Time
 	for {
 		actx, cancel := context.WithTimeout(ctx, per)
 		err := op(actx)
@@ -38,6 +42,11 @@ func retry(ctx context.Context, size int64, op func(ctx context.Context) error) 
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w (gave up: %w)", err, context.Cause(ctx))
 		}
+		if first.IsZero() {
+			first = time.Now()
+		} else if budget > 0 && time.Since(first) > budget {
+			return fmt.Errorf("%w (gave up after failing for %v)", err, budget)
+		}
 		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
 		select {
 		case <-ctx.Done():
@@ -47,6 +56,27 @@ func retry(ctx context.Context, size int64, op func(ctx context.Context) error) 
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+type retryBudgetKey struct{}
+
+// withRetryBudget bounds the time every retry under ctx spends failing in a row.
+func withRetryBudget(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, retryBudgetKey{}, d)
+}
+
+// toolBudget bounds the failures in a row of each request of the tools that read a
+// store (InspectJob, StoreVersions, ReadStoreVersion, VerifyStore, Pull) when their
+// context has no deadline. (A variable for the tests.)
+var toolBudget = DefaultTimeout
+
+// toolContext is the context a tool works under: ctx, bounded by toolBudget when it
+// has no deadline of its own.
+func toolContext(ctx context.Context) context.Context {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx
+	}
+	return withRetryBudget(ctx, toolBudget)
 }
 
 // getAll reads a whole object, retrying transient errors.

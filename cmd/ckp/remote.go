@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ckp-go/ckp/engine"
 	"github.com/ckp-go/ckp/store"
@@ -30,6 +31,7 @@ type storeFlags struct {
 	endpoint, region string
 	insecure         bool
 	rank             int
+	timeout          time.Duration
 }
 
 func addStoreFlags(c *cobra.Command, sf *storeFlags) {
@@ -37,6 +39,7 @@ func addStoreFlags(c *cobra.Command, sf *storeFlags) {
 	c.Flags().BoolVar(&sf.insecure, "insecure", false, "talk plain HTTP to the S3 server")
 	c.Flags().StringVar(&sf.region, "region", "", "S3 region (default us-east-1)")
 	c.Flags().IntVar(&sf.rank, "rank", 0, "the rank whose versions to read")
+	c.Flags().DurationVar(&sf.timeout, "timeout", 0, "give up on a store LOCATION after this long (default: after a minute of failures in a row)")
 }
 
 // isLocation reports whether arg names a store rather than a checkpoint file: an
@@ -59,6 +62,17 @@ func (sf *storeFlags) open(loc string) (store.Store, error) {
 // commandContext is canceled by an interrupt.
 func commandContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt)
+}
+
+// context is the context of a command that reads a store: canceled by an interrupt,
+// and after --timeout when it is set.
+func (sf *storeFlags) context() (context.Context, context.CancelFunc) {
+	ctx, cancel := sf.context()
+	if sf.timeout <= 0 {
+		return ctx, cancel
+	}
+	tctx, tcancel := context.WithTimeout(ctx, sf.timeout)
+	return tctx, func() { tcancel(); cancel() }
 }
 
 // ls LOCATION [NAME]
@@ -86,7 +100,7 @@ func runLsStore(e *env, o lsOptions, sf *storeFlags) int {
 	if err != nil {
 		return e.fail(err)
 	}
-	ctx, cancel := commandContext()
+	ctx, cancel := sf.context()
 	defer cancel()
 	vs, err := engine.StoreVersions(ctx, st, sf.rank)
 	if err != nil {
@@ -172,7 +186,7 @@ func runCatStore(e *env, o catOptions, sf *storeFlags) int {
 	if err != nil {
 		return e.fail(err)
 	}
-	ctx, cancel := commandContext()
+	ctx, cancel := sf.context()
 	defer cancel()
 	name, v, _ := splitVersion(o.target)
 	if u, ok := unquoteName(name); ok {
@@ -231,7 +245,7 @@ func runVerifyStore(e *env, o verifyOptions, sf *storeFlags) int {
 	if err != nil {
 		return e.fail(err)
 	}
-	ctx, cancel := commandContext()
+	ctx, cancel := sf.context()
 	defer cancel()
 	var progress func(done, total int64)
 	if !o.json && isTerminal(e.stderr) {
@@ -317,7 +331,7 @@ func runPull(e *env, o pullOptions) int {
 	if err != nil {
 		return e.fail(err)
 	}
-	ctx, cancel := commandContext()
+	ctx, cancel := o.sf.context()
 	defer cancel()
 	v, err := engine.Pull(ctx, st, o.sf.rank, o.file, o.version, nil)
 	if err != nil {
@@ -364,6 +378,7 @@ The number of ranks comes from the store, or from --ranks.
 	c.Flags().StringVar(&o.sf.endpoint, "endpoint", "", "S3 server of an s3:// LOCATION (host:port or URL; default AWS S3)")
 	c.Flags().BoolVar(&o.sf.insecure, "insecure", false, "talk plain HTTP to the S3 server")
 	c.Flags().StringVar(&o.sf.region, "region", "", "S3 region (default us-east-1)")
+	c.Flags().DurationVar(&o.sf.timeout, "timeout", 0, "give up on the store after this long (default: after a minute of failures in a row)")
 	c.Flags().IntVar(&o.ranks, "ranks", 0, "the job's number of ranks (default: as the store says)")
 	c.Flags().BoolVar(&o.json, "json", false, "print JSON")
 	return c
@@ -374,7 +389,7 @@ func runJob(e *env, o jobOptions) int {
 	if err != nil {
 		return e.fail(err)
 	}
-	ctx, cancel := commandContext()
+	ctx, cancel := o.sf.context()
 	defer cancel()
 	js, err := engine.InspectJob(ctx, st, o.ranks)
 	if err != nil {

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ckp-go/ckp/engine"
 	"github.com/ckp-go/ckp/internal/s3test"
@@ -215,5 +218,40 @@ func TestStoreCommandErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(work, "x.ckp")); !os.IsNotExist(err) {
 		t.Fatalf("a failed pull left x.ckp: %v", err)
+	}
+}
+
+// TestStoreTimeoutFlag: --timeout bounds a command on a store that never answers (a
+// server that accepts connections and says nothing): it fails with exit code 2 soon
+// after the timeout instead of waiting for the store forever.
+func TestStoreTimeoutFlag(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c) }() // read the request, never answer
+		}
+	}()
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	work := t.TempDir()
+	for _, args := range [][]string{
+		{"ls", "s3://bucket/run"},
+		{"cat", "s3://bucket/run", "grid@1"},
+		{"verify", "s3://bucket/run"},
+		{"job", "s3://bucket/run"},
+	} {
+		start := time.Now()
+		r := ckp(t, work, append(args, "--endpoint", ln.Addr().String(), "--insecure", "--timeout", "1s")...)
+		if r.code != 2 || time.Since(start) > 30*time.Second {
+			t.Fatalf("ckp %q with --timeout 1s on a silent store: %s after %v", args, r, time.Since(start))
+		}
 	}
 }
