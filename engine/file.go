@@ -123,6 +123,10 @@ type Recovery struct {
 	// Invalid describes the first record that was well-formed but inconsistent (and
 	// was dropped with everything after it), if any.
 	Invalid string
+	// StoreSkipped lists, with a remote tier, the committed versions of the store that
+	// Open could not bring in on a new node because they do not check out (damaged or
+	// gone), newest first: it brought in the newest one that did.
+	StoreSkipped []StoreDamage
 }
 
 // Open opens the checkpoint file at path, creating it (and its index file) if it does

@@ -57,6 +57,7 @@ func (f *File) openRemote() error {
 		return err
 	}
 	f.tier = t
+	f.recovered.StoreSkipped = t.Skipped()
 	return nil
 }
 

@@ -217,12 +217,19 @@ func (f *File) remoteRestore(ctx context.Context, cs []*Checkpoint, v int, local
 			nums[i] = lv.num
 		case v > 0:
 			nums[i] = uint64(v)
-		case v == 0:
-			nums[i] = t.NewestCommitted(c.name)
+		default:
+			// A relative version counts the versions kept locally and those committed
+			// in the store together (a new node holds only what it brought in).
+			all := unionVersions(c.st, t.Committed(c.name))
+			if k := len(all) - 1 + v; k >= 0 {
+				nums[i] = all[k]
+			} else if len(all) > 0 {
+				lerr = errf(ErrVersion, "version %d of %q: only %d kept here and in %s", v, c.name, len(all), t.Settings().Store())
+			}
 		}
 		if nums[i] == 0 {
 			f.mu.Unlock()
-			if localErr != nil {
+			if localErr != nil && v > 0 {
 				return localErr
 			}
 			return lerr
@@ -281,6 +288,25 @@ func (f *File) remoteRestore(ctx context.Context, cs []*Checkpoint, v int, local
 		fetched = nil // the index lists them now
 	}
 	return f.restoreVersions(cs, src)
+}
+
+// unionVersions returns the numbers of s's kept versions and of committed, merged,
+// ascending, without repeats. Caller holds f.mu.
+func unionVersions(s *ckptState, committed []uint64) []uint64 {
+	all := make([]uint64, 0, s.n()+len(committed))
+	j := 0
+	for i := 0; i < s.n(); i++ {
+		n := s.at(i).num
+		for j < len(committed) && committed[j] < n {
+			all = append(all, committed[j])
+			j++
+		}
+		if j < len(committed) && committed[j] == n {
+			j++
+		}
+		all = append(all, n)
+	}
+	return append(all, committed[j:]...)
 }
 
 // checkReadable checks a local version's bytes (and, stored by blocks, the block map

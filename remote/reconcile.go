@@ -2,8 +2,12 @@ package remote
 
 import (
 	"context"
+	"errors"
+	"math"
+	"sort"
 
 	"github.com/ckp-go/ckp/internal/base"
+	"github.com/ckp-go/ckp/store"
 )
 
 // reconcile brings the local file and the store in line when a writer opens the file
@@ -57,26 +61,39 @@ func (t *Tier) reconcile(ctx context.Context) error {
 	if err != nil {
 		return remoteErr(st, err, "read a manifest")
 	}
-	top, _, err := newestComplete(ctx, st, rank, own, nil)
-	if err != nil {
-		return remoteErr(st, err, "read the manifests of rank %d", rank)
-	}
 	local := map[string]uint64{} // the local newest version of each checkpoint
 	for _, v := range t.h.Versions() {
 		local[v.Name] = max(local[v.Name], v.Num)
 	}
 
-	// Restart elsewhere: the store is ahead.
-	var want []*storeCkpt
-	for _, c := range t.ckpts {
-		if top > 0 && local[c.name] < top && c.find(top) >= 0 {
-			want = append(want, c)
+	// Restart elsewhere: the store is ahead. A version that does not check out (its
+	// manifest or its data damaged, or gone) is skipped for the newest older one that
+	// does: Recovered says which.
+	var top uint64
+	for below := uint64(math.MaxUint64); ; {
+		var err error
+		top, _, err = newestComplete(ctx, st, rank, own.below(below), nil)
+		if err != nil {
+			return remoteErr(st, err, "read the manifests of rank %d", rank)
 		}
-	}
-	if len(want) > 0 {
-		if err := t.importVersions(ctx, want, top); err != nil {
+		var want []*storeCkpt
+		for _, c := range t.ckpts {
+			if top > 0 && local[c.name] < top && c.find(top) >= 0 {
+				want = append(want, c)
+			}
+		}
+		if len(want) == 0 {
+			break
+		}
+		err = t.importVersions(ctx, want, top)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, base.ErrCorrupt) && !errors.Is(err, store.ErrNotExist) {
 			return err
 		}
+		t.skipped = append(t.skipped, StoreDamage{Manifest: manifestKey(rank, want[0].seg, top), Name: want[0].name, Version: int(top), Reason: err.Error()})
+		below = top
 	}
 
 	// What a dead writer left above S.
@@ -98,6 +115,23 @@ func (t *Tier) reconcile(ctx context.Context) error {
 	}
 	return nil
 }
+
+// below returns the listing without the versions from v on.
+func (r rankListing) below(v uint64) rankListing {
+	out := rankListing{}
+	for seg, vs := range r {
+		i := sort.Search(len(vs), func(i int) bool { return vs[i] >= v })
+		if i > 0 {
+			out[seg] = vs[:i]
+		}
+	}
+	return out
+}
+
+// Skipped returns the committed versions Open could not bring in on a new node
+// because they do not check out in the store (damaged or gone), newest first; it
+// brought in the newest version that did.
+func (t *Tier) Skipped() []StoreDamage { return t.skipped }
 
 // importVersions brings version v of every checkpoint in cs into the local file, as
 // one transaction, keeping the version numbers.

@@ -90,7 +90,8 @@ type Tier struct {
 	inUse    map[string]int        // data keys of unfinished uploads
 	lastMan  map[string]*manifest  // the newest blocks manifest committed per segment
 	deleting map[string]chan struct{}
-	gcDone   bool // orphaned data objects were looked for once
+	gcDone   bool          // orphaned data objects were looked for once
+	skipped  []StoreDamage // committed versions Open could not bring in (damaged)
 
 	retainMu sync.Mutex   // one retention pass at a time
 	lastPass atomic.Int64 // when the last retention pass began, Unix ns
@@ -569,6 +570,22 @@ func (t *Tier) NewestCommitted(name string) uint64 {
 		return c.newest()
 	}
 	return 0
+}
+
+// Committed returns the versions of the checkpoint called name that this rank has
+// committed, oldest first.
+func (t *Tier) Committed(name string) []uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.ckpts[nameSegment(name)]
+	if c == nil {
+		return nil
+	}
+	out := make([]uint64, len(c.vers))
+	for i, v := range c.vers {
+		out[i] = v.num
+	}
+	return out
 }
 
 // Lookup returns version v of the checkpoint called name as this rank committed it,
