@@ -587,7 +587,11 @@ func (c clock) now() int64 { return c.base.UnixNano() + int64(time.Since(c.base)
 
 // indexOptions map the index file: it exists already (written whole, then renamed in).
 func (f *File) indexOptions() mmapfile.Options {
-	return mmapfile.Options{ReadOnly: f.ro, Perm: f.opts.Perm, MaxSize: indexMaxSize, FirstReserve: f.opts.firstReserve, Chunk: indexChunk}
+	first := int64(indexFirstReserve)
+	if f.opts.firstReserve > 0 {
+		first = f.opts.firstReserve
+	}
+	return mmapfile.Options{ReadOnly: f.ro, Perm: f.opts.Perm, MaxSize: indexMaxSize, FirstReserve: first, Chunk: indexChunk}
 }
 
 // openErr is the error for a file that could not be opened and mapped: one larger than

@@ -29,8 +29,8 @@ type Options struct {
 
 	// MaxSize is the largest the data file may grow to, in bytes; 0 means 1 TiB. It is a
 	// limit, not a reservation: the File reserves virtual address space (not memory) as
-	// the data file grows, about twice what it holds (at least 1 GiB), so thousands of
-	// Files fit in one process whatever their MaxSize.
+	// the data file grows, about twice what it holds (at least 1 GiB; 64 MiB more for
+	// the index), so thousands of Files fit in one process whatever their MaxSize.
 	MaxSize int64
 
 	// ChunkSize is the step in which the data file grows; 0 means 8 MiB.
@@ -85,6 +85,7 @@ const (
 	defaultMaxSize    = 1 << 40
 	defaultChunk      = 8 << 20
 	indexMaxSize      = 64 << 30
+	indexFirstReserve = 64 << 20 // a million records: compaction keeps most indexes below
 	indexChunk        = 1 << 20
 	defaultPerm       = 0o600
 	maxWorkers        = 64
