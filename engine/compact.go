@@ -121,7 +121,7 @@ func (f *File) replaceIndex(recs []index.Record) (h index.Header, old *mmapfile.
 	if err := f.writeIndexFile(f.idxPath, h, recs, true); err != nil {
 		return h, nil, 0, err
 	}
-	nidx, err := mmapfile.Open(f.idxPath, mmapfile.Options{Perm: f.opts.Perm, Reserve: indexReserve, Chunk: indexChunk})
+	nidx, err := mmapfile.Open(f.idxPath, f.indexOptions())
 	if err != nil {
 		f.closed.Store(true)
 		return h, nil, 0, err

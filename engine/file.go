@@ -194,12 +194,13 @@ func (f *File) open() (err error) {
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	mo := mmapfile.Options{
-		ReadOnly:  f.ro,
-		Create:    !f.ro,
-		Perm:      f.opts.Perm,
-		Reserve:   f.opts.MaxSize,
-		Chunk:     f.opts.ChunkSize,
-		HugePages: false, // set when a large region is registered (see hugeFolios)
+		ReadOnly:     f.ro,
+		Create:       !f.ro,
+		Perm:         f.opts.Perm,
+		MaxSize:      f.opts.MaxSize,
+		FirstReserve: f.opts.firstReserve,
+		Chunk:        f.opts.ChunkSize,
+		HugePages:    false, // set when a large region is registered (see hugeFolios)
 	}
 	f.data, err = mmapfile.Open(f.path, mo)
 	if err != nil {
@@ -242,11 +243,7 @@ func (f *File) open() (err error) {
 		}
 		return fmt.Errorf("ckp: %w", idxErr)
 	}
-	mo.Create = false
-	mo.Reserve = indexReserve
-	mo.Chunk = indexChunk
-	mo.HugePages = false
-	f.idx, err = mmapfile.Open(f.idxPath, mo)
+	f.idx, err = mmapfile.Open(f.idxPath, f.indexOptions())
 	if err != nil {
 		return openErr(f.idxPath, err)
 	}
@@ -332,7 +329,7 @@ func (f *File) create() error {
 		return err
 	}
 	var err error
-	f.idx, err = mmapfile.Open(f.idxPath, mmapfile.Options{Perm: f.opts.Perm, Reserve: indexReserve, Chunk: indexChunk})
+	f.idx, err = mmapfile.Open(f.idxPath, f.indexOptions())
 	if err != nil {
 		return openErr(f.idxPath, err)
 	}
@@ -589,6 +586,15 @@ func newClock() clock { return clock{time.Now()} }
 
 // now returns the current time in Unix nanoseconds.
 func (c clock) now() int64 { return c.base.UnixNano() + int64(time.Since(c.base)) }
+
+// indexOptions map the index file: it exists already (written whole, then renamed in).
+func (f *File) indexOptions() mmapfile.Options {
+	first := int64(indexFirstReserve)
+	if f.opts.firstReserve > 0 {
+		first = f.opts.firstReserve
+	}
+	return mmapfile.Options{ReadOnly: f.ro, Perm: f.opts.Perm, MaxSize: indexMaxSize, FirstReserve: first, Chunk: indexChunk}
+}
 
 // openErr is the error for a file that could not be opened and mapped: one larger than
 // the limit asked for is a bad option (ErrInvalid), not a full file.

@@ -29,8 +29,10 @@ type Options struct {
 	// memory).
 	Perm os.FileMode
 
-	// MaxSize is the largest the data file may grow to, in bytes; it reserves that much
-	// virtual address space (not memory). 0 means 1 TiB.
+	// MaxSize is the largest the data file may grow to, in bytes; 0 means 1 TiB. It is a
+	// limit, not a reservation: the File reserves virtual address space (not memory) as
+	// the data file grows, about twice what it holds (at least 1 GiB; 64 MiB more for
+	// the index), so thousands of Files fit in one process whatever their MaxSize.
 	MaxSize int64
 
 	// ChunkSize is the step in which the data file grows; 0 means 8 MiB.
@@ -78,12 +80,16 @@ type Options struct {
 	syncWhole bool
 	// chainLimit, when set, replaces maxChain (tests reach it sooner).
 	chainLimit int
+	// firstReserve, when set, replaces the virtual range each of the two files reserves
+	// when it opens (tests cross into a larger one sooner).
+	firstReserve int64
 }
 
 const (
 	defaultMaxSize    = 1 << 40
 	defaultChunk      = 8 << 20
-	indexReserve      = 64 << 30
+	indexMaxSize      = 64 << 30
+	indexFirstReserve = 64 << 20 // a million records: compaction keeps most indexes below
 	indexChunk        = 1 << 20
 	defaultPerm       = 0o600
 	maxWorkers        = 64

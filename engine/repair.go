@@ -71,7 +71,7 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 	rep = &RepairReport{DryRun: o.DryRun, Index: path + ".idx"}
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	data, err := mmapfile.Open(path, mmapfile.Options{ReadOnly: true, Reserve: defaultMaxSize})
+	data, err := mmapfile.Open(path, mmapfile.Options{ReadOnly: true, MaxSize: defaultMaxSize})
 	if err != nil {
 		return rep, fmt.Errorf("ckp: open %s: %w", path, err)
 	}

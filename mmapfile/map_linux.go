@@ -9,52 +9,51 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/edsrzf/mmap-go"
 	"golang.org/x/sys/unix"
 )
 
-// mapWritable reserves an aligned range and maps the file over all of it.
-func (m *File) mapWritable(o Options) error {
-	reserve := uintptr(o.Reserve)
-	// Reserve address space with room to align the start to HugePageSize.
-	raw, err := unix.MmapPtr(-1, 0, nil, reserve+HugePageSize, unix.PROT_NONE,
+// mapFile maps the first n bytes of the file (n a multiple of HugePageSize). A writable
+// mapping gets an address aligned to HugePageSize: it reserves n bytes and a huge page
+// more, gives back the slop on both sides, and maps the file MAP_SHARED|MAP_FIXED over
+// the aligned rest.
+func (m *File) mapFile(n int64) (mapping, error) {
+	if m.ro {
+		return m.mapPortable(n)
+	}
+	length := uintptr(n)
+	raw, err := unix.MmapPtr(-1, 0, nil, length+HugePageSize, unix.PROT_NONE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
-		return fmt.Errorf("reserve %d bytes: %w", reserve, err)
+		return mapping{}, err
 	}
 	start := uintptr(raw)
 	skip := ((start+HugePageSize-1)&^(HugePageSize-1) - start)
 	base := unsafe.Add(raw, skip)
-	// Give back the slop on both sides of the aligned range.
 	if skip > 0 {
 		_ = unix.MunmapPtr(raw, skip)
 	}
 	if tail := HugePageSize - skip; tail > 0 {
-		_ = unix.MunmapPtr(unsafe.Add(base, reserve), tail)
+		_ = unix.MunmapPtr(unsafe.Add(base, length), tail)
 	}
-	p, err := unix.MmapPtr(int(m.f.Fd()), 0, base, reserve,
+	p, err := unix.MmapPtr(int(m.f.Fd()), 0, base, length,
 		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED)
 	if err != nil {
-		_ = unix.MunmapPtr(base, reserve)
-		return err
+		_ = unix.MunmapPtr(base, length)
+		return mapping{}, err
 	}
-	m.mem = unsafe.Slice((*byte)(p), int(reserve))
-	if o.HugePages {
-		_ = m.SetHugePages(true)
-	}
-	m.release = func() error { return unix.MunmapPtr(p, reserve) }
-	return nil
+	return mapping{
+		mem:   unsafe.Slice((*byte)(p), n),
+		unmap: func() error { return unix.MunmapPtr(p, length) },
+	}, nil
 }
 
-// mapReadOnly maps the whole reserved range read-only with mmap-go.
-func (m *File) mapReadOnly(o Options) error {
-	mm, err := mmap.MapRegion(m.f, int(o.Reserve), mmap.RDONLY, 0, 0)
-	if err != nil {
-		return err
+// advise gives mem the huge-page advice on (MADV_HUGEPAGE) or off (MADV_NOHUGEPAGE).
+func advise(mem []byte, on bool) error {
+	advice := unix.MADV_NOHUGEPAGE
+	if on {
+		advice = unix.MADV_HUGEPAGE
 	}
-	m.mem = mm
-	m.release = func() error { return mm.Unmap() }
-	return nil
+	return unix.Madvise(mem, advice)
 }
 
 // allocate extends the file with real blocks over [off, off+n).
@@ -81,7 +80,8 @@ func (m *File) datasync() error {
 }
 
 // SyncRange writes the dirty pages of [off, off+n) and the metadata needed to read them
-// to stable storage (msync MS_SYNC, which on Linux is a datasync of that range only).
+// to stable storage (msync MS_SYNC, which on Linux is a datasync of that range of the
+// file only: it covers stores made through any of the File's mappings).
 func (m *File) SyncRange(off, n int64) error {
 	if m.ro {
 		return nil
@@ -89,11 +89,11 @@ func (m *File) SyncRange(off, n int64) error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
-	lo, hi := m.pageRange(off, n)
+	mem, lo, hi := m.pageRange(off, n)
 	if lo == hi {
 		return nil
 	}
-	return unix.Msync(m.mem[lo:hi], unix.MS_SYNC)
+	return unix.Msync(mem[lo:hi], unix.MS_SYNC)
 }
 
 // StartWriteback asks the kernel to start writing the dirty pages of [off, off+n) to the
@@ -106,7 +106,7 @@ func (m *File) StartWriteback(off, n int64) error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
-	lo, hi := m.pageRange(off, n)
+	_, lo, hi := m.pageRange(off, n)
 	if lo == hi {
 		return nil
 	}
@@ -126,12 +126,12 @@ func (m *File) Populate(off, n int64) error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
-	lo, hi := m.pageRange(off, n)
+	mem, lo, hi := m.pageRange(off, n)
 	if lo == hi {
 		return nil
 	}
 	for {
-		err := unix.Madvise(m.mem[lo:hi], unix.MADV_POPULATE_WRITE)
+		err := unix.Madvise(mem[lo:hi], unix.MADV_POPULATE_WRITE)
 		switch err {
 		case nil:
 			return nil
@@ -208,21 +208,4 @@ func lockedIn(locks string, major, minor uint32, ino uint64) bool {
 		}
 	}
 	return false
-}
-
-// SetHugePages asks the kernel to back pages faulted in from now on with 2 MiB folios
-// (MADV_HUGEPAGE), or not (MADV_NOHUGEPAGE). Folios already in the page cache keep
-// their size. It is a hint: where the kernel or file system cannot, nothing changes.
-func (m *File) SetHugePages(on bool) error {
-	if m.ro {
-		return nil
-	}
-	if m.closed.Load() {
-		return ErrClosed
-	}
-	advice := unix.MADV_NOHUGEPAGE
-	if on {
-		advice = unix.MADV_HUGEPAGE
-	}
-	return unix.Madvise(m.mem, advice)
 }

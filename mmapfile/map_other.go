@@ -5,33 +5,17 @@ package mmapfile
 import (
 	"errors"
 
-	"github.com/edsrzf/mmap-go"
 	"golang.org/x/sys/unix"
 )
 
-// On systems other than Linux the whole range is mapped with mmap-go, without the
-// huge-page alignment, and the file grows with ftruncate followed by writing zeros, so
-// that blocks are really allocated.
+// On systems other than Linux every mapping is made with mmap-go, without the huge-page
+// alignment, and the file grows with ftruncate followed by writing zeros, so that blocks
+// are really allocated.
 
-func (m *File) mapWritable(o Options) error {
-	mm, err := mmap.MapRegion(m.f, int(o.Reserve), mmap.RDWR, 0, 0)
-	if err != nil {
-		return err
-	}
-	m.mem = mm
-	m.release = func() error { return mm.Unmap() }
-	return nil
-}
+func (m *File) mapFile(n int64) (mapping, error) { return m.mapPortable(n) }
 
-func (m *File) mapReadOnly(o Options) error {
-	mm, err := mmap.MapRegion(m.f, int(o.Reserve), mmap.RDONLY, 0, 0)
-	if err != nil {
-		return err
-	}
-	m.mem = mm
-	m.release = func() error { return mm.Unmap() }
-	return nil
-}
+// advise does nothing outside Linux.
+func advise(mem []byte, on bool) error { return nil }
 
 func (m *File) allocate(off, n int64) error {
 	zero := make([]byte, 1<<20)
@@ -55,11 +39,11 @@ func (m *File) SyncRange(off, n int64) error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
-	lo, hi := m.pageRange(off, n)
+	mem, lo, hi := m.pageRange(off, n)
 	if lo == hi {
 		return nil
 	}
-	return unix.Msync(m.mem[lo:hi], unix.MS_SYNC)
+	return unix.Msync(mem[lo:hi], unix.MS_SYNC)
 }
 
 // StartWriteback starts writing [off, off+n) back without waiting.
@@ -67,11 +51,11 @@ func (m *File) StartWriteback(off, n int64) error {
 	if m.ro {
 		return nil
 	}
-	lo, hi := m.pageRange(off, n)
+	mem, lo, hi := m.pageRange(off, n)
 	if lo == hi {
 		return nil
 	}
-	return unix.Msync(m.mem[lo:hi], unix.MS_ASYNC)
+	return unix.Msync(mem[lo:hi], unix.MS_ASYNC)
 }
 
 // ErrNoPopulate is returned by Populate where the kernel cannot pre-fault.
@@ -106,6 +90,3 @@ func Locked(path string) (bool, error) {
 	_ = unix.Flock(fd, unix.LOCK_UN)
 	return false, nil
 }
-
-// SetHugePages is a no-op outside Linux.
-func (m *File) SetHugePages(on bool) error { return nil }

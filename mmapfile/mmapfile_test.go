@@ -15,9 +15,6 @@ func openTemp(t *testing.T, o Options) (*File, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "f")
 	o.Create = true
-	if o.Reserve == 0 {
-		o.Reserve = 1 << 30
-	}
 	m, err := Open(path, o)
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +43,9 @@ func TestGrowKeepsSlicesValidAndAllocatesBlocks(t *testing.T) {
 	if &b[0] != &first[0] || string(b[:5]) != "hello" {
 		t.Fatal("mapping moved or lost bytes on growth")
 	}
+	if cap(b) != 5<<20 || cap(first) != 1<<20 {
+		t.Fatalf("capacities %d and %d run past the sizes the slices were taken at", cap(b), cap(first))
+	}
 	b[5<<20-1] = 7
 	st, err := os.Stat(path)
 	if err != nil {
@@ -62,8 +62,8 @@ func TestGrowKeepsSlicesValidAndAllocatesBlocks(t *testing.T) {
 	}
 }
 
-func TestGrowPastReserve(t *testing.T) {
-	m, _ := openTemp(t, Options{Reserve: 4 << 20, Chunk: 1 << 20})
+func TestGrowPastMaxSize(t *testing.T) {
+	m, _ := openTemp(t, Options{MaxSize: 4 << 20, Chunk: 1 << 20})
 	if err := m.Grow(5 << 20); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("err %v, want ErrTooLarge", err)
 	}
@@ -72,13 +72,16 @@ func TestGrowPastReserve(t *testing.T) {
 	}
 }
 
+// TestReadOnlyFollowsWriter: a read-only File maps only the file's size; Refresh follows
+// the writer, and maps a larger range once the file has grown past the first, while a
+// slice from the first still reads.
 func TestReadOnlyFollowsWriter(t *testing.T) {
 	w, path := openTemp(t, Options{Chunk: 4096})
 	if err := w.Grow(4096); err != nil {
 		t.Fatal(err)
 	}
 	copy(w.Bytes(), "abc")
-	r, err := Open(path, Options{ReadOnly: true, Reserve: 1 << 30})
+	r, err := Open(path, Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +89,10 @@ func TestReadOnlyFollowsWriter(t *testing.T) {
 	if string(r.Bytes()[:3]) != "abc" {
 		t.Fatal("reader does not see writer's bytes")
 	}
+	if r.Reserved() != HugePageSize {
+		t.Fatalf("read-only File of 4 KiB reserved %d bytes, want %d", r.Reserved(), HugePageSize)
+	}
+	old := r.Bytes()
 	if err := w.Grow(3 * 4096); err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +102,19 @@ func TestReadOnlyFollowsWriter(t *testing.T) {
 	}
 	if r.Bytes()[2*4096] != 'z' {
 		t.Fatal("reader does not see grown bytes")
+	}
+	if err := w.Grow(5 << 20); err != nil {
+		t.Fatal(err)
+	}
+	w.Bytes()[5<<20-1] = 'z'
+	if n, err := r.Refresh(); err != nil || n != 5<<20 {
+		t.Fatalf("refresh: %d %v", n, err)
+	}
+	if r.Reserved() < 5<<20 || r.Bytes()[5<<20-1] != 'z' {
+		t.Fatalf("reader does not see the file grown past its first mapping (reserved %d)", r.Reserved())
+	}
+	if string(old[:3]) != "abc" {
+		t.Fatal("a slice of the first read-only mapping no longer reads")
 	}
 	if err := r.Grow(1 << 20); !errors.Is(err, ErrReadOnly) {
 		t.Fatalf("read-only grow: %v", err)
@@ -159,7 +179,7 @@ func TestLockIsExclusiveAcrossDescriptions(t *testing.T) {
 	if err := a.TryLock(); err != nil {
 		t.Fatal(err)
 	}
-	b, err := Open(path, Options{Reserve: 1 << 30})
+	b, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +191,7 @@ func TestLockIsExclusiveAcrossDescriptions(t *testing.T) {
 		t.Fatalf("Locked while held: %v %v", locked, err)
 	}
 	// Probing did not take the lock away.
-	c, _ := Open(path, Options{Reserve: 1 << 30})
+	c, _ := Open(path, Options{})
 	defer c.Close()
 	if err := c.TryLock(); !errors.Is(err, ErrLocked) {
 		t.Fatalf("lock taken away by probe: %v", err)
@@ -237,7 +257,7 @@ func TestLockedDoesNotLock(t *testing.T) {
 			t.Fatalf("Locked after Close: %v %v", locked, err)
 		}
 	}
-	b, err := Open(path, Options{Reserve: 1 << 30})
+	b, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,13 +282,13 @@ func TestLockedDoesNotLock(t *testing.T) {
 	close(done)
 }
 
-// TestReserveIsExact: a reserve that is not a multiple of the huge page (nor of the
+// TestMaxSizeIsExact: a MaxSize that is not a multiple of the huge page (nor of the
 // chunk) is the exact limit: growth stops at it, never in the rounding beyond.
-func TestReserveIsExact(t *testing.T) {
+func TestMaxSizeIsExact(t *testing.T) {
 	const limit = 3_000_000
-	m, path := openTemp(t, Options{Reserve: limit, Chunk: 1 << 20})
-	if m.Reserve() != limit {
-		t.Fatalf("Reserve() = %d, want %d", m.Reserve(), limit)
+	m, path := openTemp(t, Options{MaxSize: limit, Chunk: 1 << 20})
+	if m.MaxSize() != limit {
+		t.Fatalf("MaxSize() = %d, want %d", m.MaxSize(), limit)
 	}
 	if err := m.Grow(2_500_000); err != nil {
 		t.Fatal(err)
@@ -283,7 +303,7 @@ func TestReserveIsExact(t *testing.T) {
 		t.Fatalf("file size %v (%v), want %d", st.Size(), err, limit)
 	}
 	m.Close()
-	if _, err := Open(path, Options{Reserve: limit - 1}); !errors.Is(err, ErrTooLarge) {
+	if _, err := Open(path, Options{MaxSize: limit - 1}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("open with a smaller reserve: %v, want ErrTooLarge", err)
 	}
 }

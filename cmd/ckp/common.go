@@ -170,8 +170,8 @@ func openFile(path string) (*engine.File, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("%s is a directory", path)
 	}
-	// The read-only mapping must cover the whole file, which a writer may have let grow
-	// past the default reserve (Options.MaxSize).
+	// Options.MaxSize must admit the whole file, which a writer may have let grow past
+	// the default (MaxSize is a limit: the read-only mapping spans the file's size).
 	maxSize := int64(1 << 40)
 	if sz := st.Size(); sz > maxSize/2 {
 		maxSize = (sz*2 + (1<<21 - 1)) &^ (1<<21 - 1)
