@@ -216,7 +216,13 @@ func TestRemoteKill(t *testing.T) {
 			drain:
 				for {
 					select {
-					case l := <-c.lines:
+					case l, ok := <-c.lines:
+						if !ok {
+							t.Fatalf("kill %d: the child exited before it was killed: %v", k, c.cmd.Wait())
+						}
+						if strings.HasPrefix(l, "error") {
+							t.Fatalf("kill %d: child: %s", k, l)
+						}
 						if v, ok := strings.CutPrefix(l, "acked "); ok {
 							acked, _ = strconv.Atoi(v)
 						}
