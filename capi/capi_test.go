@@ -105,7 +105,7 @@ func TestHeaderMatchesLibrary(t *testing.T) {
 	}
 	want := []string{"ckpClose", "ckpFlush", "ckpJobVersion", "ckpLastError", "ckpLocate", "ckpNewest", "ckpOpen",
 		"ckpRegister", "ckpRestore", "ckpRestoreAll", "ckpRestoreJob", "ckpSave", "ckpSaveAll", "ckpStrerror",
-		"ckpSync", "ckpUnregister"}
+		"ckpSync", "ckpUnregister", "ckpVersions"}
 	var declared []string
 	for name := range params {
 		declared = append(declared, name)
