@@ -35,6 +35,7 @@ type options struct {
 	diffSizeBytes                                        int
 	compute                                              float64
 	json, benchstat, quiet                               bool
+	budget                                               time.Duration
 
 	sizeBytes int
 	policies  []namedPolicy
@@ -101,8 +102,17 @@ func (o *options) check() error {
 	if o.json && o.benchstat {
 		return fmt.Errorf("-json and -benchstat exclude each other")
 	}
+	if o.budget < 0 { // not given: the default run stays within 30 s
+		o.budget = 0
+		if o.sections == strings.Join(defaultSections, ",") {
+			o.budget = defaultBudget
+		}
+	}
 	return nil
 }
+
+// defaultBudget bounds the default run's time (-budget).
+const defaultBudget = 30 * time.Second
 
 // parseSize reads 4096, 4KiB, 64MiB, 1GiB (also K, M, G, KB, MB, GB as binary units).
 func parseSize(s string) (int, error) {
@@ -202,27 +212,34 @@ func runSuite(o *options) (*report, error) {
 		defer o.target.Close()
 	}
 	jobs := plan(o, dir)
-	steps := len(jobs) * o.rounds
-	if o.run["reopen"] {
-		steps++
-	}
-	if o.run["alloc"] {
-		steps++
-	}
-	if o.run["regions"] {
-		steps++
-	}
 	var diffs []bench.DiffConfig
 	if o.run["differential"] {
 		diffs = diffPlan(o, dir)
-		steps += len(diffs) * o.rounds
+	}
+	perSection := map[string]int{"differential": len(diffs) * o.rounds}
+	for _, j := range jobs {
+		perSection[sectionOf(j)] += o.rounds
+	}
+	for _, s := range []string{"reopen", "alloc", "regions"} {
+		if o.run[s] {
+			perSection[s] = 1
+		}
 	}
 	if o.plot != "" {
-		steps += len(sweepSizes) * (len(o.policies) + 1)
+		perSection["plot"] = len(sweepSizes) * (len(o.policies) + 1)
+	}
+	steps := 0
+	for _, n := range perSection {
+		steps += n
+	}
+	pc := newPacer(o, perSection, machineScale(copyHashProbe(), freshProbe(dir)))
+	if !o.quiet {
+		pc.say(os.Stderr, o)
 	}
 	bar := newBar(o, steps)
+	rounds := o.rounds
 	// Rounds are interleaved, so that every variant sees the machine in the same moods.
-	for r := 0; r < o.rounds; r++ {
+	for r := 0; r < rounds; r++ {
 		for _, j := range jobs {
 			bar.Describe(fmt.Sprintf("%-8s %-18s round %d", j.section, j.label, r+1))
 			warmFor(j.cfg)
@@ -241,9 +258,28 @@ func runSuite(o *options) (*report, error) {
 			}
 			j.results = append(j.results, res)
 			bar.Add(1)
+			pc.step(sectionOf(j))
+		}
+		// Past the budget at the speed measured so far: skip the last rounds.
+		skipped := 0
+		for rounds > r+1 && pc.overBudget(0) {
+			rounds--
+			skipped++
+			for _, j := range jobs {
+				pc.drop(sectionOf(j), 1)
+			}
+			bar.Add(len(jobs))
+		}
+		if !o.quiet && len(jobs) > 0 {
+			what := fmt.Sprintf("round %d of %d", r+1, rounds)
+			if skipped > 0 {
+				what = fmt.Sprintf("round %d (%d more skipped to stay within -budget %v)", r+1, skipped, o.budget)
+			}
+			pc.sayProgress(os.Stderr, what)
 		}
 	}
-	rep := &report{Started: start, GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), GOOS: runtime.GOOS}
+	rep := &report{Started: start, GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), GOOS: runtime.GOOS,
+		Rounds: rounds, RoundsAsked: o.rounds, Budget: o.budget}
 	if t := o.target; t != nil {
 		rep.RemoteStore = t.Kind
 		if t.Kind == "s3" {
@@ -262,6 +298,7 @@ func runSuite(o *options) (*report, error) {
 		}
 		rep.Reopen = &ro
 		bar.Add(1)
+		pc.step("reopen")
 	}
 	if o.run["regions"] {
 		bar.Describe(fmt.Sprintf("regions  %d regions", o.manyRegions))
@@ -271,6 +308,7 @@ func runSuite(o *options) (*report, error) {
 		}
 		rep.Regions = &mr
 		bar.Add(1)
+		pc.step("regions")
 	}
 	if len(diffs) > 0 {
 		res := make([][]*bench.DiffResult, len(diffs))
@@ -284,6 +322,7 @@ func runSuite(o *options) (*report, error) {
 				}
 				res[i] = append(res[i], dr)
 				bar.Add(1)
+				pc.step("differential")
 			}
 		}
 		for _, rs := range res {
@@ -298,6 +337,7 @@ func runSuite(o *options) (*report, error) {
 		}
 		rep.Allocs = a
 		bar.Add(1)
+		pc.step("alloc")
 	}
 	if o.plot != "" {
 		if err := sweep(o, dir, rep, bar); err != nil {
@@ -308,6 +348,15 @@ func runSuite(o *options) (*report, error) {
 	rep.Elapsed = time.Since(start)
 	rep.goals()
 	return rep, nil
+}
+
+// sectionOf returns the section a job's time counts in: its own, or remote for the
+// remote section's three parts.
+func sectionOf(j *job) string {
+	if strings.HasPrefix(j.section, "remote") {
+		return "remote"
+	}
+	return j.section
 }
 
 // plan lists the runs of the chosen sections.
