@@ -106,7 +106,13 @@ func TestREADMEQuickstart(t *testing.T) {
 	}
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", strings.Join(script, "\n"))
 	cmd.Dir = root
+	// A fresh HOME for the venv, with Go's caches where they were: a cold build cache
+	// would rebuild everything, and the module cache would be downloaded again.
 	cmd.Env = append(os.Environ(), "HOME="+filepath.Join(dir, "home"), "PIP_NO_INDEX=1", "PIP_DISABLE_PIP_VERSION_CHECK=1")
+	for _, v := range []string{"GOCACHE", "GOMODCACHE", "GOPATH"} {
+		val := strings.TrimSpace(ctest.Run(t, root, "go", "env", v))
+		cmd.Env = append(cmd.Env, v+"="+val)
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the README's Python commands failed: %v\n%s", err, out)
@@ -120,6 +126,17 @@ func TestREADMEQuickstart(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("%d done lines, want 1 (the resumed run's)", len(got))
 	}
+	// The package holds the library and the command, and no header: cgo's libckp.h is
+	// not the C interface, and pip's build leaves it behind.
+	pkg := filepath.Join(venvSitePackages(t, dir), "ckp")
+	for _, f := range []string{"libckp.so", "bin/ckp", "__init__.py"} {
+		if _, err := os.Stat(filepath.Join(pkg, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if hs, _ := filepath.Glob(filepath.Join(pkg, "*.h")); len(hs) > 0 {
+		t.Errorf("the installed package holds %v", hs)
+	}
 	// The answer of an uninterrupted run of the same command.
 	args := regexp.MustCompile(`heat\.py (.*)`).FindStringSubmatch(script[len(script)-1])
 	if args == nil {
@@ -129,7 +146,7 @@ func TestREADMEQuickstart(t *testing.T) {
 	run := exec.Command(py, append([]string{filepath.Join("examples", "python", "heat.py")}, ref...)...)
 	run.Dir = root
 	run.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(root, "python", "src"),
-		"CKP_LIBRARY="+filepath.Join(venvSitePackages(t, dir), "ckp", "libckp.so"))
+		"CKP_LIBRARY="+filepath.Join(pkg, "libckp.so"))
 	refOut, err := run.CombinedOutput()
 	if err != nil {
 		t.Fatalf("uninterrupted run: %v\n%s", err, refOut)
