@@ -64,6 +64,8 @@ class build_py(_build_py):
     """build_py that also builds and adds libckp and the ckp command."""
 
     def run(self) -> None:
+        # Start from nothing: a file left by an earlier build would go into the wheel.
+        shutil.rmtree(Path(self.build_lib) / "ckp", ignore_errors=True)
         super().run()
         build_go(Path(self.build_lib) / "ckp")
 
