@@ -23,9 +23,10 @@ import (
 // page-cache pages of a new file (what every save into new space pays, and what some
 // VMs make slow). As the steps finish, the time they took on this machine against
 // their weight replaces the probes: the estimate of what is left is the remaining
-// weight at the speed measured so far. After each round of the jobs, a run that
-// would end past its budget (-budget, 30 s by default) skips its remaining rounds:
-// fewer rounds make the medians noisier, never the run longer than promised.
+// weight at the speed measured so far. Before each job, a run that would end past its
+// budget (-budget, 30 s for the default run) skips its last rounds, and if that is not
+// enough, makes the job's run shorter (fewer measured saves, at least 2): the results
+// get noisier, the run no longer than promised.
 
 // sectionSeconds is each section's wall time on the reference machine, default
 // settings, two rounds.
@@ -152,11 +153,27 @@ func newPacer(o *options, steps map[string]int, scale float64) *pacer {
 	return p
 }
 
-// step records that a step of section finished.
-func (p *pacer) step(section string) { p.done += p.weight[section] }
+// step records that a step of section finished, at scale of its planned size.
+func (p *pacer) step(section string, scale float64) { p.done += p.weight[section] * scale }
 
-// drop takes n planned steps of section out of the plan (rounds skipped).
-func (p *pacer) drop(section string, n int) { p.total -= p.weight[section] * float64(n) }
+// drop takes a planned step of section, at scale of its planned size, out of the
+// plan (a round skipped).
+func (p *pacer) drop(section string, scale float64) { p.total -= p.weight[section] * scale }
+
+// shrink takes steps steps' worth of section's planned work out of the plan (shorter
+// runs): steps may be a fraction.
+func (p *pacer) shrink(section string, steps float64) { p.total -= p.weight[section] * steps }
+
+// fit is the share of the work left that fits in the budget at the speed measured
+// so far: 1 when it all does (or there is no budget), at least 0.1.
+func (p *pacer) fit() float64 {
+	left := p.left()
+	if p.budget <= 0 || left <= 0 {
+		return 1
+	}
+	room := p.budget - time.Since(p.start)
+	return min(1, max(0.1, float64(room)/float64(left)))
+}
 
 // rate is the seconds here per reference second: measured once a tenth of the
 // planned work is done, the probes' guess before, a mix in between.

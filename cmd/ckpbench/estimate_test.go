@@ -10,7 +10,7 @@ import (
 func defaultOptions(t *testing.T) *options {
 	t.Helper()
 	o := &options{sections: defaultSectionsFlag(), sync: "none,always", rounds: 2, keep: 2, reopenVersions: 1,
-		manyRegions: 1, diffSaves: 1, remoteEvery: 1, budget: -1}
+		manyRegions: 1, diffSaves: 1, remoteEvery: 1, budget: defaultBudget}
 	if err := o.check(); err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestPacer(t *testing.T) {
 	// Half the save steps done, and they took 3x their reference time.
 	half := sectionWeight(o, "save") / 2
 	for i := 0; i < 5; i++ {
-		p.step("save")
+		p.step("save", 1)
 	}
 	p.start = time.Now().Add(-time.Duration(3 * half * float64(time.Second)))
 	left := p.left().Seconds()
@@ -81,8 +81,29 @@ func TestPacer(t *testing.T) {
 		t.Fatalf("left after dropping the saves: %v, want %.2fs", p.left(), want)
 	}
 	p.budget = 0
-	if p.overBudget(1e9) {
+	if p.overBudget(1e9) || p.fit() != 1 {
 		t.Fatal("no budget, yet over it")
+	}
+}
+
+// TestPacerFit: when the rest does not fit in the budget, fit says which share of it
+// does, and shrinking the plan by that share makes it fit.
+func TestPacerFit(t *testing.T) {
+	o := defaultOptions(t)
+	p := newPacer(o, map[string]int{"save": 10}, 1)
+	w := sectionWeight(o, "save")
+	p.budget = time.Duration(w / 4 * float64(time.Second)) // a quarter of the planned time
+	f := p.fit()
+	if f < 0.24 || f > 0.26 {
+		t.Fatalf("fit = %.3f, want 0.25", f)
+	}
+	p.shrink("save", 10*(1-0.95*f)) // a little more than needed: time passes meanwhile
+	if p.fit() < 0.98 || p.overBudget(0) {
+		t.Fatalf("after shrinking: fit %.3f, over budget %v", p.fit(), p.overBudget(0))
+	}
+	p.budget = time.Nanosecond
+	if p.fit() != 0.1 {
+		t.Fatalf("fit with no time left = %v, want the floor 0.1", p.fit())
 	}
 }
 
@@ -90,15 +111,20 @@ func TestPacer(t *testing.T) {
 // runs have none unless asked for.
 func TestBudgetDefault(t *testing.T) {
 	o := &options{sections: "save,reopen", sync: "none", rounds: 2, keep: 2, reopenVersions: 1, manyRegions: 1,
-		diffSaves: 1, remoteEvery: 1, budget: -1}
+		diffSaves: 1, remoteEvery: 1, budget: defaultBudget}
 	if err := o.check(); err != nil {
 		t.Fatal(err)
 	}
 	if o.budget != 0 {
 		t.Fatalf("-run save,reopen has a budget of %v, want none", o.budget)
 	}
+	o = &options{sections: "save,reopen", sync: "none", rounds: 2, keep: 2, reopenVersions: 1, manyRegions: 1,
+		diffSaves: 1, remoteEvery: 1, budget: time.Minute, budgetGiven: true}
+	if err := o.check(); err != nil || o.budget != time.Minute {
+		t.Fatalf("-run save,reopen -budget 1m: %v, %v", o.budget, err)
+	}
 	o = &options{sections: defaultSectionsFlag(), sync: "none", rounds: 2, keep: 2, reopenVersions: 1, manyRegions: 1,
-		diffSaves: 1, remoteEvery: 1, budget: 0}
+		diffSaves: 1, remoteEvery: 1, budget: 0, budgetGiven: true}
 	if err := o.check(); err != nil || o.budget != 0 {
 		t.Fatalf("-budget 0: %v, %v", o.budget, err)
 	}

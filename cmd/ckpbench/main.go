@@ -45,7 +45,7 @@ func run(args []string) int {
 	fs.StringVar(&o.plot, "plot", "", "write a chart of throughput vs region size per policy to `FILE` (.png or .svg); runs a size sweep")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile to `FILE`")
 	fs.BoolVar(&o.quiet, "q", false, "no progress bar, no estimates")
-	fs.DurationVar(&o.budget, "budget", -1, "skip the last rounds once the run would end past this `duration` at the speed measured so far (default 30s for the default sections, none otherwise; 0: none)")
+	fs.DurationVar(&o.budget, "budget", defaultBudget, "skip the last rounds once the run would end past this `duration` at the speed measured so far (for the default sections unless given; 0: none)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: ckpbench [flags]\n\nRuns the engine and its baselines on this machine and prints a table of\nthroughput, p50/p99 save latency and ratios to the baselines.\n\nflags:\n")
 		fs.PrintDefaults()
@@ -56,6 +56,7 @@ func run(args []string) int {
 		}
 		return 2
 	}
+	fs.Visit(func(f *flag.Flag) { o.budgetGiven = o.budgetGiven || f.Name == "budget" })
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "ckpbench: unexpected argument %q\n", fs.Arg(0))
 		return 2

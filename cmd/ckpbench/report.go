@@ -44,19 +44,21 @@ type report struct {
 	Elapsed time.Duration `json:"elapsed_ns"`
 	// Rounds is how many rounds of the jobs ran: RoundsAsked (-rounds) unless the
 	// run would have ended past Budget (-budget; 0 for none).
-	Rounds      int                  `json:"rounds"`
-	RoundsAsked int                  `json:"rounds_asked"`
-	Budget      time.Duration        `json:"budget_ns,omitempty"`
-	GOMAXPROCS  int                  `json:"gomaxprocs"`
-	GoVersion   string               `json:"go_version"`
-	GOOS        string               `json:"goos"`
-	Kernel      string               `json:"kernel"`
-	Rows        []*row               `json:"rows"`
-	Reopen      *bench.ReopenResult  `json:"reopen,omitempty"`
-	Regions     *bench.RegionsResult `json:"regions,omitempty"`
-	Diff        []*bench.DiffResult  `json:"differential,omitempty"`
-	Allocs      []allocResult        `json:"allocs,omitempty"`
-	Sweep       []*row               `json:"sweep,omitempty"`
+	Rounds      int           `json:"rounds"`
+	RoundsAsked int           `json:"rounds_asked"`
+	Budget      time.Duration `json:"budget_ns,omitempty"`
+	// Shortened counts the runs made shorter (fewer saves) to stay within Budget.
+	Shortened  int                  `json:"shortened,omitempty"`
+	GOMAXPROCS int                  `json:"gomaxprocs"`
+	GoVersion  string               `json:"go_version"`
+	GOOS       string               `json:"goos"`
+	Kernel     string               `json:"kernel"`
+	Rows       []*row               `json:"rows"`
+	Reopen     *bench.ReopenResult  `json:"reopen,omitempty"`
+	Regions    *bench.RegionsResult `json:"regions,omitempty"`
+	Diff       []*bench.DiffResult  `json:"differential,omitempty"`
+	Allocs     []allocResult        `json:"allocs,omitempty"`
+	Sweep      []*row               `json:"sweep,omitempty"`
 	// RemoteStore is the store of the remote section: dir or s3 (location).
 	RemoteStore string `json:"remote_store,omitempty"`
 	Goals       []goal `json:"goals"`
@@ -276,8 +278,8 @@ func dur(d time.Duration) string {
 
 func (rep *report) writeTable(w io.Writer) error {
 	rounds := ""
-	if rep.Rounds < rep.RoundsAsked {
-		rounds = fmt.Sprintf("; %d of %d rounds (the rest skipped to stay within -budget %v)", rep.Rounds, rep.RoundsAsked, rep.Budget)
+	if rep.Rounds < rep.RoundsAsked || rep.Shortened > 0 {
+		rounds = fmt.Sprintf("; %d of %d rounds, %d runs shortened (to stay within -budget %v)", rep.Rounds, rep.RoundsAsked, rep.Shortened, rep.Budget)
 	}
 	fmt.Fprintf(w, "ckpbench: %s, GOMAXPROCS=%d, %s, kernel %s; %s%s\n\n", rep.GOOS, rep.GOMAXPROCS, rep.GoVersion, rep.Kernel, rep.Elapsed.Round(time.Second), rounds)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)

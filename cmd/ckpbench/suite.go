@@ -36,6 +36,7 @@ type options struct {
 	compute                                              float64
 	json, benchstat, quiet                               bool
 	budget                                               time.Duration
+	budgetGiven                                          bool // -budget was on the command line
 
 	sizeBytes int
 	policies  []namedPolicy
@@ -102,11 +103,11 @@ func (o *options) check() error {
 	if o.json && o.benchstat {
 		return fmt.Errorf("-json and -benchstat exclude each other")
 	}
-	if o.budget < 0 { // not given: the default run stays within 30 s
-		o.budget = 0
-		if o.sections == strings.Join(defaultSections, ",") {
-			o.budget = defaultBudget
-		}
+	if o.budget < 0 {
+		return fmt.Errorf("-budget must not be negative")
+	}
+	if !o.budgetGiven && o.sections != strings.Join(defaultSections, ",") {
+		o.budget = 0 // the budget is the default run's unless asked for
 	}
 	return nil
 }
@@ -168,6 +169,7 @@ type job struct {
 	policy  string
 	results []*bench.Result
 	run     func(bench.Config) (*bench.Result, error) // instead of bench.Run(v, cfg)
+	scale   float64                                   // its share of the planned saves left by the budget (1: all)
 }
 
 func (j *job) median() *bench.Result {
@@ -238,9 +240,28 @@ func runSuite(o *options) (*report, error) {
 	}
 	bar := newBar(o, steps)
 	rounds := o.rounds
+	skipped, shortened := 0, 0
 	// Rounds are interleaved, so that every variant sees the machine in the same moods.
 	for r := 0; r < rounds; r++ {
 		for _, j := range jobs {
+			// Past the budget at the speed measured so far: skip the last rounds
+			// first, then make this round's jobs shorter.
+			for rounds > r+1 && pc.overBudget(0) {
+				rounds--
+				skipped++
+				for _, k := range jobs {
+					pc.drop(sectionOf(k), k.scale)
+				}
+				bar.Add(len(jobs))
+			}
+			if f := pc.fit(); f < 1 && j.cfg.Saves > 2 {
+				n := max(2, int(float64(j.cfg.Saves)*f))
+				frac := float64(n) / float64(j.cfg.Saves)
+				pc.shrink(sectionOf(j), j.scale*(1-frac)*float64(rounds-r))
+				j.scale *= frac
+				j.cfg.Saves = n
+				shortened++
+			}
 			bar.Describe(fmt.Sprintf("%-8s %-18s round %d", j.section, j.label, r+1))
 			warmFor(j.cfg)
 			var res *bench.Result
@@ -258,28 +279,17 @@ func runSuite(o *options) (*report, error) {
 			}
 			j.results = append(j.results, res)
 			bar.Add(1)
-			pc.step(sectionOf(j))
-		}
-		// Past the budget at the speed measured so far: skip the last rounds.
-		skipped := 0
-		for rounds > r+1 && pc.overBudget(0) {
-			rounds--
-			skipped++
-			for _, j := range jobs {
-				pc.drop(sectionOf(j), 1)
-			}
-			bar.Add(len(jobs))
+			pc.step(sectionOf(j), j.scale)
 		}
 		if !o.quiet && len(jobs) > 0 {
-			what := fmt.Sprintf("round %d of %d", r+1, rounds)
-			if skipped > 0 {
-				what = fmt.Sprintf("round %d (%d more skipped to stay within -budget %v)", r+1, skipped, o.budget)
-			}
-			pc.sayProgress(os.Stderr, what)
+			pc.sayProgress(os.Stderr, fmt.Sprintf("round %d of %d", r+1, rounds))
 		}
 	}
+	if !o.quiet && skipped+shortened > 0 {
+		fmt.Fprintf(os.Stderr, "ckpbench: %d rounds skipped and %d runs shortened to stay within -budget %v\n", skipped, shortened, o.budget)
+	}
 	rep := &report{Started: start, GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), GOOS: runtime.GOOS,
-		Rounds: rounds, RoundsAsked: o.rounds, Budget: o.budget}
+		Rounds: rounds, RoundsAsked: o.rounds, Budget: o.budget, Shortened: shortened}
 	if t := o.target; t != nil {
 		rep.RemoteStore = t.Kind
 		if t.Kind == "s3" {
@@ -298,7 +308,7 @@ func runSuite(o *options) (*report, error) {
 		}
 		rep.Reopen = &ro
 		bar.Add(1)
-		pc.step("reopen")
+		pc.step("reopen", 1)
 	}
 	if o.run["regions"] {
 		bar.Describe(fmt.Sprintf("regions  %d regions", o.manyRegions))
@@ -308,7 +318,7 @@ func runSuite(o *options) (*report, error) {
 		}
 		rep.Regions = &mr
 		bar.Add(1)
-		pc.step("regions")
+		pc.step("regions", 1)
 	}
 	if len(diffs) > 0 {
 		res := make([][]*bench.DiffResult, len(diffs))
@@ -322,7 +332,7 @@ func runSuite(o *options) (*report, error) {
 				}
 				res[i] = append(res[i], dr)
 				bar.Add(1)
-				pc.step("differential")
+				pc.step("differential", 1)
 			}
 		}
 		for _, rs := range res {
@@ -337,7 +347,7 @@ func runSuite(o *options) (*report, error) {
 		}
 		rep.Allocs = a
 		bar.Add(1)
-		pc.step("alloc")
+		pc.step("alloc", 1)
 	}
 	if o.plot != "" {
 		if err := sweep(o, dir, rep, bar); err != nil {
@@ -364,7 +374,7 @@ func plan(o *options, dir string) []*job {
 	var jobs []*job
 	add := func(section string, v bench.Variant, label string, cfg bench.Config, policy string) {
 		cfg.Dir = dir
-		jobs = append(jobs, &job{section: section, v: v, label: label, cfg: cfg, policy: policy})
+		jobs = append(jobs, &job{section: section, v: v, label: label, cfg: cfg, policy: policy, scale: 1})
 	}
 	saves := func(def int) int {
 		if o.saves > 0 {
