@@ -5,6 +5,7 @@
 #   - gfortran
 #   - Open MPI (mpicc, mpif90, mpirun)
 #   - pkg-config
+#   - cmake (the CMake package configuration's test builds a project with it)
 # Idempotent: a second run with everything present makes no network access.
 # Prints the tools it found as KEY=VALUE lines.
 set -euo pipefail
@@ -21,6 +22,7 @@ command -v gfortran >/dev/null 2>&1 || missing+=(gfortran)
 command -v mpicc >/dev/null 2>&1 || missing+=(libopenmpi-dev)
 command -v mpirun >/dev/null 2>&1 || missing+=(openmpi-bin)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "apt-get update"
@@ -29,7 +31,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-for tool in cc c++ gfortran mpicc mpif90 mpirun pkg-config; do
+for tool in cc c++ gfortran mpicc mpif90 mpirun pkg-config cmake; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
 		log "$tool is still missing"; exit 1
 	fi

@@ -222,29 +222,63 @@ func ckpSync(file C.uintptr_t) C.int {
 	return status(of.f.Sync())
 }
 
+// keptVersions returns the kept versions of checkpoint h, oldest first, for
+// ckpNewest and ckpVersions: an error for a bad handle, or a newest version that
+// does not fit in a C int.
+func keptVersions(h uintptr) ([]engine.VersionInfo, error) {
+	c, _, err := checkpointOf(h)
+	if err != nil {
+		return nil, err
+	}
+	vs := c.Versions()
+	if len(vs) == 0 {
+		// None saved, or closed or unregistered since the lookup: look again.
+		if _, _, err := checkpointOf(h); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+	if newest := vs[len(vs)-1].Version; newest > math.MaxInt32 {
+		return nil, fmt.Errorf("%w: checkpoint %q: newest version %d does not fit in an int", engine.ErrVersion, c.Name(), newest)
+	}
+	return vs, nil
+}
+
 //export ckpNewest
 func ckpNewest(checkpoint C.uintptr_t, version *C.int) C.int {
 	if version == nil {
 		return fail(fmt.Errorf("%w: ckpNewest: NULL version pointer", engine.ErrInvalid))
 	}
-	c, _, err := checkpointOf(uintptr(checkpoint))
+	vs, err := keptVersions(uintptr(checkpoint))
 	if err != nil {
 		return fail(err)
 	}
-	vs := c.Versions()
-	if len(vs) == 0 {
-		// None saved, or closed or unregistered since the lookup: look again.
-		if _, _, err := checkpointOf(uintptr(checkpoint)); err != nil {
-			return fail(err)
-		}
-		*version = 0
-		return 0
+	*version = 0
+	if len(vs) > 0 {
+		*version = C.int(vs[len(vs)-1].Version)
 	}
-	newest := vs[len(vs)-1].Version
-	if newest > math.MaxInt32 {
-		return fail(fmt.Errorf("%w: checkpoint %q: newest version %d does not fit in an int", engine.ErrVersion, c.Name(), newest))
+	return 0
+}
+
+//export ckpVersions
+func ckpVersions(checkpoint C.uintptr_t, versions *C.int, capacity C.int, count *C.int) C.int {
+	if count == nil {
+		return fail(fmt.Errorf("%w: ckpVersions: NULL count pointer", engine.ErrInvalid))
 	}
-	*version = C.int(newest)
+	*count = 0
+	if capacity < 0 || (capacity > 0 && versions == nil) {
+		return fail(fmt.Errorf("%w: ckpVersions: capacity %d with a NULL or no array", engine.ErrInvalid, int(capacity)))
+	}
+	vs, err := keptVersions(uintptr(checkpoint))
+	if err != nil {
+		return fail(err)
+	}
+	// Versions are numbered from 1 up, so there are no more of them than the newest.
+	out := unsafe.Slice(versions, min(int(capacity), len(vs)))
+	for i := range out {
+		out[i] = C.int(vs[i].Version)
+	}
+	*count = C.int(len(vs))
 	return 0
 }
 

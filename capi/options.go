@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/ckp-go/ckp/engine"
 	"github.com/ckp-go/ckp/store"
@@ -149,16 +150,24 @@ func remoteKey(name string, set func(r *remoteOptions, value string) error) opti
 	}}
 }
 
-// parseOptions parses a ckpOpen options string: space-separated key=value pairs (tabs
-// and newlines count as spaces). An empty string means the defaults.
+// separators says, in error messages, what separates the pairs of an options string.
+const separators = "options are key=value pairs separated by spaces or commas"
+
+// isSeparator reports whether r separates two key=value pairs: a comma or white space
+// (tabs and newlines count as spaces). So no value holds a comma or a space.
+func isSeparator(r rune) bool { return r == ',' || unicode.IsSpace(r) }
+
+// parseOptions parses a ckpOpen options string: key=value pairs separated by spaces or
+// commas ("sync=always keep=2", "sync=always,keep=2"). An empty string means the
+// defaults.
 func parseOptions(s string) (*openOptions, error) {
 	o := &openOptions{}
 	seen := make(map[string]bool)
 	var order []string // the keys given, in order
-	for _, field := range strings.Fields(s) {
+	for _, field := range strings.FieldsFunc(s, isSeparator) {
 		key, value, ok := strings.Cut(field, "=")
 		if !ok || key == "" {
-			return nil, invalidf("options: %q is not key=value", field)
+			return nil, invalidf("options: %q is not key=value (%s)", field, separators)
 		}
 		k := lookupKey(key)
 		if k == nil {
@@ -169,6 +178,9 @@ func parseOptions(s string) (*openOptions, error) {
 		}
 		seen[key] = true
 		if err := k.set(o, value); err != nil {
+			if strings.Contains(value, "=") { // two pairs run together: say what separates them
+				return nil, fmt.Errorf("%w (%s)", err, separators)
+			}
 			return nil, err
 		}
 		order = append(order, key)

@@ -604,13 +604,7 @@ func (f *File) verifyTail(durable int64) int64 {
 		nameLen int
 	}
 	var cands []cand
-	for _, s := range f.byID {
-		// Versions in use (pinned ones too: kept deltas read them) are oldest first:
-		// look from the newest back.
-		for i := s.held() - 1; i >= 0 && s.recs[s.head+i] >= durable; i-- {
-			cands = append(cands, cand{s.heldAt(i), len(s.name)})
-		}
-	}
+	f.unclaimed(durable, func(v version, nameLen int) { cands = append(cands, cand{v, nameLen}) })
 	sort.Slice(cands, func(i, j int) bool { return cands[i].v.pos < cands[j].v.pos })
 	for i := range cands {
 		f.recovered.Verified++
@@ -620,6 +614,17 @@ func (f *File) verifyTail(durable int64) int64 {
 		}
 	}
 	return -1
+}
+
+// unclaimed calls fn for every version in use (pinned ones too: kept deltas read them)
+// whose transaction is at or above record durable: those no durable claim covers.
+func (f *File) unclaimed(durable int64, fn func(v version, nameLen int)) {
+	for _, s := range f.byID {
+		// Versions in use are oldest first: look from the newest back.
+		for i := s.held() - 1; i >= 0 && s.recs[s.head+i] >= durable; i-- {
+			fn(s.heldAt(i), len(s.name))
+		}
+	}
 }
 
 // checkVersion verifies a version's trailer and payload hash in the mapping. It does not

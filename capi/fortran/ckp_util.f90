@@ -34,7 +34,7 @@ module ckp_util
   private
 
   public :: ckpOpen, ckpClose, ckpLocate, ckpRegister, ckpUnregister, ckpSave, ckpSaveAll
-  public :: ckpRestore, ckpRestoreAll, ckpSync, ckpNewest, ckpStrerror, ckpLastError
+  public :: ckpRestore, ckpRestoreAll, ckpSync, ckpNewest, ckpVersions, ckpStrerror, ckpLastError
   public :: ckpFlush, ckpJobVersion, ckpRestoreJob
 
   ! Status codes (errno values on Linux).
@@ -114,6 +114,14 @@ module ckp_util
       import :: c_ptr, c_int
       type(c_ptr), value :: ckpt
       integer(c_int), intent(out) :: version
+      integer(c_int) :: st
+    end function
+    function c_ckpVersions(ckpt, versions, capacity, count) bind(c, name='ckpVersions') result(st)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: ckpt
+      integer(c_int), dimension(*), intent(out) :: versions
+      integer(c_int), value :: capacity
+      integer(c_int), intent(out) :: count
       integer(c_int) :: st
     end function
     function c_ckpFlush(file) bind(c, name='ckpFlush') result(st)
@@ -259,6 +267,18 @@ contains
     integer(c_int) :: v
     st = c_ckpNewest(ckpt, v)
     version = int(v)
+  end function
+
+  ! ckpVersions sets count to the number of kept versions and fills versions with the
+  ! first min(count, size(versions)) of them, oldest first.
+  integer function ckpVersions(ckpt, versions, count) result(st)
+    type(c_ptr), intent(in) :: ckpt
+    integer, dimension(:), intent(out) :: versions
+    integer, intent(out) :: count
+    integer(c_int) :: buf(max(1, size(versions))), n
+    st = c_ckpVersions(ckpt, buf, int(size(versions), c_int), n)
+    count = int(n)
+    versions(1:min(count, size(versions))) = int(buf(1:min(count, size(versions))))
   end function
 
   ! ckpFlush waits until everything saved so far is committed in the remote store

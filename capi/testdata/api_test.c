@@ -96,6 +96,8 @@ static const struct {
 	{"keep", "not key=value"},
 	{"=3", "not key=value"},
 	{"keep=1 keep=2", "given twice"},
+	{"keep=1,keep=2", "given twice"},
+	{"sync=always;keep=2", "separated by spaces or commas"},
 	/* The remote tier's: a remote key without remote=, bad values, bad locations. */
 	{"endpoint=localhost:9000", "endpoint= needs remote="},
 	{"keep=2 every=10", "every= needs remote="},
@@ -268,7 +270,8 @@ int main(int argc, char **argv) {
 	}
 	/* Every good form of every key. */
 	const char *good[] = {"", "   ", "sync=none", "sync=async", "sync=always", "sync=every:5",
-	                      "sync=interval:250ms keep=2", "keep=0 workers=1", "\tsync=every:1\n keep=3 "};
+	                      "sync=interval:250ms keep=2", "keep=0 workers=1", "\tsync=every:1\n keep=3 ",
+	                      "sync=always,keep=2", "sync=every:4, keep=2,workers=1"};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		expect(ckpOpen(path("opts.ckp"), good[i], &f), 0);
 		truth(f != NULL);
@@ -357,6 +360,22 @@ int main(int argc, char **argv) {
 	truth(v == 5);
 	expect(ckpNewest(b, &v), 0);
 	truth(v == 2);
+	/* ckpVersions: the count alone, a short array, a long one. */
+	int vs[8], n = -1;
+	expect(ckpVersions(a, NULL, 0, &n), 0);
+	truth(n == 5);
+	vs[2] = -7;
+	expect(ckpVersions(a, vs, 2, &n), 0);
+	truth(n == 5 && vs[0] == 1 && vs[1] == 2 && vs[2] == -7);
+	expect(ckpVersions(a, vs, 8, &n), 0);
+	truth(n == 5 && vs[0] == 1 && vs[4] == 5);
+	expect(ckpVersions(b, vs, 8, &n), 0);
+	truth(n == 2 && vs[0] == 1 && vs[1] == 2);
+	expect(ckpVersions(a, vs, 8, NULL), EINVAL);
+	expect(ckpVersions(a, NULL, 3, &n), EINVAL);
+	truth(n == 0);
+	expect(ckpVersions(a, vs, -1, &n), EINVAL);
+	expect(ckpVersions(NULL, vs, 8, &n), EINVAL);
 	expect(ckpSave(NULL), EINVAL);
 	expect(ckpSaveAll(NULL), EINVAL);
 	expect(ckpSync(NULL), EINVAL);
@@ -406,6 +425,7 @@ int main(int argc, char **argv) {
 	expect(ckpSave(b), ENOENT);
 	expect(ckpRestore(b, 0), ENOENT);
 	expect(ckpNewest(b, &v), ENOENT);
+	expect(ckpVersions(b, vs, 8, &n), ENOENT);
 	truth(ckpLocate(f, "b") == NULL);
 	expect(ckpUnregister(NULL), EINVAL);
 	/* Back with a region of another size: the old versions are there but do not fit. */
@@ -437,6 +457,7 @@ int main(int argc, char **argv) {
 	expect(ckpRegister(f, "z", ra, N, NULL), EBADF);
 	expect(ckpUnregister(a), EBADF);
 	expect(ckpNewest(a, &v), EBADF);
+	expect(ckpVersions(a, vs, 8, &n), EBADF);
 	expect(ckpSync(f), EBADF);
 	truth(ckpLocate(f, "a") == NULL);
 	expect(ckpClose(NULL), EINVAL);

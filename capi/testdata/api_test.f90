@@ -8,7 +8,7 @@ program api_test
   integer(c_int64_t), target :: counter
   type(c_ptr) :: file, ca, cc, other
   character(len=4096) :: dir
-  integer :: failures = 0, newest
+  integer :: failures = 0, newest, nv, vlist(4)
 
   call get_command_argument(1, dir)
   allocate (a(30, 40))
@@ -36,6 +36,8 @@ program api_test
   call expect(ckpSync(file), CKP_OK, 'sync')
   call expect(ckpNewest(ca, newest), CKP_OK, 'newest')
   call truth(newest == 2, 'a has two versions')
+  call expect(ckpVersions(ca, vlist, nv), CKP_OK, 'versions')
+  call truth(nv == 2 .and. vlist(1) == 1 .and. vlist(2) == 2, 'versions 1 and 2')
   a = 0
   call expect(ckpRestore(ca, 1), CKP_OK, 'restore a 1')
   call truth(all(abs(a - 1) < 0.5d0), 'a is version 1')

@@ -40,8 +40,15 @@ type goal struct {
 }
 
 type report struct {
-	Started    time.Time            `json:"started"`
-	Elapsed    time.Duration        `json:"elapsed_ns"`
+	Started time.Time     `json:"started"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+	// Rounds is how many rounds of the jobs ran: RoundsAsked (-rounds) unless the
+	// run would have ended past Budget (-budget; 0 for none).
+	Rounds      int           `json:"rounds"`
+	RoundsAsked int           `json:"rounds_asked"`
+	Budget      time.Duration `json:"budget_ns,omitempty"`
+	// Shortened counts the runs made shorter (fewer saves) to stay within Budget.
+	Shortened  int                  `json:"shortened,omitempty"`
 	GOMAXPROCS int                  `json:"gomaxprocs"`
 	GoVersion  string               `json:"go_version"`
 	GOOS       string               `json:"goos"`
@@ -270,7 +277,11 @@ func dur(d time.Duration) string {
 }
 
 func (rep *report) writeTable(w io.Writer) error {
-	fmt.Fprintf(w, "ckpbench: %s, GOMAXPROCS=%d, %s, kernel %s; %s\n\n", rep.GOOS, rep.GOMAXPROCS, rep.GoVersion, rep.Kernel, rep.Elapsed.Round(time.Second))
+	rounds := ""
+	if rep.Rounds < rep.RoundsAsked || rep.Shortened > 0 {
+		rounds = fmt.Sprintf("; %d of %d rounds, %d runs shortened (to stay within -budget %v)", rep.Rounds, rep.RoundsAsked, rep.Shortened, rep.Budget)
+	}
+	fmt.Fprintf(w, "ckpbench: %s, GOMAXPROCS=%d, %s, kernel %s; %s%s\n\n", rep.GOOS, rep.GOMAXPROCS, rep.GoVersion, rep.Kernel, rep.Elapsed.Round(time.Second), rounds)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKLOAD\tVARIANT\tSYNC\tTHROUGHPUT\tSAVES/S\tP50\tP99\tRATIO TO BASELINES")
 	section := ""

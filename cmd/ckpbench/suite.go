@@ -35,6 +35,8 @@ type options struct {
 	diffSizeBytes                                        int
 	compute                                              float64
 	json, benchstat, quiet                               bool
+	budget                                               time.Duration
+	budgetGiven                                          bool // -budget was on the command line
 
 	sizeBytes int
 	policies  []namedPolicy
@@ -101,8 +103,17 @@ func (o *options) check() error {
 	if o.json && o.benchstat {
 		return fmt.Errorf("-json and -benchstat exclude each other")
 	}
+	if o.budget < 0 {
+		return fmt.Errorf("-budget must not be negative")
+	}
+	if !o.budgetGiven && o.sections != strings.Join(defaultSections, ",") {
+		o.budget = 0 // the budget is the default run's unless asked for
+	}
 	return nil
 }
+
+// defaultBudget bounds the default run's time (-budget).
+const defaultBudget = 30 * time.Second
 
 // parseSize reads 4096, 4KiB, 64MiB, 1GiB (also K, M, G, KB, MB, GB as binary units).
 func parseSize(s string) (int, error) {
@@ -158,6 +169,7 @@ type job struct {
 	policy  string
 	results []*bench.Result
 	run     func(bench.Config) (*bench.Result, error) // instead of bench.Run(v, cfg)
+	scale   float64                                   // its share of the planned saves left by the budget (1: all)
 }
 
 func (j *job) median() *bench.Result {
@@ -202,28 +214,54 @@ func runSuite(o *options) (*report, error) {
 		defer o.target.Close()
 	}
 	jobs := plan(o, dir)
-	steps := len(jobs) * o.rounds
-	if o.run["reopen"] {
-		steps++
-	}
-	if o.run["alloc"] {
-		steps++
-	}
-	if o.run["regions"] {
-		steps++
-	}
 	var diffs []bench.DiffConfig
 	if o.run["differential"] {
 		diffs = diffPlan(o, dir)
-		steps += len(diffs) * o.rounds
+	}
+	perSection := map[string]int{"differential": len(diffs) * o.rounds}
+	for _, j := range jobs {
+		perSection[sectionOf(j)] += o.rounds
+	}
+	for _, s := range []string{"reopen", "alloc", "regions"} {
+		if o.run[s] {
+			perSection[s] = 1
+		}
 	}
 	if o.plot != "" {
-		steps += len(sweepSizes) * (len(o.policies) + 1)
+		perSection["plot"] = len(sweepSizes) * (len(o.policies) + 1)
+	}
+	steps := 0
+	for _, n := range perSection {
+		steps += n
+	}
+	pc := newPacer(o, perSection, machineScale(copyHashProbe(), freshProbe(dir)))
+	if !o.quiet {
+		pc.say(os.Stderr, o)
 	}
 	bar := newBar(o, steps)
+	rounds := o.rounds
+	skipped, shortened := 0, 0
 	// Rounds are interleaved, so that every variant sees the machine in the same moods.
-	for r := 0; r < o.rounds; r++ {
+	for r := 0; r < rounds; r++ {
 		for _, j := range jobs {
+			// Past the budget at the speed measured so far: skip the last rounds
+			// first, then make this round's jobs shorter.
+			for rounds > r+1 && pc.overBudget(0) {
+				rounds--
+				skipped++
+				for _, k := range jobs {
+					pc.drop(sectionOf(k), k.scale)
+				}
+				bar.Add(len(jobs))
+			}
+			if f := pc.fit(); f < 1 && j.cfg.Saves > 2 {
+				n := max(2, int(float64(j.cfg.Saves)*f))
+				frac := float64(n) / float64(j.cfg.Saves)
+				pc.shrink(sectionOf(j), j.scale*(1-frac)*float64(rounds-r))
+				j.scale *= frac
+				j.cfg.Saves = n
+				shortened++
+			}
 			bar.Describe(fmt.Sprintf("%-8s %-18s round %d", j.section, j.label, r+1))
 			warmFor(j.cfg)
 			var res *bench.Result
@@ -241,9 +279,17 @@ func runSuite(o *options) (*report, error) {
 			}
 			j.results = append(j.results, res)
 			bar.Add(1)
+			pc.step(sectionOf(j), j.scale)
+		}
+		if !o.quiet && len(jobs) > 0 {
+			pc.sayProgress(os.Stderr, fmt.Sprintf("round %d of %d", r+1, rounds))
 		}
 	}
-	rep := &report{Started: start, GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), GOOS: runtime.GOOS}
+	if !o.quiet && skipped+shortened > 0 {
+		fmt.Fprintf(os.Stderr, "ckpbench: %d rounds skipped and %d runs shortened to stay within -budget %v\n", skipped, shortened, o.budget)
+	}
+	rep := &report{Started: start, GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), GOOS: runtime.GOOS,
+		Rounds: rounds, RoundsAsked: o.rounds, Budget: o.budget, Shortened: shortened}
 	if t := o.target; t != nil {
 		rep.RemoteStore = t.Kind
 		if t.Kind == "s3" {
@@ -262,6 +308,7 @@ func runSuite(o *options) (*report, error) {
 		}
 		rep.Reopen = &ro
 		bar.Add(1)
+		pc.step("reopen", 1)
 	}
 	if o.run["regions"] {
 		bar.Describe(fmt.Sprintf("regions  %d regions", o.manyRegions))
@@ -271,6 +318,7 @@ func runSuite(o *options) (*report, error) {
 		}
 		rep.Regions = &mr
 		bar.Add(1)
+		pc.step("regions", 1)
 	}
 	if len(diffs) > 0 {
 		res := make([][]*bench.DiffResult, len(diffs))
@@ -284,6 +332,7 @@ func runSuite(o *options) (*report, error) {
 				}
 				res[i] = append(res[i], dr)
 				bar.Add(1)
+				pc.step("differential", 1)
 			}
 		}
 		for _, rs := range res {
@@ -298,6 +347,7 @@ func runSuite(o *options) (*report, error) {
 		}
 		rep.Allocs = a
 		bar.Add(1)
+		pc.step("alloc", 1)
 	}
 	if o.plot != "" {
 		if err := sweep(o, dir, rep, bar); err != nil {
@@ -310,12 +360,21 @@ func runSuite(o *options) (*report, error) {
 	return rep, nil
 }
 
+// sectionOf returns the section a job's time counts in: its own, or remote for the
+// remote section's three parts.
+func sectionOf(j *job) string {
+	if strings.HasPrefix(j.section, "remote") {
+		return "remote"
+	}
+	return j.section
+}
+
 // plan lists the runs of the chosen sections.
 func plan(o *options, dir string) []*job {
 	var jobs []*job
 	add := func(section string, v bench.Variant, label string, cfg bench.Config, policy string) {
 		cfg.Dir = dir
-		jobs = append(jobs, &job{section: section, v: v, label: label, cfg: cfg, policy: policy})
+		jobs = append(jobs, &job{section: section, v: v, label: label, cfg: cfg, policy: policy, scale: 1})
 	}
 	saves := func(def int) int {
 		if o.saves > 0 {
