@@ -14,7 +14,7 @@ func abandon(t *testing.T, f *File) {
 		close(f.stopBg)
 		f.bgDone.Wait()
 	}
-	if err := f.release(); err != nil {
+	if err := f.closeFiles(); err != nil {
 		t.Fatal(err)
 	}
 }
