@@ -90,11 +90,12 @@ func TestS3(t *testing.T) {
 	t.Log(lastOf(lines))
 
 	// The store holds what the program committed: manifests of versions 2, 3 and 4
-	// (keep_remote=3) of checkpoint "a" of rank 0.
+	// (keep_remote=3) of checkpoint "a" of rank 0, all of the job's first life (the
+	// restart on another node began the second at version 4 and saved nothing).
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var got []string
-	for o := range srv.Client().ListObjects(ctx, srv.Bucket(), minio.ListObjectsOptions{Prefix: "run/m/0/a/", Recursive: true}) {
+	for o := range srv.Client().ListObjects(ctx, srv.Bucket(), minio.ListObjectsOptions{Prefix: "run/m/0/", Recursive: true}) {
 		if o.Err != nil {
 			t.Fatal(o.Err)
 		}
@@ -102,7 +103,7 @@ func TestS3(t *testing.T) {
 	}
 	var want []string
 	for v := 2; v <= 4; v++ {
-		want = append(want, fmt.Sprintf("run/m/0/a/%020d", v))
+		want = append(want, fmt.Sprintf("run/m/0/%020d/a/%020d", 1, v))
 	}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("manifests in the bucket: %v, want %v", got, want)

@@ -136,6 +136,12 @@ func (f *File) Register(name string, region []byte) (*Checkpoint, error) {
 		f.ckpts[name] = s
 		f.byID[s.id] = s
 	}
+	if f.tier != nil {
+		// A new node numbers its saves after what the store holds.
+		if n := f.tier.NewestOf(name); n >= s.next {
+			s.next = n + 1
+		}
+	}
 	c := &Checkpoint{f: f, st: s, name: name, region: region, diff: f.newDiffState(len(region))}
 	s.reg = c
 	f.nreg++
@@ -377,6 +383,26 @@ func (f *File) registeredList() []*Checkpoint {
 		f.regStale = false
 	}
 	return f.regList
+}
+
+// registeredNames returns the names of the registered checkpoints, sorted: what a
+// version needs committed to be complete on a rank of a job. The slice is never
+// modified after it is returned (only replaced). Caller holds f.mu.
+func (f *File) registeredNames() []string {
+	l := f.registeredList()
+	if f.regNames != nil && f.regNamesOf == len(l) && (len(l) == 0 || f.regNamesFor == &l[0]) {
+		return f.regNames
+	}
+	names := make([]string, len(l))
+	for i, c := range l {
+		names[i] = c.name
+	}
+	sort.Strings(names)
+	f.regNames, f.regNamesOf = names, len(l)
+	if len(l) > 0 {
+		f.regNamesFor = &l[0]
+	}
+	return names
 }
 
 // rebuildRegList replaces the sorted list of registered checkpoints. Caller holds f.mu.

@@ -6,6 +6,5 @@ import "github.com/ckp-go/ckp/internal/pattern"
 
 func crashFill(p []byte, r, v int)              { pattern.Fill(p, r, v) }
 func crashCheck(p []byte, r, v int) error       { return pattern.Check(p, r, v) }
-func crashChanges(r, blk, u int) bool           { return pattern.Changes(r, blk, u) }
 func crashFillSparse(p []byte, r, v, from int)  { pattern.FillSparse(p, r, v, from) }
 func crashCheckSparse(p []byte, r, v int) error { return pattern.CheckSparse(p, r, v) }

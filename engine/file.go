@@ -48,21 +48,26 @@ type File struct {
 	heldTooMuch atomic.Bool  // held-back slots outweigh the kept data: sync to free them
 	busy        atomic.Int32 // large saves running (they want every core)
 
-	mu        sync.Mutex // guards everything below
-	ckpts     map[string]*ckptState
-	byID      map[uint32]*ckptState
-	nextID    uint32
-	nreg      int           // registered checkpoints
-	huge      bool          // the data mapping asks for 2 MiB folios
-	regList   []*Checkpoint // the registered checkpoints in id order (appended to or replaced, never modified)
-	regStale  bool          // regList must be rebuilt (see registeredList)
-	nhuge     int           // registered regions of hugeAlign bytes or more
-	alloc     allocator
-	nextTxn   uint64
-	saveSeq   uint64 // saves allocated so far (SyncEvery counts them)
-	log       logState
-	live      int64 // records a compaction would keep (versions and names)
-	liveBytes int64 // bytes of the kept versions' slots
+	mu      sync.Mutex // guards everything below
+	ckpts   map[string]*ckptState
+	byID    map[uint32]*ckptState
+	nextID  uint32
+	nreg    int           // registered checkpoints
+	huge    bool          // the data mapping asks for 2 MiB folios
+	regList []*Checkpoint // the registered checkpoints in id order (appended to or replaced, never modified)
+	// regNames caches registeredNames for the regList of regNamesOf checkpoints that
+	// starts at regNamesFor.
+	regNames    []string
+	regNamesOf  int
+	regNamesFor **Checkpoint
+	regStale    bool // regList must be rebuilt (see registeredList)
+	nhuge       int  // registered regions of hugeAlign bytes or more
+	alloc       allocator
+	nextTxn     uint64
+	saveSeq     uint64 // saves allocated so far (SyncEvery counts them)
+	log         logState
+	live        int64 // records a compaction would keep (versions and names)
+	liveBytes   int64 // bytes of the kept versions' slots
 
 	unsynced []extent // data written by published saves not yet covered by a durable point
 	pubSeq   uint64   // bumped by every publish

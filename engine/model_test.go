@@ -88,16 +88,17 @@ type modelStale struct {
 }
 
 type modelMachine struct {
-	dir     string
-	path    string
-	f       *File
-	opts    Options
-	names   map[string]*modelName
-	regs    map[string]*modelReg
-	stale   []modelStale
-	seq     int                       // crashFill version counter
-	st      store.Store               // the remote tier's store (a directory)
-	history map[string]map[int][]byte // the bytes last saved under each name and number
+	dir       string
+	path      string
+	f         *File
+	opts      Options
+	names     map[string]*modelName
+	regs      map[string]*modelReg
+	stale     []modelStale
+	seq       int                         // crashFill version counter
+	st        store.Store                 // the remote tier's store (a directory)
+	storeNext map[string]int              // with a remote tier, per name, the number after the store's newest
+	history   map[string]map[int][][]byte // every bytes saved under each name and number
 }
 
 // modelErrName names an expected error class for messages.
@@ -172,6 +173,25 @@ func (m *modelMachine) open(t *rapid.T, o Options) {
 	}
 	m.f, m.opts = f, o
 	t.Logf("open %+v", o)
+	// A name without local versions numbers its saves from 1 again (what a remote tier
+	// told an earlier open is not in the local file); with a remote tier, a checkpoint
+	// registered numbers its saves after the newest version a restart may restore from
+	// the store (a new node keeps none).
+	for _, n := range m.names {
+		if len(n.kept) == 0 {
+			n.next = 1
+		}
+	}
+	m.storeNext = map[string]int{}
+	if o.Remote != nil {
+		svs, err := StoreVersions(context.Background(), m.st, 0)
+		modelWant(t, err, nil, "StoreVersions")
+		for _, sv := range svs {
+			if sv.Restorable {
+				m.storeNext[sv.Name] = max(m.storeNext[sv.Name], sv.Version+1)
+			}
+		}
+	}
 }
 
 // fill writes a fresh pattern into a registered region before a save (or, for a
@@ -199,9 +219,9 @@ func (m *modelMachine) saved(rg *modelReg) {
 	data := bytes.Clone(rg.region)
 	n.kept = append(n.kept, modelVer{num: n.next, size: len(rg.region), data: data})
 	if m.history[rg.name] == nil {
-		m.history[rg.name] = map[int][]byte{}
+		m.history[rg.name] = map[int][][]byte{}
 	}
-	m.history[rg.name][n.next] = data
+	m.history[rg.name][n.next] = append(m.history[rg.name][n.next], data)
 	n.next++
 	if k := m.opts.KeepVersions; k > 0 && len(n.kept) > k {
 		n.kept = append([]modelVer(nil), n.kept[len(n.kept)-k:]...)
@@ -318,6 +338,9 @@ func (m *modelMachine) register(t *rapid.T, name string, size int) {
 		return
 	}
 	modelWant(t, err, nil, fmt.Sprintf("Register(%q, %d)", name, size))
+	if n := m.nameOf(name); m.storeNext[name] > n.next {
+		n.next = m.storeNext[name]
+	}
 	if c.Name() != name || len(c.Region()) != size {
 		t.Fatalf("Register(%q): handle says %q, %d bytes", name, c.Name(), len(c.Region()))
 	}
@@ -444,8 +467,21 @@ func (m *modelMachine) storeMay(t *rapid.T, name string, v int, got, before []by
 // sizedElsewhere reports whether a version of name numbered v (any, for a relative v)
 // was saved with a size other than size.
 func (m *modelMachine) sizedElsewhere(name string, v, size int) bool {
-	for num, b := range m.history[name] {
-		if (v <= 0 || num == v) && len(b) != size {
+	for num, bs := range m.history[name] {
+		for _, b := range bs {
+			if (v <= 0 || num == v) && len(b) != size {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// savedAs reports whether b was saved as version num of name (at any time: a number
+// is saved again after a restart elsewhere).
+func (m *modelMachine) savedAs(name string, num int, b []byte) bool {
+	for _, w := range m.history[name][num] {
+		if bytes.Equal(w, b) {
 			return true
 		}
 	}
@@ -458,13 +494,13 @@ func (m *modelMachine) sizedElsewhere(name string, v, size int) bool {
 func (m *modelMachine) fromStore(t *rapid.T, name string, v int, got []byte, what string) {
 	t.Helper()
 	if v > 0 {
-		if want, ok := m.history[name][v]; !ok || !bytes.Equal(got, want) {
+		if !m.savedAs(name, v, got) {
 			t.Fatalf("%s: served from the store, but not the bytes saved as version %d", what, v)
 		}
 		return
 	}
-	for _, want := range m.history[name] {
-		if bytes.Equal(got, want) {
+	for num := range m.history[name] {
+		if m.savedAs(name, num, got) {
 			return
 		}
 	}
@@ -603,17 +639,21 @@ func (m *modelMachine) Reopen(t *rapid.T) {
 	}
 }
 
-// checkStore checks, after a Close that flushed the uploads, that the store holds only
-// versions with the bytes last saved under their numbers, intact.
+// checkStore checks, after a Close that flushed the uploads, that the versions a
+// restart may restore from the store hold bytes saved under their numbers, and that
+// everything in the store is intact.
 func (m *modelMachine) checkStore(t *rapid.T) {
 	t.Helper()
 	ctx := context.Background()
 	svs, err := StoreVersions(ctx, m.st, 0)
 	modelWant(t, err, nil, "StoreVersions")
 	for _, sv := range svs {
+		if !sv.Restorable {
+			continue
+		}
 		b, _, err := ReadStoreVersion(ctx, m.st, 0, sv.Name, sv.Version)
 		modelWant(t, err, nil, fmt.Sprintf("ReadStoreVersion(%q, %d)", sv.Name, sv.Version))
-		if want, ok := m.history[sv.Name][sv.Version]; !ok || !bytes.Equal(b, want) {
+		if !m.savedAs(sv.Name, sv.Version, b) {
 			t.Fatalf("the store holds version %d of %q with bytes never saved under that number", sv.Version, sv.Name)
 		}
 	}
@@ -638,7 +678,7 @@ func (m *modelMachine) adopt(t *rapid.T) {
 		for _, vi := range vs {
 			b, _, err := m.f.ReadVersion(name, vi.Version)
 			modelWant(t, err, nil, fmt.Sprintf("ReadVersion(%q, %d) on a new node", name, vi.Version))
-			if want, ok := m.history[name][vi.Version]; !ok || !bytes.Equal(b, want) {
+			if !m.savedAs(name, vi.Version, b) {
 				t.Fatalf("new node: version %d of %q does not hold the bytes saved under that number", vi.Version, name)
 			}
 			n.kept = append(n.kept, modelVer{num: vi.Version, size: len(b), data: b})
@@ -786,7 +826,7 @@ func TestModel(t *testing.T) {
 			names:   map[string]*modelName{},
 			regs:    map[string]*modelReg{},
 			st:      st,
-			history: map[string]map[int][]byte{},
+			history: map[string]map[int][][]byte{},
 		}
 		t.Cleanup(m.close)
 		m.open(t, m.drawOptions(t, false))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sort"
 
 	"github.com/ckp-go/ckp/internal/base"
 	"github.com/ckp-go/ckp/remote"
@@ -37,6 +38,14 @@ const (
 // never affected: every version saved locally stays.
 var ErrRemote = base.ErrRemote
 
+// ErrRestart: this rank's life of the job is over (docs/REMOTE.md, "The job
+// protocol"): the job went on from a version this rank is past, because another rank
+// restarted after versions completed, or this rank saved in a job of several ranks
+// without RestoreJob. Nothing this process uploads can count any more; the program
+// restarts the rank with RestoreJob. Returned by Save, SaveAll, Flush and Close; it
+// wraps ErrRemote.
+var ErrRestart = remote.ErrRestart
+
 // Types of the store inspection tools (package remote).
 type (
 	// JobStatus describes what the ranks of a job committed in a store (InspectJob).
@@ -57,7 +66,6 @@ func (f *File) openRemote() error {
 		return err
 	}
 	f.tier = t
-	f.recovered.StoreSkipped = t.Skipped()
 	return nil
 }
 
@@ -122,7 +130,7 @@ func (f *File) publishRemote(cs []*Checkpoint, now int64) {
 		sv.Pin = id
 		vs = append(vs, sv)
 	}
-	if len(vs) > 0 && !f.tier.Published(vs) {
+	if len(vs) > 0 && !f.tier.Published(vs, f.registeredNames()) {
 		for _, v := range vs {
 			f.unpinLocked(v.Pin)
 		}
@@ -155,17 +163,16 @@ func (f *File) Flush(ctx context.Context) error {
 	return f.tier.Flush(ctx)
 }
 
-// JobVersion returns the newest absolute version that every rank 0..Ranks-1 of the job
-// has committed in the store for every one of its checkpoints: a restart of every rank
-// at RestoreAll(JobVersion) (or RestoreJob) gives a consistent job. It reads the store
-// (a listing of every rank's manifests, and a manifest per rank). ErrNotFound when no
-// such version exists; ErrInvalid without a remote tier.
+// JobVersion returns the job's restart point: the newest version complete on every rank
+// of the job in its current life, the version every rank restarts from with
+// RestoreJob. It reads a few objects of the store, whatever the number of ranks.
+// ErrNotFound when the job has no such version (it starts over); ErrInvalid without a
+// remote tier.
 //
-// "Every one of its checkpoints" means every checkpoint that the Save or SaveAll which
-// wrote the version uploaded with that number (docs/REMOTE.md): a SaveAll whose
-// uploads a crash cut short does not count, while a checkpoint a rank no longer saves
-// does not hold the job version back. Ranks that save their checkpoints together
-// (SaveAll), as jobs do, number them alike.
+// A version is complete on a rank when every checkpoint registered on the rank has it
+// committed in the store, whatever mix of Save and SaveAll wrote them (docs/REMOTE.md):
+// a rank that registers a checkpoint it does not save at every number holds the job
+// back.
 func (f *File) JobVersion(ctx context.Context) (int, error) {
 	if err := f.begin(); err != nil {
 		return 0, err
@@ -174,28 +181,30 @@ func (f *File) JobVersion(ctx context.Context) (int, error) {
 	if f.tier == nil {
 		return 0, errf(ErrInvalid, "JobVersion: %s has no remote tier", f.path)
 	}
-	v, ok, err := f.tier.JobVersion(ctx)
+	v, _, err := f.tier.JobVersion(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if !ok {
+	if v == 0 {
 		s := f.tier.Settings()
-		return 0, errf(ErrNotFound, "no version is committed by every one of the %d rank(s) in %s", s.Ranks(), s.Store())
+		return 0, errf(ErrNotFound, "no version is complete on every one of the %d rank(s) in %s", s.Ranks(), s.Store())
 	}
 	return int(v), nil
 }
 
-// RestoreJob restarts this rank of a job: it restores every registered checkpoint at
-// the job version (see JobVersion) and rewinds to it, so that the next save is
-// numbered one past it on every rank that restarts the same way. When the job has no
-// version yet (it died before one was committed by every rank), it starts over: every
-// version of the registered checkpoints is dropped, locally and from this rank's
-// store, the regions are left as they are, and the next save is version 1. It returns
-// the version restored, 0 when starting over. In a job of several ranks,
-// RestoreAll(JobVersion) does the same when a job version exists.
+// RestoreJob restarts this rank of a job: it joins the job's current life (beginning
+// the next one when this rank was a member of the newest: docs/REMOTE.md, "The job
+// protocol"), restores every registered checkpoint at the life's base, the job's
+// restart point, and rewinds to it, so that the next save is numbered one past it on
+// every rank. A local copy with the same bytes is used; the others come from the store.
+// When the job has no restart point yet, it starts over: every version of the
+// registered checkpoints is dropped locally, the regions are left as they are, and the
+// next save is version 1. It returns the version restored, 0 when starting over.
 //
-// Every rank of a job calls RestoreJob before its first save; it waits for nothing
-// but the store.
+// Every rank of a job of several ranks calls RestoreJob before its first save (a rank
+// that saves without it gets ErrRestart, unless the job starts over); it waits for
+// nothing but the store. The checkpoints registered must be those the rank saved at the
+// restart point (else ErrCorrupt, and nothing changes).
 func (f *File) RestoreJob(ctx context.Context) (int, error) {
 	if err := f.begin(); err != nil {
 		return 0, err
@@ -204,19 +213,38 @@ func (f *File) RestoreJob(ctx context.Context) (int, error) {
 	if f.tier == nil {
 		return 0, errf(ErrInvalid, "RestoreJob: %s has no remote tier", f.path)
 	}
-	jv, ok, err := f.tier.JobVersion(ctx)
+	cs := f.lockRegistered()
+	defer unlockAll(cs)
+	return f.restoreJob(ctx, cs)
+}
+
+// restoreJob is RestoreJob with every registered checkpoint locked (cs).
+func (f *File) restoreJob(ctx context.Context, cs []*Checkpoint) (int, error) {
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.name
+	}
+	sort.Strings(names)
+	r, err := f.tier.Join(ctx, names)
 	if err != nil {
 		return 0, err
 	}
-	cs := f.lockRegistered()
-	defer unlockAll(cs)
 	if len(cs) == 0 {
-		return int(jv), nil
+		return int(r.Version), nil
 	}
-	if !ok {
+	if r.Version == 0 {
 		return 0, f.rewind(cs, make([]uint64, len(cs)), nil)
 	}
-	return int(jv), f.remoteRestore(ctx, cs, int(jv), nil, true)
+	in := map[string]remote.Incoming{}
+	for i, name := range names {
+		in[name] = r.In[i]
+	}
+	nums := make([]uint64, len(cs))
+	for i := range cs {
+		nums[i] = r.Version
+	}
+	lookup := func(_ context.Context, c *Checkpoint, _ uint64) (remote.Incoming, error) { return in[c.name], nil }
+	return int(r.Version), f.fetchRestore(ctx, cs, nums, lookup, true, nil, true)
 }
 
 // InspectJob lists what every rank of the job in st committed. With ranks 0 the

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 
 	"github.com/ckp-go/ckp/crc"
+	"github.com/ckp-go/ckp/internal/base"
+	"github.com/ckp-go/ckp/remote"
+	"github.com/ckp-go/ckp/store"
 )
 
 // restore copies version v of each checkpoint in cs into its region. The caller holds
@@ -185,57 +189,121 @@ func (f *File) resolveAll(cs []*Checkpoint, v int, vs []version) error {
 // or, when the local copy is missing (ErrVersion) or damaged (ErrCorrupt), from the
 // store: the store's copy is fetched into a free slot of the data file, checked, and
 // only then copied, every region located and checked before any is written. In a job
-// of several ranks a RestoreAll also rewinds: each checkpoint's versions above the one
-// restored are dropped, locally and from this rank's store, and its next save
-// continues right after it, so that every rank's version numbers stay in step after a
-// restart at the job version. The caller holds f.begin and every c.mu.
+// of several ranks a RestoreAll is RestoreJob, and v must be the job's restart point
+// (or 0). The caller holds f.begin and every c.mu.
 func (f *File) restoreAny(cs []*Checkpoint, v int, all bool) error {
 	if f.tier == nil {
 		return f.restore(cs, v)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.tier.Settings().Timeout())
+	defer cancel()
 	if all && f.tier.Settings().Ranks() > 1 {
-		return f.remoteRestore(context.Background(), cs, v, nil, true)
+		// A rank of a job restarts where the job does (RestoreJob): RestoreAll of the
+		// job's restart point (or 0) is that, any other version an error.
+		jv, _, err := f.tier.JobVersion(ctx)
+		if err != nil {
+			return err
+		}
+		if v > 0 && uint64(v) != jv || v < 0 {
+			return errf(ErrVersion, "the job restarts at version %d: RestoreAll(%d) or RestoreJob, not RestoreAll(%d)", jv, jv, v)
+		}
+		_, err = f.restoreJob(ctx, cs)
+		return err
 	}
 	err := f.restore(cs, v)
 	if err == nil || (!errors.Is(err, ErrVersion) && !errors.Is(err, ErrCorrupt)) {
 		return err
 	}
-	return f.remoteRestore(context.Background(), cs, v, err, false)
+	return f.remoteRestore(ctx, cs, v, err, false)
 }
 
 // remoteRestore is restoreAny's path through the store; localErr is the local
 // restore's failure (nil on the rewind path, which does not try the local one first).
-// Fetches end with ctx, or after Remote.Timeout.
+// A relative version counts the versions kept locally and those committed in the store
+// together (a new node holds none). Restoring the newest (v == 0), a version that does
+// not check out in the store is skipped for the one before it, and listed in
+// Recovered().StoreSkipped. Fetches end with ctx, or after Remote.Timeout.
 func (f *File) remoteRestore(ctx context.Context, cs []*Checkpoint, v int, localErr error, rewind bool) error {
 	t := f.tier
 	nums := make([]uint64, len(cs))
-	f.mu.Lock()
+	var common []uint64 // the numbers every checkpoint of cs has, locally or in the store
 	for i, c := range cs {
+		committed, err := t.Committed(ctx, c.name)
+		if err != nil {
+			return err
+		}
+		f.mu.Lock()
 		lv, lerr := c.st.resolve(v)
+		all := unionVersions(c.st, committed)
+		f.mu.Unlock()
+		if i == 0 {
+			common = all
+		} else {
+			common = base.Intersect(common, all)
+		}
 		switch {
 		case lerr == nil:
 			nums[i] = lv.num
 		case v > 0:
 			nums[i] = uint64(v)
-		default:
-			// A relative version counts the versions kept locally and those committed
-			// in the store together (a new node holds only what it brought in).
-			all := unionVersions(c.st, t.Committed(c.name))
-			if k := len(all) - 1 + v; k >= 0 {
-				nums[i] = all[k]
-			} else if len(all) > 0 {
-				lerr = errf(ErrVersion, "version %d of %q: only %d kept here and in %s", v, c.name, len(all), t.Settings().Store())
-			}
-		}
-		if nums[i] == 0 {
-			f.mu.Unlock()
-			if localErr != nil && v > 0 {
-				return localErr
-			}
-			return lerr
 		}
 	}
-	f.mu.Unlock()
+	if v <= 0 {
+		// A relative version counts the versions every checkpoint has, kept here or
+		// committed in the store (a new node keeps none), so that RestoreAll restores
+		// one SaveAll.
+		k := len(common) - 1 + v
+		if k < 0 {
+			if localErr != nil && len(common) == 0 {
+				return localErr
+			}
+			return errf(ErrVersion, "version %d: only %d kept here and in %s for every checkpoint", v, len(common), t.Settings().Store())
+		}
+		for i := range nums {
+			nums[i] = common[k]
+		}
+	}
+	lookup := func(ctx context.Context, c *Checkpoint, num uint64) (remote.Incoming, error) {
+		return t.Lookup(ctx, c.name, num)
+	}
+	for {
+		err := f.fetchRestore(ctx, cs, nums, lookup, false, localErr, rewind)
+		var d *damaged
+		if v != 0 || !errors.As(err, &d) {
+			return err
+		}
+		// The newest does not check out in the store: the one before it.
+		k := slices.Index(common, nums[d.i])
+		if k <= 0 {
+			return err
+		}
+		f.mu.Lock()
+		f.recovered.StoreSkipped = append(f.recovered.StoreSkipped, StoreDamage{Name: cs[d.i].name, Version: int(nums[d.i]), Reason: d.err.Error()})
+		f.mu.Unlock()
+		for i := range nums {
+			nums[i] = common[k-1]
+		}
+	}
+}
+
+// damaged is fetchRestore's error for a version of cs[i] that does not check out in
+// the store (its manifest or data damaged, or gone).
+type damaged struct {
+	i   int
+	err error
+}
+
+func (d *damaged) Error() string { return d.err.Error() }
+func (d *damaged) Unwrap() error { return d.err }
+
+// fetchRestore restores version nums[i] of each cs[i]: the local copy when it checks
+// out (and, with sameBytes, holds the bytes of the store's copy: a local version of
+// that number may be of an abandoned life), else the store's, fetched through lookup
+// into a free slot and checked. With rewind the restored versions become each
+// checkpoint's newest (see rewind).
+func (f *File) fetchRestore(ctx context.Context, cs []*Checkpoint, nums []uint64,
+	lookup func(ctx context.Context, c *Checkpoint, num uint64) (remote.Incoming, error), sameBytes bool, localErr error, rewind bool) error {
+	t := f.tier
 	ctx, cancel := context.WithTimeout(ctx, t.Settings().Timeout())
 	defer cancel()
 	fetched := map[*ckptState]version{}
@@ -253,11 +321,22 @@ func (f *File) remoteRestore(ctx context.Context, cs []*Checkpoint, v int, local
 		f.mu.Lock()
 		lv, lerr := c.st.resolve(int(nums[i]))
 		f.mu.Unlock()
-		if lerr == nil && lv.length == int64(len(c.region)) && f.checkReadable(c.st, &lv, len(c.name)) == nil {
+		local := lerr == nil && lv.length == int64(len(c.region)) && f.checkReadable(c.st, &lv, len(c.name)) == nil
+		if local && !sameBytes {
 			src[i] = lv
 			continue
 		}
-		in, err := t.Lookup(ctx, c.name, nums[i])
+		in, err := lookup(ctx, c, nums[i])
+		switch {
+		case err == nil && in.Fill == nil:
+			err = errf(ErrVersion, "version %d of %q is not in %s", nums[i], c.name, t.Settings().Store())
+		case err != nil && (errors.Is(err, ErrCorrupt) || errors.Is(err, store.ErrNotExist)):
+			err = &damaged{i, err}
+		}
+		if local && err == nil && in.Hash == lv.hash {
+			src[i] = lv // the local copy holds the bytes the store's does
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, ErrVersion) && lerr == nil && lv.length != int64(len(c.region)) {
 				return errf(ErrSize, "version %d of %q holds %d bytes, the region has %d", lv.num, c.name, lv.length, len(c.region))
@@ -276,7 +355,11 @@ func (f *File) remoteRestore(ctx context.Context, cs []*Checkpoint, v int, local
 		f.mu.Unlock()
 		x, err := f.importSlot(ctx, &in, txn, 1)
 		if err != nil {
-			return fmt.Errorf("%w: %s: fetch version %d of %q: %w", ErrRemote, t.Settings().Store(), nums[i], c.name, err)
+			err = fmt.Errorf("%w: %s: fetch version %d of %q: %w", ErrRemote, t.Settings().Store(), nums[i], c.name, err)
+			if errors.Is(err, ErrCorrupt) || errors.Is(err, store.ErrNotExist) {
+				return &damaged{i, err}
+			}
+			return err
 		}
 		fetched[c.st] = x
 		src[i] = x

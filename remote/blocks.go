@@ -54,7 +54,7 @@ func (t *Tier) uploadBlocks(it *item) error {
 		for _, sg := range segs {
 			hs = binary.LittleEndian.AppendUint64(hs, sg.hash)
 		}
-		key = dataKey(t.cfg.rank, xxhash.Sum64(hs), total)
+		key = dataKey(t.cfg.rank, it.life, it.num, xxhash.Sum64(hs), total)
 	}
 	// The extents: the new object for the blocks sent, the base's objects for the rest.
 	var ex []extentRef
@@ -104,26 +104,15 @@ func (t *Tier) uploadBlocks(it *item) error {
 func blockLen(b int64, shift uint8, n int64) int64 { return base.BlockLen(b, shift, n) }
 
 // baseManifest returns the manifest of the checkpoint's newest version committed in
-// the store when its blocks can serve this one's (stored by blocks of the same size
-// over the same length, naming few enough objects), or nil.
+// this life when its blocks can serve this one's (stored by blocks of the same size
+// over the same length, naming few enough objects), or nil: the first version a process
+// uploads in a life sends every block.
 func (t *Tier) baseManifest(it *item, nb int64) *manifest {
 	t.mu.Lock()
-	c := t.ckpts[it.seg]
-	var newest uint64
-	if c != nil {
-		newest = c.newest()
-	}
 	m := t.lastMan[it.seg]
 	t.mu.Unlock()
-	if newest == 0 {
+	if m == nil || m.Life != it.life || m.Version >= it.num {
 		return nil
-	}
-	if m == nil || m.Version != newest {
-		var err error
-		m, err = t.storeManifest(t.ctx, it.v.Name, newest)
-		if err != nil {
-			return nil // no base: every block goes
-		}
 	}
 	if m.Shift != it.v.Shift || m.Length != it.v.Length || int64(len(m.Table)) != 8*nb {
 		return nil

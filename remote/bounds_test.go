@@ -38,13 +38,13 @@ func TestInspectJobBoundsRanksFromManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	m := &manifest{Name: "x", Version: 1, Length: 5, Hash: crc.Payload([]byte("hello")), Rank: 0, Ranks: 0xFFFFFFF0,
+	m := &manifest{Name: "x", Version: 1, Length: 5, Hash: crc.Payload([]byte("hello")), Rank: 0, Ranks: 0xFFFFFFF0, Life: 1,
 		Extents: []extentRef{{Off: 0, Len: 5, Hash: crc.Payload([]byte("hello")), Key: "d/0/x-5"}}}
 	b := m.encode() // a valid CRC over a claim of 4 billion ranks
 	if _, err := decodeManifest(b); !errors.Is(err, base.ErrCorrupt) {
 		t.Fatalf("decode of a manifest of %d ranks: %v, want ErrCorrupt", m.Ranks, err)
 	}
-	if err := st.Create(ctx, manifestKey(0, "x", 1), bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := st.Create(ctx, manifestKey(0, 1, "x", 1), bytes.NewReader(b), int64(len(b))); err != nil {
 		t.Fatal(err)
 	}
 	js, err := InspectJob(ctx, st, 0)

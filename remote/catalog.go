@@ -9,44 +9,39 @@ import (
 	"github.com/ckp-go/ckp/store"
 )
 
-// The catalog: what this rank has committed in the store, known from a listing at Open
-// and kept up to date by commits and deletions. It names, per committed version, the
-// data objects its manifest names (read lazily for versions committed before this
-// File opened), so that no data object is deleted while a committed version or an
-// unfinished upload names it.
+// The catalog: what this rank has committed in the store, in every life, known from a
+// listing at Open and kept up to date by this process's commits and deletions. It
+// names, per committed version, the data objects its manifest names (read lazily for
+// versions committed before this process), so that no data object is deleted while a
+// kept manifest or an unfinished upload names it.
 
 // storeCkpt is what this rank has committed in the store for one checkpoint.
 type storeCkpt struct {
 	name string     // "" until known (a hashed key segment whose manifest was not read)
 	seg  string     // the key segment
-	vers []storeVer // committed versions, oldest first
+	vers []storeVer // committed versions, by life then number
 }
 
 type storeVer struct {
-	num     uint64
-	keys    []string // the data objects its manifest names; nil until known
-	members uint32   // its manifest's Members; 0 until known
+	life, num uint64
+	keys      []string // the data objects its manifest names; nil until known
 }
 
-// newest returns the newest committed version, or 0.
-func (c *storeCkpt) newest() uint64 {
-	if len(c.vers) == 0 {
-		return 0
-	}
-	return c.vers[len(c.vers)-1].num
-}
+func (v storeVer) point() point { return point{v.life, v.num} }
 
-// find returns the index of version v, or -1.
-func (c *storeCkpt) find(v uint64) int {
-	i := sort.Search(len(c.vers), func(i int) bool { return c.vers[i].num >= v })
-	if i < len(c.vers) && c.vers[i].num == v {
+func pointLess(a, b point) bool { return a.life < b.life || a.life == b.life && a.v < b.v }
+
+// find returns the index of version p, or -1.
+func (c *storeCkpt) find(p point) int {
+	i := sort.Search(len(c.vers), func(i int) bool { return !pointLess(c.vers[i].point(), p) })
+	if i < len(c.vers) && c.vers[i].point() == p {
 		return i
 	}
 	return -1
 }
 
 func sortVers(vs []storeVer) {
-	sort.Slice(vs, func(i, j int) bool { return vs[i].num < vs[j].num })
+	sort.Slice(vs, func(i, j int) bool { return pointLess(vs[i].point(), vs[j].point()) })
 }
 
 // ckpt returns this rank's store state of seg, creating it. Caller holds t.mu.
@@ -62,11 +57,11 @@ func (t *Tier) ckpt(seg, name string) *storeCkpt {
 	return c
 }
 
-// add records a committed version (replacing one of the same number). Caller holds
-// t.mu.
+// add records a committed version (replacing one of the same life and number). Caller
+// holds t.mu.
 func (t *Tier) add(c *storeCkpt, v storeVer) {
-	i := sort.Search(len(c.vers), func(i int) bool { return c.vers[i].num >= v.num })
-	if i < len(c.vers) && c.vers[i].num == v.num {
+	i := sort.Search(len(c.vers), func(i int) bool { return !pointLess(c.vers[i].point(), v.point()) })
+	if i < len(c.vers) && c.vers[i].point() == v.point() {
 		t.unref(c.vers[i].keys)
 		c.vers[i] = v
 	} else {
@@ -77,6 +72,18 @@ func (t *Tier) add(c *storeCkpt, v storeVer) {
 	for _, k := range v.keys {
 		t.refs[k]++
 	}
+}
+
+// remove forgets a committed version. Caller holds t.mu.
+func (t *Tier) remove(c *storeCkpt, p point) []string {
+	i := c.find(p)
+	if i < 0 {
+		return nil
+	}
+	keys := c.vers[i].keys
+	c.vers = append(c.vers[:i], c.vers[i+1:]...)
+	t.unref(keys)
+	return keys
 }
 
 func (t *Tier) unref(keys []string) {
@@ -96,80 +103,43 @@ func manifestKeys(m *manifest) []string {
 	return keys
 }
 
-// loadKeys reads the manifests of this rank's committed versions whose data objects
-// are not known yet (committed before this File opened), so that no data object is
-// deleted while a committed version names it.
-func (t *Tier) loadKeys(ctx context.Context) error {
-	t.mu.Lock()
-	var todo []victim
-	for _, c := range t.ckpts {
-		for _, v := range c.vers {
-			if v.keys == nil {
-				todo = append(todo, victim{c.seg, v.num})
-			}
+// visible returns the committed versions of c that a restart may use, ascending by
+// number: those on the lineage (see lineage), one per number.
+func (c *storeCkpt) visible(caps lineage) []storeVer {
+	var out []storeVer
+	for _, v := range c.vers {
+		if caps == nil || v.num <= caps[v.life] {
+			out = append(out, v)
 		}
 	}
-	t.mu.Unlock()
-	return parallel(ctx, len(todo), 8, func(ctx context.Context, i int) error {
-		v := todo[i]
-		m, err := readManifest(ctx, t.st, manifestKey(t.cfg.rank, v.seg, v.num))
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		c := t.ckpts[v.seg]
-		j := -1
-		if c != nil {
-			j = c.find(v.num)
-		}
-		switch {
-		case j < 0 || c.vers[j].keys != nil:
-			return nil // deleted or loaded meanwhile
-		case errors.Is(err, store.ErrNotExist):
-			c.vers = append(c.vers[:j], c.vers[j+1:]...)
-			return nil
-		case err != nil:
-			return err
-		}
-		if c.name == "" {
-			c.name = m.Name
-		}
-		t.add(c, storeVer{num: v.num, keys: manifestKeys(m), members: m.Members})
-		return nil
-	})
-}
-
-// keysKnown reports whether the data objects of every committed version are known.
-// Caller holds t.mu.
-func (t *Tier) keysKnown() bool {
-	for _, c := range t.ckpts {
-		for _, v := range c.vers {
-			if v.keys == nil {
-				return false
+	sort.SliceStable(out, func(i, j int) bool { return out[i].num < out[j].num })
+	k := 0
+	for i, v := range out {
+		if k > 0 && out[k-1].num == v.num {
+			if v.life > out[k-1].life {
+				out[k-1] = out[i] // the newest life's
 			}
+			continue
 		}
+		out[k] = v
+		k++
 	}
-	return true
+	return out[:k]
 }
 
-// storeManifest returns the manifest of this rank's committed version v of the
+// storeManifest returns the manifest of this rank's committed version p of the
 // checkpoint called name, or an error wrapping ErrVersion when the store holds none.
-func (t *Tier) storeManifest(ctx context.Context, name string, v uint64) (*manifest, error) {
-	t.mu.Lock()
+func (t *Tier) storeManifest(ctx context.Context, name string, p point) (*manifest, error) {
 	seg := nameSegment(name)
-	c := t.ckpts[seg]
-	ok := c != nil && c.find(v) >= 0
-	t.mu.Unlock()
-	if !ok {
-		return nil, base.Errf(base.ErrVersion, "version %d of %q is not committed in %s", v, name, t.st)
-	}
-	m, err := readManifest(ctx, t.st, manifestKey(t.cfg.rank, seg, v))
+	m, err := readManifest(ctx, t.st, manifestKey(t.cfg.rank, p.life, seg, p.v))
 	if errors.Is(err, store.ErrNotExist) {
-		return nil, base.Errf(base.ErrVersion, "version %d of %q is no longer in %s", v, name, t.st)
+		return nil, base.Errf(base.ErrVersion, "version %d of %q is no longer in %s", p.v, name, t.st)
 	}
 	if err != nil {
-		return nil, remoteErr(t.st, err, "read the manifest of version %d of %q", v, name)
+		return nil, remoteErr(t.st, err, "read the manifest of version %d of %q", p.v, name)
 	}
-	if m.Name != name || m.Version != v {
-		return nil, base.Errf(base.ErrCorrupt, "%s: manifest of version %d of %q names version %d of %q", t.st, v, name, m.Version, m.Name)
+	if m.Name != name || m.Version != p.v || m.Life != p.life {
+		return nil, base.Errf(base.ErrCorrupt, "%s: manifest of %v of %q names version %d of life %d of %q", t.st, p, name, m.Version, m.Life, m.Name)
 	}
 	return m, nil
 }

@@ -43,6 +43,23 @@ type Config struct {
 	// store, and how long Close waits for uploads to finish before it gives up on them.
 	// 0 means DefaultTimeout.
 	Timeout time.Duration
+
+	// Launch, when not empty, names this launch of the job: the same string on every
+	// rank started together (the job scheduler's job and restart ids, or random bytes
+	// rank 0 broadcasts), and another one at the next restart. A rank then never joins a
+	// life of another launch, even when a process of an older launch outlives the
+	// restart. Empty relies on every process of the old launch being dead before the
+	// new one starts (docs/REMOTE.md, "The job protocol").
+	Launch string
+
+	// Workers is the number of goroutines that upload in the background; 0 means 4. A
+	// negative Workers uploads nothing in the background: Flush and Close upload what
+	// was saved, on the caller's goroutine, and the tier starts no goroutine of its own.
+	Workers int
+
+	// Backoff is the first wait after a transient store error, doubling after each
+	// further one up to 100 times it; 0 means 50 ms.
+	Backoff time.Duration
 }
 
 // Defaults of the remote tier.
@@ -65,13 +82,16 @@ type Settings struct {
 	rank       int
 	ranks      int
 	timeout    time.Duration
+	launch     string
+	workers    int
+	backoff    time.Duration
 }
 
 // Resolve checks c and applies its defaults; keepVersions is the local file's
 // KeepVersions (Keep's default). A bad field is an error wrapping ErrInvalid.
 func (c *Config) Resolve(keepVersions int) (Settings, error) {
 	s := Settings{st: c.Store, every: 1, maxPending: c.MaxPending, keep: c.Keep,
-		rank: c.Rank, ranks: c.Ranks, timeout: c.Timeout}
+		rank: c.Rank, ranks: c.Ranks, timeout: c.Timeout, launch: c.Launch, workers: c.Workers, backoff: c.Backoff}
 	switch {
 	case c.Store == nil:
 		return s, base.Errf(base.ErrInvalid, "Remote.Store is nil")
@@ -85,6 +105,10 @@ func (c *Config) Resolve(keepVersions int) (Settings, error) {
 		return s, base.Errf(base.ErrInvalid, "Remote.Rank %d is not below Remote.Ranks %d", c.Rank, c.Ranks)
 	case c.Ranks > MaxRanks:
 		return s, base.Errf(base.ErrInvalid, "Remote.Ranks %d is more than %d", c.Ranks, MaxRanks)
+	case len(c.Launch) > maxLaunch:
+		return s, base.Errf(base.ErrInvalid, "Remote.Launch of %d bytes (at most %d)", len(c.Launch), maxLaunch)
+	case c.Backoff < 0:
+		return s, base.Errf(base.ErrInvalid, "negative Remote.Backoff")
 	}
 	if c.Every > 1 {
 		s.every = uint64(c.Every)
@@ -100,6 +124,15 @@ func (c *Config) Resolve(keepVersions int) (Settings, error) {
 	}
 	if s.timeout == 0 {
 		s.timeout = DefaultTimeout
+	}
+	switch {
+	case s.workers == 0:
+		s.workers = uploadWorkers
+	case s.workers < 0:
+		s.workers = -1
+	}
+	if s.backoff == 0 {
+		s.backoff = 50 * time.Millisecond
 	}
 	return s, nil
 }

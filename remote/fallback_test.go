@@ -11,8 +11,9 @@ import (
 )
 
 // TestNewNodeSkipsDamagedNewest: when the newest version committed in the store is
-// damaged, Open on a new node brings in the newest one that checks out, and says
-// which it skipped (Recovered().StoreSkipped), instead of failing: the rank can start.
+// damaged, Open on a new node succeeds, and RestoreAll(0) restores the newest one that
+// checks out and says which it skipped (Recovered().StoreSkipped), instead of
+// failing: the rank can start.
 func TestNewNodeSkipsDamagedNewest(t *testing.T) {
 	root := t.TempDir()
 	st, err := store.Dir(root)
@@ -47,6 +48,7 @@ func TestNewNodeSkipsDamagedNewest(t *testing.T) {
 	}
 	n := openRemoteWriter(t, filepath.Join(t.TempDir(), "new.ckp"), opts, 4096, 100)
 	defer n.f.Close()
+	n.check(t, 0, 2)
 	sk := n.f.Recovered().StoreSkipped
 	if len(sk) != 1 || sk[0].Version != 3 {
 		t.Fatalf("StoreSkipped = %+v, want version 3", sk)

@@ -25,7 +25,7 @@ const (
 // fetchInto downloads the payload that m describes into dst (m.Length bytes) and
 // checks it. dst may be part of the data mapping: faults become base.ErrCorrupt. prepare,
 // if not nil, is called for each piece of dst before it is written (to pre-fault it).
-func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, prepare func(off, n int64)) error {
+func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, prepare func(off, n int64), workers int) error {
 	if int64(len(dst)) != m.Length {
 		return base.Errf(base.ErrInvalid, "fetch of %d bytes into %d", m.Length, len(dst))
 	}
@@ -52,7 +52,7 @@ func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, pre
 		checked := make([]atomic.Bool, nb)
 		var firstBad atomic.Int64
 		firstBad.Store(-1)
-		err := parallel(ctx, len(ps), fetchWorkers, func(ctx context.Context, i int) (err error) {
+		err := parallel(ctx, len(ps), workers, func(ctx context.Context, i int) (err error) {
 			p := ps[i]
 			defer base.Catch(&err)
 			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))

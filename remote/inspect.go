@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ckp-go/ckp/internal/base"
@@ -16,85 +18,155 @@ import (
 // deadline, for at most DefaultTimeout of failures in a row: a store that keeps
 // failing ends the call with ErrRemote instead of holding it forever.
 
-// JobStatus describes what the ranks of a job committed in a store.
+// JobStatus describes the job whose ranks share a store.
 type JobStatus struct {
-	// Ranks is the number of ranks: as given, or as the manifests say (at least one
-	// more than the highest rank that committed anything).
+	// Ranks is the number of ranks: as given, or as the newest life says.
 	Ranks int
-	// Newest is, per rank, the newest version it committed for every one of its
-	// checkpoints; 0 when it has none.
+	// Life is the job's newest life (0: none yet); Base the version it began from (0:
+	// the start); Launch the launch id of the process that created it.
+	Life   uint64
+	Base   int
+	Launch string
+	// Version is the job's restart point (File.JobVersion): the newest version complete
+	// on every rank in the newest life, or its base; VersionLife the life it was
+	// completed in.
+	Version     int
+	VersionLife uint64
+	// Started: every rank has joined the newest life; Sealed: it is over (the next
+	// RestoreJob begins the next life).
+	Started, Sealed bool
+	// Joined is, per rank, whether it joined the newest life.
+	Joined []bool
+	// Newest is, per rank, the newest version complete on it in the newest life (its
+	// version record); 0 when it has none.
 	Newest []int
-	// Committed is, per rank, the number of committed versions, all checkpoints
-	// together.
+	// Committed is, per rank, the number of committed versions in the store, all
+	// checkpoints and lives together.
 	Committed []int
-	// Version is the job version (see File.JobVersion); 0 when there is none.
-	Version int
 }
 
-// InspectJob lists what every rank of the job in st committed. With ranks 0 the
-// number of ranks is read from the manifests.
+// InspectJob describes the job in st: its newest life, the restart point, and what
+// every rank joined, completed and committed. With ranks 0 the number of ranks is the
+// newest life's. It reads a few objects, and lists the newest life's records and the
+// manifests (a tool's cost, not a rank's).
 func InspectJob(ctx context.Context, st store.Store, ranks int) (JobStatus, error) {
 	ctx = toolContext(ctx)
 	if ranks < 0 || ranks > MaxRanks {
 		return JobStatus{}, base.Errf(base.ErrInvalid, "InspectJob: %d ranks (at most %d)", ranks, MaxRanks)
 	}
-	job, err := listJob(ctx, st)
-	if err != nil {
-		return JobStatus{}, remoteErr(st, err, "list the job's versions")
+	var js JobStatus
+	for {
+		n, L, err := newestLife(ctx, st)
+		if err != nil {
+			return js, remoteErr(st, err, "read the job's lives")
+		}
+		if n == 0 {
+			break
+		}
+		h, err := logHead(ctx, st, L)
+		if err != nil {
+			return js, remoteErr(st, err, "read the log of life %d", n)
+		}
+		g := geom{R: L.ranks, K: L.arity}
+		js.Started, err = existsIn(ctx, st, g.rootKey(joinTree(n)))
+		if err != nil {
+			return js, remoteErr(st, err, "read the join tree of life %d", n)
+		}
+		newer, err := existsIn(ctx, st, lifeKey(n+1))
+		if err != nil {
+			return js, remoteErr(st, err, "read the job's lives")
+		}
+		if newer {
+			continue
+		}
+		js.Life, js.Base, js.Launch = n, int(L.base.v), L.launch
+		js.Version, js.VersionLife, js.Sealed = int(h.rp.v), h.rp.life, h.sealed
+		if ranks == 0 {
+			ranks = L.ranks
+		}
+		break
 	}
-	if ranks <= 0 {
-		for r, segs := range job {
-			ranks = max(ranks, r+1)
-			for seg, vs := range segs {
-				if m, err := readManifest(ctx, st, manifestKey(r, seg, vs[len(vs)-1])); err == nil {
-					ranks = max(ranks, m.Ranks)
-				}
-				break
+	if ranks == 0 {
+		ranks = 1
+	}
+	js.Ranks = ranks
+	js.Joined, js.Newest, js.Committed = make([]bool, ranks), make([]int, ranks), make([]int, ranks)
+	if js.Life > 0 {
+		objs, err := listIn(ctx, st, joinTree(js.Life)+"/0/")
+		if err != nil {
+			return js, remoteErr(st, err, "list the join records of life %d", js.Life)
+		}
+		for _, o := range objs {
+			if r, err := strconv.Atoi(o.Key[strings.LastIndexByte(o.Key, '/')+1:]); err == nil && r >= 0 && r < ranks {
+				js.Joined[r] = true
+			}
+		}
+		objs, err = listIn(ctx, st, jobDir+"done/"+num20(js.Life)+"/")
+		if err != nil {
+			return js, remoteErr(st, err, "list the version records of life %d", js.Life)
+		}
+		for _, o := range objs {
+			parts := strings.Split(strings.TrimPrefix(o.Key, jobDir+"done/"), "/")
+			if len(parts) != 5 || parts[2] != "0" {
+				continue // an internal node
+			}
+			v, err1 := strconv.ParseUint(parts[1], 10, 64)
+			r, err2 := strconv.Atoi(parts[4])
+			if err1 == nil && err2 == nil && r >= 0 && r < ranks {
+				js.Newest[r] = max(js.Newest[r], int(v))
 			}
 		}
 	}
-	js := JobStatus{Ranks: ranks, Newest: make([]int, ranks), Committed: make([]int, ranks)}
-	members := storeMembers(st, nil)
-	for r := 0; r < ranks; r++ {
-		v, ok, err := jobVersionOf(ctx, jobListing{0: job[r]}, 1, func(ctx context.Context, _ int, seg string, v uint64) (uint32, error) {
-			return members(ctx, r, seg, v)
-		})
-		if err != nil {
-			return js, remoteErr(st, err, "read the manifests of rank %d", r)
-		}
-		if ok {
-			js.Newest[r] = int(v)
-		}
-		for _, vs := range job[r] {
-			js.Committed[r] += len(vs)
-		}
-	}
-	v, ok, err := jobVersionOf(ctx, job, ranks, members)
+	objs, err := listIn(ctx, st, manifestDir)
 	if err != nil {
-		return js, remoteErr(st, err, "read the job's manifests")
+		return js, remoteErr(st, err, "list the manifests")
 	}
-	if ok {
-		js.Version = int(v)
+	for _, o := range objs {
+		r, ok := parseManifestKey(o.Key)
+		if !ok {
+			if outOfRange(o.Key) {
+				return js, base.Errf(base.ErrCorrupt, "%s: key %q names a rank beyond %d", st, o.Key, MaxRanks-1)
+			}
+			continue
+		}
+		if r.rank < ranks {
+			js.Committed[r.rank]++
+		}
 	}
 	return js, nil
 }
 
+// listIn lists prefix, retrying transient errors.
+func listIn(ctx context.Context, st store.Store, prefix string) ([]store.Object, error) {
+	var objs []store.Object
+	err := retry(ctx, 0, func(ctx context.Context) error {
+		var err error
+		objs, err = st.List(ctx, prefix)
+		return err
+	})
+	return objs, err
+}
+
 // StoreVersion describes a version committed in a store.
 type StoreVersion struct {
-	Name     string    // the checkpoint
-	Version  int       // the version number
-	Size     int64     // its bytes
-	Saved    time.Time // when the writer saved it
-	Hash     uint64    // the payload hash (docs/FORMAT.md)
-	Txn      uint64    // the transaction in the writer's local file
-	Rank     int       // the rank that committed it
-	Manifest string    // the manifest's key
-	Objects  []string  // the data objects that hold its bytes
+	Name    string    // the checkpoint
+	Version int       // the version number
+	Size    int64     // its bytes
+	Saved   time.Time // when the writer saved it
+	Hash    uint64    // the payload hash (docs/FORMAT.md)
+	Txn     uint64    // the transaction in the writer's local file
+	Rank    int       // the rank that committed it
+	Life    uint64    // the life of the job it was committed in
+	// Restorable: the version is on the job's lineage (a restart may restore it); the
+	// others belong to abandoned lives, and retention deletes them.
+	Restorable bool
+	Manifest   string   // the manifest's key
+	Objects    []string // the data objects that hold its bytes
 }
 
 func storeVersionOf(m *manifest, key string) StoreVersion {
 	sv := StoreVersion{Name: m.Name, Version: int(m.Version), Size: m.Length, Saved: time.Unix(0, m.Time),
-		Hash: m.Hash, Txn: m.Txn, Rank: m.Rank, Manifest: key}
+		Hash: m.Hash, Txn: m.Txn, Rank: m.Rank, Life: m.Life, Manifest: key}
 	for _, e := range m.Extents {
 		sv.Objects = append(sv.Objects, e.Key)
 	}
@@ -109,6 +181,10 @@ func StoreVersions(ctx context.Context, st store.Store, rank int) ([]StoreVersio
 	if err != nil {
 		return nil, err
 	}
+	caps, err := storeLineage(ctx, st)
+	if err != nil {
+		return nil, remoteErr(st, err, "read the job's state")
+	}
 	out := make([]StoreVersion, len(keys))
 	err = parallel(ctx, len(keys), 16, func(ctx context.Context, i int) error {
 		m, err := readManifest(ctx, st, keys[i])
@@ -116,6 +192,7 @@ func StoreVersions(ctx context.Context, st store.Store, rank int) ([]StoreVersio
 			return err
 		}
 		out[i] = storeVersionOf(m, keys[i])
+		out[i].Restorable = caps == nil || m.Version <= caps[m.Life]
 		return nil
 	})
 	if err != nil {
@@ -125,6 +202,9 @@ func StoreVersions(ctx context.Context, st store.Store, rank int) ([]StoreVersio
 		if out[i].Name != out[j].Name {
 			return out[i].Name < out[j].Name
 		}
+		if out[i].Life != out[j].Life {
+			return out[i].Life < out[j].Life
+		}
 		return out[i].Version < out[j].Version
 	})
 	return out, nil
@@ -132,12 +212,7 @@ func StoreVersions(ctx context.Context, st store.Store, rank int) ([]StoreVersio
 
 // rankKeys lists the manifest keys of rank.
 func rankKeys(ctx context.Context, st store.Store, rank int) ([]string, error) {
-	var objs []store.Object
-	err := retry(ctx, 0, func(ctx context.Context) error {
-		var err error
-		objs, err = st.List(ctx, rankManifests(rank))
-		return err
-	})
+	objs, err := listIn(ctx, st, rankManifests(rank))
 	if err != nil {
 		return nil, remoteErr(st, err, "list the versions of rank %d", rank)
 	}
@@ -150,30 +225,34 @@ func rankKeys(ctx context.Context, st store.Store, rank int) ([]string, error) {
 	return keys, nil
 }
 
-// storeLookup finds the manifest of version v (absolute, or 0, -1, ... from the
-// newest committed) of name committed by rank.
+// storeLookup finds the manifest of version v (absolute, or 0, -1, ... from the newest)
+// of name committed by rank, among the versions a restart may use: those on the
+// lineage of the job's newest life.
 func storeLookup(ctx context.Context, st store.Store, rank int, name string, v int) (*manifest, string, error) {
 	seg := nameSegment(name)
-	var objs []store.Object
-	err := retry(ctx, 0, func(ctx context.Context) error {
-		var err error
-		objs, err = st.List(ctx, rankManifests(rank)+seg+"/")
-		return err
-	})
+	objs, err := listIn(ctx, st, rankManifests(rank))
 	if err != nil {
 		return nil, "", remoteErr(st, err, "list the versions of %q", name)
 	}
-	var vs []uint64
+	c := &storeCkpt{seg: seg, name: name}
 	for _, o := range objs {
 		if r, ok := parseManifestKey(o.Key); ok && r.rank == rank && r.seg == seg {
-			vs = append(vs, r.ver)
+			c.vers = append(c.vers, storeVer{life: r.life, num: r.ver})
 		}
 	}
-	sort.Slice(vs, func(i, j int) bool { return vs[i] < vs[j] })
-	if len(vs) == 0 {
+	if len(c.vers) == 0 {
 		return nil, "", base.Errf(base.ErrNotFound, "rank %d committed no version of %q in %s", rank, name, st)
 	}
-	var want uint64
+	caps, err := storeLineage(ctx, st)
+	if err != nil {
+		return nil, "", remoteErr(st, err, "read the job's state")
+	}
+	sortVers(c.vers)
+	vs := c.visible(caps)
+	if len(vs) == 0 {
+		return nil, "", base.Errf(base.ErrVersion, "rank %d committed no version of %q a restart may use in %s", rank, name, st)
+	}
+	var want storeVer
 	if v <= 0 {
 		i := len(vs) - 1 + v
 		if i < 0 {
@@ -181,19 +260,19 @@ func storeLookup(ctx context.Context, st store.Store, rank int, name string, v i
 		}
 		want = vs[i]
 	} else {
-		want = uint64(v)
-		i := sort.Search(len(vs), func(i int) bool { return vs[i] >= want })
-		if i == len(vs) || vs[i] != want {
-			return nil, "", base.Errf(base.ErrVersion, "version %d of %q is not committed in %s (committed: %d..%d)", v, name, st, vs[0], vs[len(vs)-1])
+		i := sort.Search(len(vs), func(i int) bool { return vs[i].num >= uint64(v) })
+		if i == len(vs) || vs[i].num != uint64(v) {
+			return nil, "", base.Errf(base.ErrVersion, "version %d of %q is not committed in %s (committed: %d..%d)", v, name, st, vs[0].num, vs[len(vs)-1].num)
 		}
+		want = vs[i]
 	}
-	key := manifestKey(rank, seg, want)
+	key := manifestKey(rank, want.life, seg, want.num)
 	m, err := readManifest(ctx, st, key)
 	if err != nil {
 		if errors.Is(err, base.ErrCorrupt) {
 			return nil, key, err
 		}
-		return nil, key, remoteErr(st, err, "read the manifest of version %d of %q", want, name)
+		return nil, key, remoteErr(st, err, "read the manifest of version %d of %q", want.num, name)
 	}
 	if m.Name != name {
 		return nil, key, base.Errf(base.ErrCorrupt, "%s: manifest %s names %q, not %q", st, key, m.Name, name)
@@ -212,7 +291,7 @@ func ReadStoreVersion(ctx context.Context, st store.Store, rank int, name string
 	}
 	sv := storeVersionOf(m, key)
 	buf := make([]byte, m.Length)
-	if err := fetchInto(ctx, st, m, buf, nil); err != nil {
+	if err := fetchInto(ctx, st, m, buf, nil, fetchWorkers); err != nil {
 		if errors.Is(err, base.ErrCorrupt) {
 			return nil, sv, err
 		}
@@ -290,14 +369,14 @@ func VerifyStore(ctx context.Context, st store.Store, rank int, progress func(do
 		rep.Versions++
 		rep.Bytes += m.Length
 		switch {
-		case m.Version != ref.ver || nameSegment(m.Name) != ref.seg || m.Rank != rank:
+		case m.Version != ref.ver || m.Life != ref.life || nameSegment(m.Name) != ref.seg || m.Rank != rank:
 			rep.Damaged = append(rep.Damaged, StoreDamage{Manifest: keys[i], Name: m.Name, Version: int(ref.ver),
 				Reason: fmt.Sprintf("the manifest describes version %d of %q of rank %d", m.Version, m.Name, m.Rank)})
 		default:
 			if int64(cap(buf)) < m.Length {
 				buf = make([]byte, m.Length)
 			}
-			if err := fetchInto(ctx, st, m, buf[:m.Length], nil); err != nil {
+			if err := fetchInto(ctx, st, m, buf[:m.Length], nil, fetchWorkers); err != nil {
 				if ctx.Err() != nil {
 					return rep, err
 				}
@@ -319,63 +398,77 @@ func VerifyStore(ctx context.Context, st store.Store, rank int, progress func(do
 
 // Pull brings version v of every checkpoint that rank s.Rank() committed in the store
 // into the local file of h, as one transaction keeping the version numbers: v is
-// absolute, or 0 for the newest version committed for every checkpoint of the rank.
-// It returns the version pulled: ErrNotFound when the rank has no version committed
-// for every checkpoint, ErrVersion when it committed no version v.
+// absolute, or 0 for the newest version the rank committed for every checkpoint. Only
+// versions a restart may restore count (those on the job's lineage). It returns the
+// version pulled: ErrNotFound when the rank has no version committed for every
+// checkpoint, ErrVersion when it committed no version v.
 func Pull(ctx context.Context, s Settings, h Host, v int) (int, error) {
 	ctx = toolContext(ctx)
 	t := newTier(s, h)
 	defer t.cancel(errors.New("pull done"))
 	st, rank := s.st, s.rank
+	caps, err := storeLineage(ctx, st)
+	if err != nil {
+		return 0, remoteErr(st, err, "read the job's state")
+	}
 	keys, err := rankKeys(ctx, st, rank)
 	if err != nil {
 		return 0, err
 	}
-	own := rankListing{}
+	byseg := map[string]*storeCkpt{}
 	for _, k := range keys {
 		r, _ := parseManifestKey(k)
-		c := t.ckpt(r.seg, "")
-		c.vers = append(c.vers, storeVer{num: r.ver})
-		own[r.seg] = append(own[r.seg], r.ver)
+		c := byseg[r.seg]
+		if c == nil {
+			c = &storeCkpt{seg: r.seg}
+			byseg[r.seg] = c
+		}
+		c.vers = append(c.vers, storeVer{life: r.life, num: r.ver})
+	}
+	vis := map[string][]storeVer{}
+	var common []uint64
+	first := true
+	for seg, c := range byseg {
+		sortVers(c.vers)
+		vis[seg] = c.visible(caps)
+		nums := make([]uint64, len(vis[seg]))
+		for i, x := range vis[seg] {
+			nums[i] = x.num
+		}
+		if first {
+			common, first = nums, false
+		} else {
+			common = base.Intersect(common, nums)
+		}
 	}
 	want := uint64(v)
 	if v == 0 {
-		top, ok, err := newestComplete(ctx, st, rank, own, nil)
-		if err != nil {
-			return 0, remoteErr(st, err, "read the manifests of rank %d", rank)
-		}
-		if !ok {
+		if len(common) == 0 {
 			return 0, base.Errf(base.ErrNotFound, "rank %d has no version committed for every checkpoint in %s", rank, st)
 		}
-		want = top
+		want = common[len(common)-1]
 	}
-	var cs []*storeCkpt
-	for _, c := range t.ckpts {
-		sortVers(c.vers)
-		if c.find(want) >= 0 {
-			cs = append(cs, c)
+	var ms []*manifest
+	for seg, vs := range vis {
+		for _, x := range vs {
+			if x.num == want {
+				m, err := readManifest(ctx, st, manifestKey(rank, x.life, seg, x.num))
+				if err != nil {
+					return 0, remoteErr(st, err, "read the manifest of version %d", want)
+				}
+				ms = append(ms, m)
+			}
 		}
 	}
-	if len(cs) == 0 {
-		return 0, base.Errf(base.ErrVersion, "rank %d committed no version %d in %s", rank, want, st)
+	if len(ms) == 0 {
+		return 0, base.Errf(base.ErrVersion, "rank %d committed no version %d a restart may use in %s", rank, want, st)
 	}
-	if err := t.importVersions(ctx, cs, want); err != nil {
-		return 0, err
+	in := make([]Incoming, len(ms))
+	for i, m := range ms {
+		in[i] = t.incoming(m)
+	}
+	if err := h.Import(ctx, in); err != nil {
+		return 0, remoteErr(st, err, "fetch version %d", want)
 	}
 	return int(want), nil
-}
-
-// JobVersion returns the newest version that every rank of the job has committed for
-// every one of its checkpoints (docs/REMOTE.md); ok is false when there is none. It
-// reads the store.
-func (t *Tier) JobVersion(ctx context.Context) (v uint64, ok bool, err error) {
-	job, err := listJob(ctx, t.st)
-	if err != nil {
-		return 0, false, remoteErr(t.st, err, "list the job's versions")
-	}
-	v, ok, err = jobVersionOf(ctx, job, t.cfg.ranks, storeMembers(t.st, nil))
-	if err != nil {
-		return 0, false, remoteErr(t.st, err, "read the job's manifests")
-	}
-	return v, ok, nil
 }

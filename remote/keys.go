@@ -10,15 +10,19 @@ import (
 	"github.com/ckp-go/ckp/internal/base"
 )
 
-// Keys. Everything a File puts in the store is under "m/" (manifests) and "d/" (data):
+// Keys. What a rank puts in the store is under "m/" (manifests) and "d/" (data), by
+// rank and life (the job protocol's lives: records.go, job.go):
 //
-//	m/<rank>/<checkpoint>/<version, 20 decimal digits>
-//	d/<rank>/<payload hash, 16 hex digits>-<length in bytes, decimal>
+//	m/<rank>/<life, 20 digits>/<checkpoint>/<version, 20 digits>
+//	d/<rank>/<life, 20 digits>/<version, 20 digits>-<hash, 16 hex digits>-<length>
 //
 // <checkpoint> is the checkpoint's name with every byte outside [A-Za-z0-9_.-] (and a
 // leading '.') written as %XX, or, when that is longer than maxSegName bytes, '~'
 // followed by the 16 hex digits of the xxhash64 of the name (the manifests hold the
-// name itself).
+// name itself). A data object's key names the version that first uploaded it and its
+// contents (the payload hash, or for blocks the hash of their hashes, and the length):
+// no key is ever created again once deleted, so a Delete that a dead process left in
+// flight can never remove a newer object.
 
 const (
 	manifestDir = "m/"
@@ -81,17 +85,30 @@ func segmentName(seg string) (name string, ok bool) {
 
 func rankManifests(rank int) string { return manifestDir + strconv.Itoa(rank) + "/" }
 
-func manifestKey(rank int, seg string, v uint64) string {
-	return fmt.Sprintf("%s%s/%020d", rankManifests(rank), seg, v)
+func manifestKey(rank int, life uint64, seg string, v uint64) string {
+	return fmt.Sprintf("%s%020d/%s/%020d", rankManifests(rank), life, seg, v)
 }
 
-func dataKey(rank int, hash uint64, length int64) string {
-	return fmt.Sprintf("%s%d/%016x-%d", dataDir, rank, hash, length)
+func rankData(rank int) string { return dataDir + strconv.Itoa(rank) + "/" }
+
+func dataKey(rank int, life, v, hash uint64, length int64) string {
+	return fmt.Sprintf("%s%020d/%020d-%016x-%d", rankData(rank), life, v, hash, length)
+}
+
+// dataLife returns the life of data key k of rank, or false.
+func dataLife(rank int, k string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(k, rankData(rank))
+	if !ok || len(rest) < 21 || rest[20] != '/' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(rest[:20], 10, 64)
+	return n, err == nil
 }
 
 // manifestRef is a manifest key taken apart.
 type manifestRef struct {
 	rank int
+	life uint64
 	seg  string
 	ver  uint64
 }
@@ -111,20 +128,21 @@ func outOfRange(key string) bool {
 	return err != nil || r >= MaxRanks
 }
 
-// parseManifestKey parses "m/<rank>/<seg>/<version>".
+// parseManifestKey parses "m/<rank>/<life>/<seg>/<version>".
 func parseManifestKey(key string) (manifestRef, bool) {
 	rest, ok := strings.CutPrefix(key, manifestDir)
 	if !ok {
 		return manifestRef{}, false
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || len(parts[2]) != 20 {
+	if len(parts) != 4 || len(parts[1]) != 20 || len(parts[3]) != 20 {
 		return manifestRef{}, false
 	}
 	rank, err1 := strconv.Atoi(parts[0])
-	v, err2 := strconv.ParseUint(parts[2], 10, 64)
-	if err1 != nil || err2 != nil || rank < 0 || rank >= MaxRanks || v == 0 || parts[1] == "" {
+	life, err2 := strconv.ParseUint(parts[1], 10, 64)
+	v, err3 := strconv.ParseUint(parts[3], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || rank < 0 || rank >= MaxRanks || life == 0 || v == 0 || parts[2] == "" {
 		return manifestRef{}, false
 	}
-	return manifestRef{rank, parts[1], v}, true
+	return manifestRef{rank, life, parts[2], v}, true
 }

@@ -15,7 +15,7 @@ import (
 // little-endian; docs/REMOTE.md has the table.
 //
 //	0   8  magic "CKPMANIF"
-//	8   4  format version (1)
+//	8   4  format version (2; 1 was before lives, and is refused)
 //	12  4  total length of the manifest in bytes, CRC included
 //	16  8  version number
 //	24  8  payload length L
@@ -24,8 +24,8 @@ import (
 //	48  8  transaction number in the writer's local file
 //	56  4  transaction size (versions the Save or SaveAll wrote)
 //	60  4  members: versions of the transaction with this version number that it
-//	       uploads (the Every rule); the version is complete on its rank when at
-//	       least that many of the rank's checkpoints have it committed
+//	       uploads (the Every rule); informational (completeness is the rank's
+//	       version record's)
 //	64  4  rank
 //	68  4  ranks
 //	72  2  name length N
@@ -37,7 +37,8 @@ import (
 //	84  1  BLOCKS: log2 of the block size; else 0
 //	85  3  zero
 //	88  8  writer session id
-//	96     name (N bytes, zero-padded to 8)
+//	96  8  life: the life of the job it was committed in
+//	104    name (N bytes, zero-padded to 8)
 //	       block table (B x 8 bytes: the xxhash64 of each 1 MiB block)
 //	       E extents of 40 bytes + key: region offset (8), length (8), object offset
 //	       (8), hash (8): the payload hash of the extent's bytes, or with BLOCKS the
@@ -49,8 +50,8 @@ import (
 var manifestMagic = [8]byte{'C', 'K', 'P', 'M', 'A', 'N', 'I', 'F'}
 
 const (
-	manifestFormat = 1
-	manifestFixed  = 96
+	manifestFormat = 2
+	manifestFixed  = 104
 	extentFixed    = 40
 	maxManifest    = 64 << 20 // a manifest longer than this is refused
 )
@@ -67,6 +68,7 @@ type manifest struct {
 	Members     uint32
 	Rank, Ranks int
 	Session     uint64
+	Life        uint64 // the life of the job it was committed in
 	Shift       uint8  // stored by blocks of 1<<Shift bytes (BLOCKS); 0: a whole payload
 	Table       []byte // the block table (8 bytes per block), nil for one block
 	Extents     []extentRef
@@ -120,6 +122,7 @@ func (m *manifest) encode() []byte {
 	le.PutUint32(b[76:], uint32(len(m.Table)/8))
 	le.PutUint32(b[80:], uint32(len(m.Extents)))
 	le.PutUint64(b[88:], m.Session)
+	le.PutUint64(b[96:], m.Life)
 	p := manifestFixed
 	copy(b[p:], m.Name)
 	p += int(base.Pad8(int64(len(m.Name))))
@@ -170,13 +173,14 @@ func decodeManifest(b []byte) (*manifest, error) {
 		Rank:    int(le.Uint32(b[64:])),
 		Ranks:   int(le.Uint32(b[68:])),
 		Session: le.Uint64(b[88:]),
+		Life:    le.Uint64(b[96:]),
 	}
 	nameLen := int(le.Uint16(b[72:]))
 	blocks := int64(le.Uint32(b[76:]))
 	extents := int64(le.Uint32(b[80:]))
 	flags := le.Uint16(b[74:])
-	if m.Version == 0 || m.Length <= 0 || m.Length > base.MaxLength || nameLen == 0 || nameLen > base.MaxNameLen || flags > 1 {
-		return bad("version %d, length %d, name of %d bytes, flags %#x", m.Version, m.Length, nameLen, flags)
+	if m.Version == 0 || m.Life == 0 || m.Length <= 0 || m.Length > base.MaxLength || nameLen == 0 || nameLen > base.MaxNameLen || flags > 1 {
+		return bad("version %d of life %d, length %d, name of %d bytes, flags %#x", m.Version, m.Life, m.Length, nameLen, flags)
 	}
 	if m.Ranks < 1 || m.Ranks > MaxRanks || m.Rank >= m.Ranks {
 		return bad("rank %d of %d", m.Rank, m.Ranks)

@@ -14,7 +14,7 @@ import (
 
 func TestManifestRoundTrip(t *testing.T) {
 	m := &manifest{Name: "a/b\x00c", Version: 7, Length: 3 << 20, Hash: 0, Time: 12345, Txn: 9, TxnSize: 2,
-		Rank: 3, Ranks: 4, Session: 0xabc, Table: make([]byte, 24),
+		Rank: 3, Ranks: 4, Session: 0xabc, Life: 2, Table: make([]byte, 24),
 		Extents: []extentRef{{0, 1 << 20, 0, 1, "d/3/x"}, {1 << 20, 2 << 20, 5, 2, "d/3/yy"}}}
 	m.Hash = combineOf(m.Table)
 	b := m.encode()
@@ -54,7 +54,7 @@ func combineOf(table []byte) uint64 { return crc.Combine(table) }
 // a manifest that decodes the same.
 func FuzzManifest(f *testing.F) {
 	m := &manifest{Name: "grid", Version: 3, Length: 2<<20 + 1, Time: 7, Txn: 2, TxnSize: 2, Members: 2,
-		Rank: 1, Ranks: 4, Session: 9, Table: make([]byte, 24),
+		Rank: 1, Ranks: 4, Session: 9, Life: 1, Table: make([]byte, 24),
 		Extents: []extentRef{{0, 1 << 20, 0, 5, "d/1/aa-1"}, {1 << 20, 1<<20 + 1, 0, 6, "d/1/bb-2"}}}
 	m.Hash = crc.Combine(m.Table)
 	f.Add(m.encode())

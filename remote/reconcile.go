@@ -2,26 +2,14 @@ package remote
 
 import (
 	"context"
-	"errors"
-	"math"
-	"sort"
-
-	"github.com/ckp-go/ckp/internal/base"
-	"github.com/ckp-go/ckp/store"
 )
 
-// reconcile brings the local file and the store in line when a writer opens the file
-// with a remote tier:
-//
-//   - it lists what this rank committed, and finds the newest version committed for
-//     every checkpoint of the rank (S);
-//   - every checkpoint whose local newest version is older than S gets version S from
-//     the store (the local files are missing or behind: a restart elsewhere);
-//   - committed versions newer than S and than the local copy are what a writer left
-//     that died in the middle of a SaveAll's uploads: no restart can use them, and the
-//     next saves will take their numbers, so they are deleted;
-//   - in a job of one, local versions newer than what the store holds are queued for
-//     upload (a restart on the same node after a crash).
+// reconcile reads, when a writer opens its file with a remote tier, what this rank has
+// committed in the store (every life), so that restores may fall back to the store and
+// retention knows what to delete. It decides nothing about the job: a process joins
+// the job with RestoreJob (Join), or, in a job of one rank, at its first upload. In a
+// job of one, the local versions newer than what the store holds are queued for upload
+// (a restart on the same node after a crash: the rank's history is its own).
 //
 // Caller is Open, alone with the tier.
 func (t *Tier) reconcile(ctx context.Context) error {
@@ -33,15 +21,11 @@ func (t *Tier) reconcile(ctx context.Context) error {
 	for _, k := range keys {
 		r, _ := parseManifestKey(k)
 		c := t.ckpt(r.seg, "")
-		c.vers = append(c.vers, storeVer{num: r.ver})
+		c.vers = append(c.vers, storeVer{life: r.life, num: r.ver})
 	}
-	own := rankListing{}
 	var hashed []*storeCkpt
 	for seg, c := range t.ckpts {
 		sortVers(c.vers)
-		for _, v := range c.vers {
-			own[seg] = append(own[seg], v.num)
-		}
 		if name, ok := segmentName(seg); ok {
 			c.name = name
 		} else {
@@ -49,9 +33,10 @@ func (t *Tier) reconcile(ctx context.Context) error {
 		}
 	}
 	// Names hidden behind hashed segments are in their manifests.
-	err = parallel(ctx, len(hashed), 8, func(ctx context.Context, i int) error {
+	err = t.parallel(ctx, len(hashed), 8, func(ctx context.Context, i int) error {
 		c := hashed[i]
-		m, err := readManifest(ctx, st, manifestKey(rank, c.seg, c.newest()))
+		v := c.vers[len(c.vers)-1]
+		m, err := readManifest(ctx, st, manifestKey(rank, v.life, c.seg, v.num))
 		if err != nil {
 			return err
 		}
@@ -61,119 +46,65 @@ func (t *Tier) reconcile(ctx context.Context) error {
 	if err != nil {
 		return remoteErr(st, err, "read a manifest")
 	}
-	local := map[string]uint64{} // the local newest version of each checkpoint
-	for _, v := range t.h.Versions() {
-		local[v.Name] = max(local[v.Name], v.Num)
-	}
-
-	// Restart elsewhere: the store is ahead. A version that does not check out (its
-	// manifest or its data damaged, or gone) is skipped for the newest older one that
-	// does: Recovered says which.
-	var top uint64
-	for below := uint64(math.MaxUint64); ; {
-		var err error
-		top, _, err = newestComplete(ctx, st, rank, own.below(below), nil)
-		if err != nil {
-			return remoteErr(st, err, "read the manifests of rank %d", rank)
-		}
-		var want []*storeCkpt
-		for _, c := range t.ckpts {
-			if top > 0 && local[c.name] < top && c.find(top) >= 0 {
-				want = append(want, c)
-			}
-		}
-		if len(want) == 0 {
-			break
-		}
-		err = t.importVersions(ctx, want, top)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, base.ErrCorrupt) && !errors.Is(err, store.ErrNotExist) {
-			return err
-		}
-		t.skipped = append(t.skipped, StoreDamage{Manifest: manifestKey(rank, want[0].seg, top), Name: want[0].name, Version: int(top), Reason: err.Error()})
-		below = top
-	}
-
-	// What a dead writer left above S.
-	for _, c := range t.ckpts {
-		for i := len(c.vers) - 1; i >= 0; i-- {
-			v := c.vers[i].num
-			if v <= top || v <= local[c.name] {
-				break
-			}
-			if err := t.deleteVersion(ctx, c.seg, v); err != nil {
-				return remoteErr(st, err, "delete version %d of %q, which no restart can use", v, c.name)
-			}
-		}
-	}
-
-	// A job of one: upload what the local file holds beyond the store.
-	if t.cfg.ranks <= 1 {
-		t.catchUp()
-	}
-	return nil
-}
-
-// below returns the listing without the versions from v on.
-func (r rankListing) below(v uint64) rankListing {
-	out := rankListing{}
-	for seg, vs := range r {
-		i := sort.Search(len(vs), func(i int) bool { return vs[i] >= v })
-		if i > 0 {
-			out[seg] = vs[:i]
-		}
-	}
-	return out
-}
-
-// Skipped returns the committed versions Open could not bring in on a new node
-// because they do not check out in the store (damaged or gone), newest first; it
-// brought in the newest version that did.
-func (t *Tier) Skipped() []StoreDamage { return t.skipped }
-
-// importVersions brings version v of every checkpoint in cs into the local file, as
-// one transaction, keeping the version numbers.
-func (t *Tier) importVersions(ctx context.Context, cs []*storeCkpt, v uint64) error {
-	st, rank := t.st, t.cfg.rank
-	ms := make([]*manifest, len(cs))
-	err := parallel(ctx, len(cs), 8, func(ctx context.Context, i int) error {
-		m, err := readManifest(ctx, st, manifestKey(rank, cs[i].seg, v))
-		if err != nil {
-			return err
-		}
-		if m.Version != v || (cs[i].name != "" && m.Name != cs[i].name) {
-			return base.Errf(base.ErrCorrupt, "manifest of version %d of %q names version %d of %q", v, cs[i].name, m.Version, m.Name)
-		}
-		ms[i] = m
-		return nil
-	})
+	n, L, err := newestLife(ctx, st)
 	if err != nil {
-		return remoteErr(st, err, "read the manifests of version %d", v)
+		return remoteErr(st, err, "read the job's state")
 	}
-	in := make([]Incoming, len(ms))
-	for i, m := range ms {
-		in[i] = t.incoming(m)
+	caps, err := lineageIn(ctx, n, t.life)
+	if err != nil {
+		return remoteErr(st, err, "read the job's state")
 	}
-	if err := t.h.Import(ctx, in); err != nil {
-		return remoteErr(st, err, "fetch version %d", v)
-	}
-	t.mu.Lock()
-	for i, m := range ms {
-		c := cs[i]
-		if j := c.find(v); j >= 0 && c.vers[j].keys == nil {
-			t.add(c, storeVer{num: v, keys: manifestKeys(m), members: m.Members})
+	for _, c := range t.ckpts {
+		if vis := c.visible(caps); len(vis) > 0 && c.name != "" {
+			t.newest[c.name] = vis[len(vis)-1].num
 		}
 	}
-	t.mu.Unlock()
-	return nil
+	if t.cfg.ranks > 1 {
+		return nil
+	}
+	// This process's first upload will begin a new life at the newest life's restart
+	// point (the rank was a member of it, in an earlier process): what the earlier
+	// process committed above that point is abandoned then, and the local copies are
+	// uploaded again.
+	if n > 0 {
+		h, err := logHead(ctx, st, L)
+		if err != nil {
+			return remoteErr(st, err, "read the job's state")
+		}
+		if caps, err = t.lineageAt(ctx, h.rp); err != nil {
+			return remoteErr(st, err, "read the job's state")
+		}
+	}
+	return t.catchUp(ctx, caps)
 }
 
-// catchUp queues the local versions newer than what this rank committed (under the
-// Every rule; with retention in the store, only the newest Keep of them). Caller is
-// reconcile.
-func (t *Tier) catchUp() {
+// lineageAt is the lineage of a life that begins at p: the versions a restart there
+// may use.
+func (t *Tier) lineageAt(ctx context.Context, p point) (lineage, error) {
+	if p.v == 0 {
+		return lineage{}, nil // the start: nothing
+	}
+	caps, err := t.lineageOf(ctx, p.life)
+	if err != nil {
+		return nil, err
+	}
+	caps[p.life] = min(caps[p.life], p.v)
+	return caps, nil
+}
+
+// NewestOf returns the newest version of the checkpoint called name that a restart may
+// restore from the store, as Open found it (0: none): a checkpoint registered on a new
+// node numbers its saves after it.
+func (t *Tier) NewestOf(name string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.newest[name]
+}
+
+// catchUp queues the local versions newer than what this rank committed that a restore
+// may use (under the Every rule; with retention in the store, only the newest Keep of
+// them). Caller is reconcile.
+func (t *Tier) catchUp(ctx context.Context, caps lineage) error {
 	vs := t.h.Versions()
 	// Members: how many kept versions share each version's transaction and number.
 	type txnNum struct{ txn, num uint64 }
@@ -183,6 +114,8 @@ func (t *Tier) catchUp() {
 			members[txnNum{v.Txn, v.Num}]++
 		}
 	}
+	// The registered checkpoints are not known yet: a version needs those of the local
+	// file that have it.
 	var todo []Sealed
 	flush := func() {
 		if k := t.cfg.keep; k > 0 && len(todo) > k {
@@ -199,6 +132,7 @@ func (t *Tier) catchUp() {
 		}
 		todo = todo[:0]
 	}
+	needs := map[uint64][]string{}
 	for i, v := range vs {
 		if i > 0 && vs[i-1].Name != v.Name {
 			flush()
@@ -206,15 +140,32 @@ func (t *Tier) catchUp() {
 		var have uint64
 		t.mu.Lock()
 		if c := t.ckpts[nameSegment(v.Name)]; c != nil {
-			have = c.newest()
+			if vis := c.visible(caps); len(vis) > 0 {
+				have = vis[len(vis)-1].num
+			}
 		}
 		t.mu.Unlock()
 		if v.Num > have && t.cfg.Selected(v.Num) {
 			todo = append(todo, v)
+			needs[v.Num] = append(needs[v.Num], v.Name)
 		}
 	}
 	flush()
 	t.mu.Lock()
+	for num, names := range needs {
+		t.required[num] = sortedCopy(names)
+	}
 	t.signal()
 	t.mu.Unlock()
+	return nil
+}
+
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
 }

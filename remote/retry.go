@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +28,10 @@ var errAbandoned = errors.New("ckp: upload abandoned")
 // minute, so a connection that hangs is given up and tried again.
 func retry(ctx context.Context, size int64, op func(ctx context.Context) error) error {
 	wait := 50 * time.Millisecond
+	if b, ok := ctx.Value(backoffKey{}).(time.Duration); ok {
+		wait = b
+	}
+	maxWait := 100 * wait
 	per := time.Minute + time.Duration(size/10_000_000)*time.Second
 	budget, _ := ctx.Value(retryBudgetKey{}).(time.Duration)
 	var first time.Time
@@ -54,11 +57,18 @@ func retry(ctx context.Context, size int64, op func(ctx context.Context) error) 
 			return fmt.Errorf("%w (gave up: %w)", err, context.Cause(ctx))
 		case <-t.C:
 		}
-		wait = min(2*wait, 5*time.Second)
+		wait = min(2*wait, maxWait)
 	}
 }
 
 type retryBudgetKey struct{}
+
+type backoffKey struct{}
+
+// withBackoff sets the first wait of every retry under ctx.
+func withBackoff(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, backoffKey{}, d)
+}
 
 // withRetryBudget bounds the time every retry under ctx spends failing in a row.
 func withRetryBudget(ctx context.Context, d time.Duration) context.Context {
@@ -152,20 +162,4 @@ func parallel(ctx context.Context, n, k int, fn func(ctx context.Context, i int)
 	}
 	wg.Wait()
 	return ferr
-}
-
-// createOrReplace creates object key with body. An object already there with the same
-// bytes is an earlier attempt of ours; one with other bytes is a version of the same
-// number from an abandoned past (a rewind, or a writer that died before its successor
-// deleted what it left), which is replaced whole.
-func createOrReplace(ctx context.Context, st store.Store, key string, body []byte) error {
-	err := st.Create(ctx, key, bytes.NewReader(body), int64(len(body)))
-	if !errors.Is(err, store.ErrExists) {
-		return err
-	}
-	old, gerr := getAll(ctx, st, key)
-	if gerr == nil && bytes.Equal(old, body) {
-		return nil
-	}
-	return st.Put(ctx, key, bytes.NewReader(body), int64(len(body)))
 }

@@ -35,20 +35,20 @@ const (
 type itemKind uint8
 
 const (
-	itemUpload      itemKind = iota
-	itemDeleteAbove          // delete this rank's committed versions of seg above num
+	itemUpload itemKind = iota
 )
 
-// item is one queued unit of work: the upload of a version, or a rewind's deletion.
+// item is one queued unit of work: the upload of a version.
 type item struct {
 	kind    itemKind
 	seq     uint64
 	v       Sealed // an upload: the version, pinned
 	seg     string
-	num     uint64 // the version uploaded, or the rewind's newest kept version
+	num     uint64 // the version uploaded
 	members uint32 // versions of the transaction with this number that are uploaded
 	prev    *item  // the previous queued item of the same checkpoint, or nil
 	done    chan struct{}
+	life    uint64 // the life it is committed in, decided when its upload starts
 
 	// What the upload sends and its manifest names, decided at upload time.
 	key      string        // a version stored whole: its data object
@@ -75,6 +75,9 @@ type Tier struct {
 	wg     sync.WaitGroup
 	kick   chan struct{} // wakes the janitor
 
+	jobMu ctxMutex // one step of the job protocol at a time (job.go)
+	job   jobState
+
 	mu       sync.Mutex
 	changed  chan struct{} // closed (and replaced) whenever something changes
 	queue    []*item       // items not started yet, oldest first
@@ -88,20 +91,31 @@ type Tier struct {
 	ckpts    map[string]*storeCkpt // this rank's committed versions, by segment
 	refs     map[string]int        // data keys named by committed versions whose keys are known
 	inUse    map[string]int        // data keys of unfinished uploads
-	lastMan  map[string]*manifest  // the newest blocks manifest committed per segment
+	lastMan  map[string]*manifest  // the newest blocks manifest committed per segment, this life
 	deleting map[string]chan struct{}
-	gcDone   bool          // orphaned data objects were looked for once
-	skipped  []StoreDamage // committed versions Open could not bring in (damaged)
+	passes   int // retention passes run
 
-	retainMu sync.Mutex   // one retention pass at a time
+	// The versions this process committed, by point and checkpoint name, and the
+	// checkpoints each version number needs to be complete (the registered ones when
+	// it was saved); data objects of this life by contents (dedup), manifests read.
+	commits  map[point]map[string]commitRef
+	required map[uint64][]string
+	dedup    map[dedupKey]string
+	mcache   map[string]*manifest
+	lives    map[uint64]*lifeRec // life records read
+	newest   map[string]uint64   // per name, the newest restorable version Open found
+
+	retainMu ctxMutex     // one retention pass at a time
 	lastPass atomic.Int64 // when the last retention pass began, Unix ns
 }
 
 func newTier(s Settings, h Host) *Tier {
-	ctx, cancel := context.WithCancelCause(context.Background())
+	ctx, cancel := context.WithCancelCause(withBackoff(context.Background(), s.backoff))
 	t := &Tier{
 		h: h, cfg: s, st: s.st, ctx: ctx, cancel: cancel,
 		kick:     make(chan struct{}, 1),
+		jobMu:    newCtxMutex(),
+		retainMu: newCtxMutex(),
 		changed:  make(chan struct{}),
 		open:     make(map[uint64]*item),
 		last:     make(map[string]*item),
@@ -110,11 +124,30 @@ func newTier(s Settings, h Host) *Tier {
 		inUse:    make(map[string]int),
 		lastMan:  make(map[string]*manifest),
 		deleting: make(map[string]chan struct{}),
+		commits:  make(map[point]map[string]commitRef),
+		required: make(map[uint64][]string),
+		dedup:    make(map[dedupKey]string),
+		mcache:   make(map[string]*manifest),
+		lives:    make(map[uint64]*lifeRec),
+		newest:   make(map[string]uint64),
 	}
+	t.job.g = t.geom()
 	if h != nil {
 		t.session = h.Session()
 	}
 	return t
+}
+
+// commitRef is a checkpoint's committed version, as its version record names it.
+type commitRef struct {
+	manifest string
+	hash     uint64
+}
+
+// dedupKey names a data object by its contents.
+type dedupKey struct {
+	hash   uint64
+	length int64
 }
 
 // Open starts the remote tier of a writer that the engine has just opened: it brings
@@ -129,13 +162,15 @@ func Open(ctx context.Context, s Settings, h Host) (*Tier, error) {
 		t.cancel(err)
 		return nil, err
 	}
-	for range uploadWorkers {
+	if t.cfg.workers > 0 {
+		for range t.cfg.workers {
+			t.wg.Add(1)
+			go t.worker()
+		}
 		t.wg.Add(1)
-		go t.worker()
+		go t.janitor()
+		t.poke()
 	}
-	t.wg.Add(1)
-	go t.janitor()
-	t.poke()
 	return t, nil
 }
 
@@ -168,6 +203,9 @@ func (t *Tier) Admit(n int64) error {
 		if err := t.takeErr(); err != nil {
 			return err
 		}
+		if t.cfg.workers <= 0 {
+			return nil // uploads run in Flush: nothing to wait for
+		}
 		if n == 0 || t.pending == 0 || t.pending+n <= t.cfg.maxPending || t.stopping {
 			return nil
 		}
@@ -190,14 +228,21 @@ func (t *Tier) Admit(n int64) error {
 }
 
 // Published queues the uploads of a transaction just published in the local file: vs
-// are its versions that the Every rule selects, each pinned. The engine calls it with
-// its lock held: it must not call the Host. It reports false when the tier is
-// stopping and takes nothing: the caller then gives the pins back itself.
-func (t *Tier) Published(vs []Sealed) bool {
+// are its versions that the Every rule selects, each pinned; registered names the
+// checkpoints registered on the rank (sorted), which a version needs committed to be
+// complete on the rank. The engine calls it with its lock held: it must not call the
+// Host, nor keep registered past the call. It reports false when the tier is stopping
+// and takes nothing: the caller then gives the pins back itself.
+func (t *Tier) Published(vs []Sealed, registered []string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopping {
 		return false
+	}
+	for _, v := range vs {
+		if r := t.required[v.Num]; len(r) != len(registered) || !equalStrings(r, registered) {
+			t.required[v.Num] = append([]string(nil), registered...)
+		}
 	}
 	for _, v := range vs {
 		members := uint32(0) // a SaveAll's versions usually share their number
@@ -214,13 +259,18 @@ func (t *Tier) Published(vs []Sealed) bool {
 	return true
 }
 
+func equalStrings(a, b []string) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // enqueueUpload queues the upload of v. Caller holds t.mu (and signals).
 func (t *Tier) enqueueUpload(v Sealed, members uint32) {
 	it := &item{kind: itemUpload, v: v, seg: nameSegment(v.Name), num: v.Num, members: members}
-	if v.Shift == 0 {
-		it.key = dataKey(t.cfg.rank, v.Hash, v.Length)
-		t.inUse[it.key]++
-	}
 	t.pending += v.Payload
 	t.enqueue(it)
 }
@@ -273,6 +323,14 @@ func (t *Tier) process(it *item) error {
 	if t.isAbandoned(it) {
 		return errAbandoned
 	}
+	life, err := t.uploadLife(t.ctx)
+	if err != nil {
+		return err
+	}
+	if t.isAbandoned(it) {
+		return errAbandoned // a Join abandoned it while it waited for its life
+	}
+	it.life = life
 	if it.kind == itemUpload && it.v.Shift == 0 {
 		err := t.uploadWhole(it)
 		t.sent(it) // the slot's bytes are no longer needed
@@ -289,9 +347,6 @@ func (t *Tier) process(it *item) error {
 	}
 	if t.isAbandoned(it) {
 		return errAbandoned
-	}
-	if it.kind == itemDeleteAbove {
-		return t.deleteAbove(t.ctx, it.seg, it.num)
 	}
 	if it.v.Shift > 0 {
 		// What it sends depends on the base committed just before it.
@@ -333,13 +388,15 @@ func (t *Tier) finish(it *item, err error) {
 		}
 	}
 	if err != nil && !it.abandoned && !errors.Is(err, errAbandoned) && t.ctx.Err() == nil {
-		what := "delete versions above %d of %q"
-		if it.kind == itemUpload {
-			what = "upload version %d of %q"
-		}
-		if t.err == nil {
-			t.err = remoteErr(t.st, err, what, it.num, it.v.Name)
-		} else {
+		switch {
+		case errors.Is(err, ErrRestart):
+			// Reported as it is (once): every later upload fails the same way.
+			if t.err == nil {
+				t.err = err
+			}
+		case t.err == nil:
+			t.err = remoteErr(t.st, err, "upload version %d of %q", it.num, it.v.Name)
+		default:
 			t.errMore++
 		}
 	}
@@ -390,35 +447,98 @@ func (t *Tier) needObject(key string) (committed bool, err error) {
 	}
 }
 
-// commit creates the version's manifest: from then on the version is committed.
+// commit creates the version's manifest in its life: from then on the version is
+// committed there. Then, if every checkpoint its number needs is committed at that
+// number in this life, the version is complete on the rank (complete).
 func (t *Tier) commit(it *item) error {
 	v := &it.v
 	m := manifest{
 		Name: v.Name, Version: v.Num, Length: v.Length, Hash: v.Hash, Time: v.Time,
 		Txn: v.Txn, TxnSize: v.TxnSize, Members: it.members, Rank: t.cfg.rank, Ranks: t.cfg.ranks,
-		Session: t.session, Table: it.table, Shift: v.Shift, Extents: it.extents,
+		Session: t.session, Life: it.life, Table: it.table, Shift: v.Shift, Extents: it.extents,
 	}
 	keys := it.keys
 	if v.Shift == 0 {
 		m.Extents = []extentRef{{Off: 0, Len: v.Length, ObjOff: 0, Hash: v.Hash, Key: it.key}}
 		keys = []string{it.key}
 	}
-	body := m.encode()
-	key := manifestKey(t.cfg.rank, it.seg, v.Num)
-	err := retry(t.ctx, int64(len(body)), func(ctx context.Context) error {
-		return createOrReplace(ctx, t.st, key, body)
-	})
-	if err != nil {
+	key := manifestKey(t.cfg.rank, it.life, it.seg, v.Num)
+	if err := t.createR(t.ctx, key, m.encode()); err != nil {
+		if errors.Is(err, errTaken) {
+			// One process per rank and life writes its manifests: another one did.
+			return base.Errf(base.ErrCorrupt, "%s: %s holds another process's manifest", t.st, key)
+		}
 		return err
 	}
+	at := point{it.life, v.Num}
 	t.mu.Lock()
-	t.add(t.ckpt(it.seg, v.Name), storeVer{num: v.Num, keys: keys, members: it.members})
+	t.add(t.ckpt(it.seg, v.Name), storeVer{life: it.life, num: v.Num, keys: keys})
+	t.mcache[key] = &m
 	if v.Shift > 0 {
 		t.lastMan[it.seg] = &m
+	} else {
+		t.dedup[dedupKey{v.Hash, v.Length}] = it.key
 	}
+	if t.commits[at] == nil {
+		t.commits[at] = map[string]commitRef{}
+	}
+	t.commits[at][v.Name] = commitRef{manifest: key, hash: v.Hash}
+	done := t.completeOnRank(at)
 	t.mu.Unlock()
 	t.poke()
-	return nil
+	if !done {
+		return nil
+	}
+	t.jobMu.Lock()
+	defer t.jobMu.Unlock()
+	if t.job.restart != nil {
+		return t.job.restart
+	}
+	return t.complete(t.ctx, at.life, at.v)
+}
+
+// completeOnRank reports whether every checkpoint that version at needs is committed at
+// that number in its life. Caller holds t.mu.
+func (t *Tier) completeOnRank(at point) bool {
+	req := t.required[at.v]
+	if len(req) == 0 {
+		return false
+	}
+	have := t.commits[at]
+	for _, name := range req {
+		if _, ok := have[name]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// uploadLife returns the life this process commits in. A process that has not joined
+// the job (it did not call RestoreJob) joins it now: a job of one at once (its history
+// is its own), a job of several ranks only when the job starts over (the life's base
+// is the start); otherwise the rank must restart with RestoreJob (ErrRestart).
+func (t *Tier) uploadLife(ctx context.Context) (uint64, error) {
+	if err := t.jobMu.lock(ctx); err != nil {
+		return 0, err
+	}
+	defer t.jobMu.Unlock()
+	j := &t.job
+	if j.restart != nil {
+		return 0, j.restart
+	}
+	if j.life != 0 {
+		return j.life, nil
+	}
+	if j.nonce == 0 {
+		j.nonce = newNonce()
+	}
+	if err := t.join(ctx); err != nil {
+		return 0, err
+	}
+	if t.cfg.ranks > 1 && j.base.v != 0 {
+		return 0, t.mustRestart("the job restarts at %v: a rank of a job of several ranks saves only after RestoreJob", j.base)
+	}
+	return j.life, nil
 }
 
 // Flush waits until every item queued before the call is finished, then runs a
@@ -460,10 +580,62 @@ func (t *Tier) Flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if t.cfg.workers <= 0 {
+		if err := t.drain(ctx); err != nil {
+			return err
+		}
+	}
+	if err := t.recordPending(ctx); err != nil {
+		if errors.Is(err, ErrRestart) {
+			return err
+		}
+		return remoteErr(t.st, err, "the job's state")
+	}
 	if err := t.retain(ctx); err != nil {
+		if errors.Is(err, ErrRestart) {
+			return err
+		}
 		return remoteErr(t.st, err, "retention")
 	}
 	return nil
+}
+
+// drain runs every queued upload on the caller's goroutine (no background workers),
+// and returns the first failure.
+func (t *Tier) drain(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		if len(t.queue) == 0 {
+			err := t.takeErr()
+			t.mu.Unlock()
+			return err
+		}
+		it := t.queue[0]
+		t.queue[0] = nil
+		t.queue = t.queue[1:]
+		t.mu.Unlock()
+		t.finish(it, t.process(it))
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// recordPending writes the version record of a version that was complete on this rank
+// before it saw its life start, if the life has started since (Flush, Close).
+func (t *Tier) recordPending(ctx context.Context) error {
+	if err := t.jobMu.lock(ctx); err != nil {
+		return err
+	}
+	defer t.jobMu.Unlock()
+	j := &t.job
+	if j.restart != nil {
+		return j.restart
+	}
+	if j.life == 0 || len(j.pending) == 0 {
+		return nil
+	}
+	return t.complete(ctx, j.life, j.pending[len(j.pending)-1])
 }
 
 // Close ends the tier when its File closes: it waits (up to the timeout) for the queued
@@ -509,13 +681,20 @@ func (t *Tier) takeErr() error {
 }
 
 // janitor runs retention passes in the background after commits, at most one per
-// janitorEvery.
+// janitorEvery, and records the versions waiting for the life's start.
 func (t *Tier) janitor() {
 	defer t.wg.Done()
+	poll := time.NewTicker(janitorEvery)
+	defer poll.Stop()
 	for {
 		select {
 		case <-t.ctx.Done():
 			return
+		case <-poll.C:
+			// Versions complete here before every rank had joined are recorded once
+			// they all have, though no save comes to do it (a failure: next time).
+			_ = t.recordPending(t.ctx)
+			continue
 		case <-t.kick:
 		}
 		if d := time.Until(time.Unix(0, t.lastPass.Load()).Add(janitorEvery)); d > 0 {
@@ -532,78 +711,73 @@ func (t *Tier) janitor() {
 	}
 }
 
-// Rewound abandons the uploads of versions above nums[i] of the checkpoints called
-// names[i] and queues the deletion of this rank's committed versions above them, if
-// there are any: the engine rewound its local file there.
+// Rewound abandons the queued uploads of versions above nums[i] of the checkpoints
+// called names[i]: the engine rewound its local file there.
 func (t *Tier) Rewound(names []string, nums []uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	queued := false
 	for i, name := range names {
 		seg := nameSegment(name)
-		above := false
 		for _, it := range t.open {
 			if it.seg == seg && it.kind == itemUpload && it.num > nums[i] {
 				it.abandoned = true
-				above = true
 			}
 		}
-		if sc := t.ckpts[seg]; sc != nil && sc.newest() > nums[i] {
-			above = true
-		}
-		if above {
-			t.enqueue(&item{kind: itemDeleteAbove, v: Sealed{Name: name}, seg: seg, num: nums[i]})
-			queued = true
-		}
 	}
-	if queued {
-		t.signal()
-	}
-}
-
-// NewestCommitted returns the newest version of the checkpoint called name that this
-// rank has committed, 0 when none.
-func (t *Tier) NewestCommitted(name string) uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if c := t.ckpts[nameSegment(name)]; c != nil {
-		return c.newest()
-	}
-	return 0
-}
-
-// Committed returns the versions of the checkpoint called name that this rank has
-// committed, oldest first.
-func (t *Tier) Committed(name string) []uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	c := t.ckpts[nameSegment(name)]
-	if c == nil {
-		return nil
-	}
-	out := make([]uint64, len(c.vers))
-	for i, v := range c.vers {
-		out[i] = v.num
-	}
-	return out
-}
-
-// Lookup returns version v of the checkpoint called name as this rank committed it,
-// for a restore that must fall back to the store: an error wrapping ErrVersion when
-// the store holds none.
-func (t *Tier) Lookup(ctx context.Context, name string, v uint64) (Incoming, error) {
-	m, err := t.storeManifest(ctx, name, v)
-	if err != nil {
-		return Incoming{}, err
-	}
-	return t.incoming(m), nil
+	t.signal()
 }
 
 // incoming describes a committed version as the engine imports it.
 func (t *Tier) incoming(m *manifest) Incoming {
-	st := t.st
+	st, workers := t.st, t.fetchWorkers()
 	return Incoming{Name: m.Name, Num: m.Version, Length: m.Length, Hash: m.Hash, Time: m.Time, Shift: m.Shift, Table: m.Table,
 		Fill: func(ctx context.Context, dst []byte, prepare func(off, n int64)) error {
-			return fetchInto(ctx, st, m, dst, prepare)
+			return fetchInto(ctx, st, m, dst, prepare, workers)
 		}}
+}
+
+// fetchWorkers is the number of ranged GETs a fetch runs at once.
+func (t *Tier) fetchWorkers() int {
+	if t.cfg.workers <= 0 {
+		return 1
+	}
+	return fetchWorkers
+}
+
+// parallel runs fn(0..n-1) on up to k goroutines (one, on the caller's, without
+// background workers); the first error cancels the rest.
+func (t *Tier) parallel(ctx context.Context, n, k int, fn func(ctx context.Context, i int) error) error {
+	if t.cfg.workers <= 0 {
+		k = 1
+	}
+	return parallel(ctx, n, k, fn)
+}
+
+// ctxMutex is a mutex a caller with a deadline waits for no longer than its context
+// allows: the job protocol's steps and retention passes hold theirs while they wait
+// for the store, and a call bounded by the Timeout (JobVersion, Flush) must not wait
+// behind a background step retrying against a store that is down.
+type ctxMutex chan struct{}
+
+func newCtxMutex() ctxMutex { return make(ctxMutex, 1) }
+
+// Lock waits for the mutex without a bound.
+func (m ctxMutex) Lock() { m <- struct{}{} }
+
+// Unlock releases it.
+func (m ctxMutex) Unlock() { <-m }
+
+// lock waits for the mutex until ctx ends, then returns ctx's cause.
+func (m ctxMutex) lock(ctx context.Context) error {
+	select {
+	case m <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case m <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }

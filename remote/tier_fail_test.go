@@ -348,6 +348,11 @@ func TestRemoteRetentionKeepsJobVersion(t *testing.T) {
 	defer r1.f.Close()
 	r0 := openRemoteWriter(t, filepath.Join(dir, "r0.ckp"), engine.Options{Remote: &engine.Remote{Store: st, Keep: 1, Rank: 0, Ranks: 2}}, 4096, 100)
 	defer r0.f.Close()
+	for _, w := range []*remoteWriter{r0, r1} { // both start the job
+		if _, err := w.f.RestoreJob(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for v := 1; v <= 2; v++ {
 		r1.saveAll(t, v)
 	}
@@ -396,13 +401,18 @@ func TestRemoteRewind(t *testing.T) {
 				return engine.Options{KeepVersions: 4, Remote: &engine.Remote{Store: st, Keep: 10, Rank: rank, Ranks: 2}}
 			}
 			r1 := openRemoteWriter(t, filepath.Join(dir, "r1.ckp"), opts(1), 4096, 3<<20)
+			r0 := openRemoteWriter(t, filepath.Join(dir, "r0.ckp"), opts(0), 4096, 3<<20)
+			for _, w := range []*remoteWriter{r0, r1} { // both start the job
+				if _, err := w.f.RestoreJob(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			}
 			for v := 1; v <= 3; v++ {
 				r1.saveAll(t, v)
 			}
 			if err := r1.f.Close(); err != nil {
 				t.Fatal(err)
 			}
-			r0 := openRemoteWriter(t, filepath.Join(dir, "r0.ckp"), opts(0), 4096, 3<<20)
 			for v := 1; v <= 5; v++ {
 				r0.saveAll(t, v)
 			}

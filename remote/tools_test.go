@@ -54,13 +54,13 @@ func TestToolsGiveUpOnAStoreThatKeepsFailing(t *testing.T) {
 	}
 	ctx := context.Background()
 	payload := []byte("hello, store")
-	if err := dir.Create(ctx, dataKey(0, 1, int64(len(payload))), bytes.NewReader(payload), int64(len(payload))); err != nil {
+	if err := dir.Create(ctx, dataKey(0, 1, 1, 1, int64(len(payload))), bytes.NewReader(payload), int64(len(payload))); err != nil {
 		t.Fatal(err)
 	}
-	m := &manifest{Name: "x", Version: 1, Length: int64(len(payload)), Hash: crc.Payload(payload), Ranks: 1,
-		Extents: []extentRef{{Off: 0, Len: int64(len(payload)), Hash: crc.Payload(payload), Key: dataKey(0, 1, int64(len(payload)))}}}
+	m := &manifest{Name: "x", Version: 1, Length: int64(len(payload)), Hash: crc.Payload(payload), Ranks: 1, Life: 1,
+		Extents: []extentRef{{Off: 0, Len: int64(len(payload)), Hash: crc.Payload(payload), Key: dataKey(0, 1, 1, 1, int64(len(payload)))}}}
 	b := m.encode()
-	if err := dir.Create(ctx, manifestKey(0, "x", 1), bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := dir.Create(ctx, manifestKey(0, 1, "x", 1), bytes.NewReader(b), int64(len(b))); err != nil {
 		t.Fatal(err)
 	}
 	st := shortReads{dir}

@@ -40,6 +40,15 @@ func (t *Tier) uploadWhole(it *item) error {
 	if len(table) > 1 {
 		it.table = tableBytes(table)
 	}
+	// A data object of this life with the same bytes, named by a kept manifest, serves
+	// again; otherwise a new one, named by this version.
+	t.mu.Lock()
+	it.key = t.dedup[dedupKey{v.Hash, v.Length}]
+	if it.key == "" || t.refs[it.key] == 0 {
+		it.key = dataKey(t.cfg.rank, it.life, v.Num, v.Hash, v.Length)
+	}
+	t.inUse[it.key]++
+	t.mu.Unlock()
 	if committed, err := t.needObject(it.key); committed || err != nil {
 		return err
 	}

@@ -179,12 +179,14 @@ int main(int argc, char **argv) {
 	memset(ra, 0, N);
 	expect(ckpRegister(f, "a", ra, N, &a), 0);
 	expect(ckpNewest(a, &v), 0);
-	truth(v == 4);
+	truth(v == 0); /* kept here: none before the restore */
 	v = -1;
 	expect(ckpRestoreJob(f, &v), 0);
 	truth(v == 4);
 	fill(want, N, 4);
 	truth(memcmp(ra, want, N) == 0);
+	expect(ckpNewest(a, &v), 0);
+	truth(v == 4); /* the restore keeps what it fetched */
 	expect(ckpRestore(a, 2), 0);
 	fill(want, N, 2);
 	truth(memcmp(ra, want, N) == 0);

@@ -67,7 +67,7 @@ func commandContext() (context.Context, context.CancelFunc) {
 // context is the context of a command that reads a store: canceled by an interrupt,
 // and after --timeout when it is set.
 func (sf *storeFlags) context() (context.Context, context.CancelFunc) {
-	ctx, cancel := sf.context()
+	ctx, cancel := commandContext()
 	if sf.timeout <= 0 {
 		return ctx, cancel
 	}
@@ -397,43 +397,70 @@ func runJob(e *env, o jobOptions) int {
 	}
 	if o.json {
 		type rankJSON struct {
-			Rank      int `json:"rank"`
-			Newest    int `json:"newest"`
-			Committed int `json:"committed"`
+			Rank      int  `json:"rank"`
+			Joined    bool `json:"joined"`
+			Newest    int  `json:"newest"`
+			Committed int  `json:"committed"`
 		}
 		out := struct {
 			Store      string     `json:"store"`
+			Life       uint64     `json:"life"`
+			Base       int        `json:"base"`
+			Launch     string     `json:"launch,omitempty"`
+			Started    bool       `json:"started"`
+			Sealed     bool       `json:"sealed"`
 			Ranks      []rankJSON `json:"ranks"`
 			JobVersion int        `json:"job_version"`
-		}{Store: st.String(), Ranks: []rankJSON{}, JobVersion: js.Version}
+		}{Store: st.String(), Life: js.Life, Base: js.Base, Launch: js.Launch, Started: js.Started, Sealed: js.Sealed,
+			Ranks: []rankJSON{}, JobVersion: js.Version}
 		for r := 0; r < js.Ranks; r++ {
-			out.Ranks = append(out.Ranks, rankJSON{r, js.Newest[r], js.Committed[r]})
+			out.Ranks = append(out.Ranks, rankJSON{r, js.Joined[r], js.Newest[r], js.Committed[r]})
 		}
 		if err := writeJSON(e.stdout, out); err != nil {
 			return e.fail(err)
 		}
 		return exitOK
 	}
-	if js.Ranks == 0 {
-		fmt.Fprintf(e.stdout, "%s holds no committed version\n", st)
+	if js.Life == 0 {
+		fmt.Fprintf(e.stdout, "%s holds no job (no rank has committed anything)\n", st)
 		return exitOK
 	}
+	began := "the start"
+	if js.Base > 0 {
+		began = fmt.Sprintf("version %d", js.Base)
+	}
+	state := "started"
+	switch {
+	case js.Sealed:
+		state = "sealed (the next RestoreJob begins life " + fmt.Sprint(js.Life+1) + ")"
+	case !js.Started:
+		state = "not started (not every rank has joined)"
+	}
+	fmt.Fprintf(e.stdout, "life %d (began at %s), %s", js.Life, began, state)
+	if js.Launch != "" {
+		fmt.Fprintf(e.stdout, ", launch %q", js.Launch)
+	}
+	fmt.Fprintln(e.stdout)
 	tw := newTable(e.stdout)
-	fmt.Fprintln(tw, "RANK\tNEWEST\tCOMMITTED")
+	fmt.Fprintln(tw, "RANK\tJOINED\tNEWEST\tCOMMITTED")
 	for r := 0; r < js.Ranks; r++ {
 		newest := "-"
 		if js.Newest[r] > 0 {
 			newest = fmt.Sprint(js.Newest[r])
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\n", r, newest, js.Committed[r])
+		joined := "no"
+		if js.Joined[r] {
+			joined = "yes"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", r, joined, newest, js.Committed[r])
 	}
 	if err := tw.Flush(); err != nil {
 		return e.fail(err)
 	}
 	if js.Version > 0 {
-		fmt.Fprintf(e.stdout, "job version: %d\n", js.Version)
+		fmt.Fprintf(e.stdout, "job version: %d (complete on every rank in life %d)\n", js.Version, js.VersionLife)
 	} else {
-		fmt.Fprintln(e.stdout, "job version: none (no version is committed by every rank)")
+		fmt.Fprintln(e.stdout, "job version: none (no version is complete on every rank: the job starts over)")
 	}
 	return exitOK
 }

@@ -45,19 +45,27 @@ func ckpEnv(t *testing.T, dir string, env []string, args ...string) result {
 // "b" 3 MiB of the byte v+r.
 func remoteJob(t *testing.T, st store.Store, ranks, n int) {
 	t.Helper()
-	for r := 0; r < ranks; r++ {
+	fs := make([]*engine.File, ranks)
+	as, bs := make([][]byte, ranks), make([][]byte, ranks)
+	for r := 0; r < ranks; r++ { // the job starts: every rank joins it
 		f, err := engine.Open(filepath.Join(t.TempDir(), "w.ckp"), &engine.Options{Remote: &engine.Remote{Store: st, Rank: r, Ranks: ranks}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := make([]byte, 32)
-		b := make([]byte, 3<<20)
-		if _, err := f.Register("a", a); err != nil {
+		as[r], bs[r] = make([]byte, 32), make([]byte, 3<<20)
+		if _, err := f.Register("a", as[r]); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.Register("b", b); err != nil {
+		if _, err := f.Register("b", bs[r]); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := f.RestoreJob(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		fs[r] = f
+	}
+	for r, f := range fs {
+		a, b := as[r], bs[r]
 		for v := 1; v <= n-r; v++ { // rank r is r versions behind rank 0
 			clear(a)
 			copy(a, fmt.Sprintf("rank %d version %d", r, v))
@@ -116,7 +124,7 @@ func TestStoreCommands(t *testing.T) {
 			if r.code != 0 {
 				t.Fatal(r)
 			}
-			for _, want := range []string{"0     5       10", "1     4       8", "2     3       6", "job version: 3"} {
+			for _, want := range []string{"life 1 (began at the start), started", "0     yes     5       10", "1     yes     4       8", "2     yes     3       6", "job version: 3"} {
 				if !strings.Contains(r.stdout, want) {
 					t.Fatalf("job: want %q in\n%s", want, r)
 				}
@@ -209,7 +217,7 @@ func TestStoreCommandErrors(t *testing.T) {
 		t.Fatalf("ls --rank -1: %s", r)
 	}
 	r = ckp(t, work, "job", work)
-	if r.code != 0 || !strings.Contains(r.stdout, "holds no committed version") {
+	if r.code != 0 || !strings.Contains(r.stdout, "holds no job") {
 		t.Fatalf("job of an empty store: %s", r)
 	}
 	r = ckp(t, work, "pull", work, "x.ckp")
@@ -250,7 +258,7 @@ func TestStoreTimeoutFlag(t *testing.T) {
 	} {
 		start := time.Now()
 		r := ckp(t, work, append(args, "--endpoint", ln.Addr().String(), "--insecure", "--timeout", "1s")...)
-		if r.code != 2 || time.Since(start) > 30*time.Second {
+		if r.code != 2 || time.Since(start) > 30*time.Second || !strings.Contains(r.stderr, "deadline exceeded") {
 			t.Fatalf("ckp %q with --timeout 1s on a silent store: %s after %v", args, r, time.Since(start))
 		}
 	}

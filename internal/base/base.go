@@ -79,3 +79,21 @@ func Catch(err *error) {
 		*err = FaultError(r)
 	}
 }
+
+// Intersect returns the numbers in both ascending lists.
+func Intersect(a, b []uint64) []uint64 {
+	var out []uint64
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i] < b[j]:
+			i++
+		case a[i] > b[j]:
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	return out
+}

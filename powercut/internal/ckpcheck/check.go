@@ -143,9 +143,10 @@ type Report struct {
 
 // StoreCheck is the inspection of the versions committed in a remote tier's store.
 type StoreCheck struct {
-	Versions int      // committed versions of region 0
-	Newest   int      // the newest of them
-	Problems []string `json:",omitempty"` // versions that do not verify or hold other bytes
+	Versions  int      // committed versions of region 0 a restart may use
+	Newest    int      // the newest of them
+	Abandoned int      // committed versions of region 0 of abandoned lives
+	Problems  []string `json:",omitempty"` // versions that do not verify or hold other bytes
 }
 
 // Newest is the newest kept version (0 if none).
@@ -188,6 +189,7 @@ func CheckStore(st store.Store, cfg Config) *StoreCheck {
 	for _, d := range rep.Damaged {
 		sc.Problems = append(sc.Problems, fmt.Sprintf("%q@%d: %s", d.Name, d.Version, d.Reason))
 	}
+
 	for i := range cfg.Sizes {
 		vs, err := engine.StoreVersions(ctx, st, 0)
 		if err != nil {
@@ -196,6 +198,15 @@ func CheckStore(st store.Store, cfg Config) *StoreCheck {
 		}
 		for _, v := range vs {
 			if v.Name != Name(i) {
+				continue
+			}
+			if !v.Restorable {
+				// Committed by a process whose life ended before the version was
+				// complete (the job restarted below it): no restore reads it, and
+				// retention deletes it.
+				if i == 0 {
+					sc.Abandoned++
+				}
 				continue
 			}
 			if i == 0 {

@@ -1,0 +1,189 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"sort"
+
+	"github.com/ckp-go/ckp/internal/base"
+)
+
+// Restarting a rank: RestoreJob's half in the tier (Join), the job's restart point as a
+// rank sees it (JobVersion), and the versions a restore may take from the store.
+
+// Restart is where a rank restarts: the job's restart point and, when it is a version,
+// for each registered checkpoint what to restore.
+type Restart struct {
+	// Version is the version every rank restarts from; 0 to start over.
+	Version uint64
+	// Life is the life of the job this process is now a member of.
+	Life uint64
+	// In holds, for each name given to Join and in that order, the version to restore
+	// (its Hash tells a local copy with the same bytes).
+	In []Incoming
+}
+
+// Join begins a new session of this rank in the job (RestoreJob): it abandons the
+// queued uploads of any earlier session of this process, joins the job's current life
+// (sealing the newest one and beginning the next when this rank was already a member of
+// it: docs/REMOTE.md, "The job protocol"), and returns the life's base: the version to
+// restore every registered checkpoint (names, sorted) from. It fails with ErrCorrupt
+// when the rank's version record of the base does not name every registered
+// checkpoint (the checkpoints registered differ from those saved), and with ErrRemote
+// when the store fails.
+func (t *Tier) Join(ctx context.Context, names []string) (Restart, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.timeout)
+	defer cancel()
+	if err := t.jobMu.lock(ctx); err != nil {
+		return Restart{}, t.joinErr(err)
+	}
+	defer t.jobMu.Unlock()
+	j := &t.job
+	old := *j
+	*j = jobState{g: j.g, nonce: newNonce(), rpRec: j.rpRec, cleaned: j.cleaned, cleanOK: j.cleanOK}
+	if err := t.join(ctx); err != nil {
+		// Nothing changes here: the queued uploads go on in the life they were in (a
+		// failure after the store changed shows in that life's records).
+		*j = old
+		return Restart{}, t.joinErr(err)
+	}
+	// The earlier session's uploads are abandoned while jobMu is held: one waiting for
+	// its life sees the mark before it could commit in the new one.
+	t.mu.Lock()
+	for _, it := range t.open {
+		it.abandoned = true
+	}
+	clear(t.commits)
+	clear(t.required)
+	clear(t.dedup)
+	clear(t.lastMan)
+	t.signal()
+	t.mu.Unlock()
+	j.restored = true
+	r := Restart{Version: j.base.v, Life: j.life}
+	if j.base.v == 0 {
+		return r, nil
+	}
+	rec, err := t.versionRecord(ctx, j.base, t.cfg.rank)
+	if err != nil {
+		return Restart{}, t.joinErr(err)
+	}
+	for _, name := range names {
+		c, ok := rec.lookup(name)
+		if !ok {
+			return Restart{}, base.Errf(base.ErrCorrupt, "%s: rank %d saved no checkpoint %q at the job's restart point (%v): register the checkpoints that were saved",
+				t.st, t.cfg.rank, name, j.base)
+		}
+		m, err := t.cachedManifest(ctx, c.manifest)
+		if err != nil {
+			return Restart{}, t.joinErr(err)
+		}
+		if m.Name != name || m.Version != j.base.v || m.Life != j.base.life || m.Hash != c.hash {
+			return Restart{}, base.Errf(base.ErrCorrupt, "%s: manifest %s does not describe version %d of %q of life %d", t.st, c.manifest, j.base.v, name, j.base.life)
+		}
+		r.In = append(r.In, t.incoming(m))
+	}
+	return r, nil
+}
+
+// joinErr wraps a failure of the job protocol's requests in ErrRemote.
+func (t *Tier) joinErr(err error) error {
+	if errors.Is(err, base.ErrRemote) || errors.Is(err, base.ErrInvalid) || errors.Is(err, base.ErrCorrupt) {
+		return err
+	}
+	return remoteErr(t.st, err, "join the job")
+}
+
+// JobVersion returns the job's restart point: the newest version complete on every rank
+// in the job's current life, or, when none is yet, the version the life began from (0:
+// the start). It reads the store (a few requests, whatever the number of ranks).
+func (t *Tier) JobVersion(ctx context.Context) (v, life uint64, err error) {
+	p, n, err := t.restartPoint(ctx)
+	if err != nil {
+		return 0, 0, t.joinErr(err)
+	}
+	return p.v, n, nil
+}
+
+// restartPoint is the job's restart point: from this process's life's log when it is
+// still the newest life, else as a tool reads it.
+func (t *Tier) restartPoint(ctx context.Context) (point, uint64, error) {
+	if err := t.jobMu.lock(ctx); err != nil {
+		return point{}, 0, err
+	}
+	if t.job.life != 0 && t.job.restart == nil {
+		h, newer, err := t.state(ctx)
+		life := t.job.life
+		t.jobMu.Unlock()
+		if err != nil {
+			return point{}, 0, err
+		}
+		if !newer {
+			return h.rp, life, nil
+		}
+	} else {
+		t.jobMu.Unlock()
+	}
+	return restartPoint(ctx, t.st)
+}
+
+// visible returns the versions of the checkpoint called name that a restore may take
+// from the store: those on the lineage of this process's life (of the job's newest life
+// before the process joined one).
+func (t *Tier) visible(ctx context.Context, name string) ([]storeVer, error) {
+	if err := t.jobMu.lock(ctx); err != nil {
+		return nil, err
+	}
+	life := t.job.life
+	t.jobMu.Unlock()
+	var caps lineage
+	var err error
+	if life != 0 {
+		caps, err = t.lineageOf(ctx, life)
+	} else {
+		caps, err = storeLineage(ctx, t.st)
+	}
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.ckpts[nameSegment(name)]
+	if c == nil {
+		return nil, nil
+	}
+	return c.visible(caps), nil
+}
+
+// Committed returns the numbers of the versions of the checkpoint called name that a
+// restore may take from the store (see visible), ascending.
+func (t *Tier) Committed(ctx context.Context, name string) ([]uint64, error) {
+	vs, err := t.visible(ctx, name)
+	if err != nil {
+		return nil, t.joinErr(err)
+	}
+	out := make([]uint64, len(vs))
+	for i, v := range vs {
+		out[i] = v.num
+	}
+	return out, nil
+}
+
+// Lookup returns version v of the checkpoint called name as this rank committed it,
+// for a restore that falls back to the store: an error wrapping ErrVersion when the
+// store holds no version v a restore may use.
+func (t *Tier) Lookup(ctx context.Context, name string, v uint64) (Incoming, error) {
+	vs, err := t.visible(ctx, name)
+	if err != nil {
+		return Incoming{}, t.joinErr(err)
+	}
+	i := sort.Search(len(vs), func(i int) bool { return vs[i].num >= v })
+	if i == len(vs) || vs[i].num != v {
+		return Incoming{}, base.Errf(base.ErrVersion, "version %d of %q is not committed in %s", v, name, t.st)
+	}
+	m, err := t.storeManifest(ctx, name, vs[i].point())
+	if err != nil {
+		return Incoming{}, err
+	}
+	return t.incoming(m), nil
+}
