@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckp-go/ckp/internal/kwrite"
 )
 
 // pattern returns byte offsets of region to write in one round.
@@ -152,29 +154,7 @@ func TestKernelWrites(t *testing.T) {
 		name string
 		read func(dst []byte) error
 	}{
-		{"pipe", func(dst []byte) error {
-			pr, pw, err := os.Pipe()
-			if err != nil {
-				return err
-			}
-			defer pr.Close()
-			go func() {
-				pw.Write(data[:len(dst)])
-				pw.Close()
-			}()
-			// syscall.Read, not os.File.Read: a direct read(2) into the region.
-			for len(dst) > 0 {
-				n, err := syscall.Read(int(pr.Fd()), dst)
-				if err != nil {
-					return err
-				}
-				if n == 0 {
-					return io.ErrUnexpectedEOF
-				}
-				dst = dst[n:]
-			}
-			return nil
-		}},
+		{"pipe", func(dst []byte) error { return kwrite.PipeRead(dst, data) }},
 		{"file", func(dst []byte) error {
 			f, err := os.Open(file)
 			if err != nil {
