@@ -2,7 +2,6 @@ package engine
 
 import (
 	"math"
-	"os"
 	"time"
 
 	"github.com/ckp-go/ckp/index"
@@ -65,11 +64,11 @@ func (f *File) compact() error {
 	f.syncBuf = ranges[:0]
 	recs := make([]index.Record, 0, max(f.live, 0)+2)
 	// The writer's own session, as it opened the file.
-	s := index.Session{PID: uint32(os.Getpid()), NextTxn: f.nextTxn, BootID: f.bootID, Policy: f.opts.Sync.code(),
-		Keep: uint64(f.opts.KeepVersions), Time: time.Now().UnixNano(), Flags: f.sessionFlags()}
+	opened := time.Now()
 	if ls := f.lastSession; ls != nil {
-		s.Time = ls.Opened.UnixNano()
+		opened = ls.Opened
 	}
+	s := f.writerSession(opened)
 	sr := s.Record()
 	sr.Flags = index.FlagCommit
 	recs = append(recs, sr)

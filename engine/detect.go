@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
@@ -12,24 +13,42 @@ import (
 	"github.com/ckp-go/ckp/dirty"
 )
 
-// Differential saves (Options.Differential). A region of at least minDiffBlocks blocks
-// is stored by blocks: each version is either full (every block, with a table of one
-// xxhash64 per block) or a delta (only the blocks that changed since the version
-// before it, with their numbers and hashes). The version's hash is the xxhash64 of the
-// table of all its block hashes (little-endian uint64 each), so a restore checks every
-// block it copies and, through that hash, the block map that chose them.
+// Differential saves (Options.Differential) store a large region by blocks (blocks.go).
+// This file finds which blocks changed since the region's previous version, and chooses
+// how to find them.
 //
-// Which blocks changed: where the kernel can track written pages (package dirty), the
-// pages written since the previous save are hashed and compared with the previous
-// version's hashes; everywhere else every block is hashed and compared. A region whose
-// program writes most of its pages between saves (a dense writer) is not tracked: the
-// first write to each protected page costs the program a fault, more than hashing the
-// region would. The rule (docs/FORMAT.md, "Differential saves"):
+// Two ways. Tracking: the kernel reports the pages written since the last save (package
+// dirty), and only the blocks holding them are hashed and compared with the previous
+// version's hashes. Hashing: every block is hashed and compared. Both give the same
+// versions for the same writes; they differ in cost, and in what they can miss.
 //
-//   - a tracked region with more than denseFraction of its pages written in
-//     denseSaves saves in a row stops being tracked;
-//   - a hashed region with less than sparseFraction of its blocks changed in
-//     sparseSaves saves in a row is tracked again.
+// What tracking cannot see: a write through a long-term pin (an io_uring fixed buffer,
+// an RDMA registration, VFIO, host memory registered with a GPU) takes no fault, so the
+// kernel never reports it. Two defences:
+//
+//   - Pins the kernel counts. Around each scan the engine reads the process's pinned
+//     and locked memory (dirty.ReadPins). A report is trusted only when there was none
+//     at the previous scan (or at Track) nor when this scan began: else the save
+//     hashes every block. A region whose reports go on being distrusted stops being
+//     tracked until the pins are gone.
+//   - The scrub, for pins the kernel charges to no counter of the process (a GPU
+//     driver's). Every trusted tracked save also hashes a window of 1/ScrubSaves of the
+//     region's blocks (on the other core, during the scan), the window moving on each
+//     save, and compares the blocks the kernel did not report with the previous
+//     version's hashes: within ScrubSaves tracked saves every block has been checked.
+//     A difference is a write the kernel did not report. That save hashes every block,
+//     so its version holds every change; the region is hashed for the rest of the
+//     File's life; the miss is counted (FileInfo.TrackingMisses, and the SESSION record
+//     that ckp info reads). Versions saved between the unreported write and the save
+//     that found it lack that write.
+//
+// Which way costs less differs by machine (detectPolicy): tracking makes the program pay
+// a fault on its first write to each page after a save (dirty.FaultCost: under a
+// microsecond here, 25 on some virtual machines) and the save a scan; hashing costs the
+// save a pass over every block. The engine measures what each costs where it runs and
+// tracks a region only while tracking is expected to cost less. A new region is hashed
+// until its writes have been seen; a region whose saves are full copies anyway (more
+// than fullShare of its blocks change) is never tracked.
 //
 // A full version is written when there is no base (the first save, another size or
 // block size, a base that cannot be read), when the chain of deltas since the last full
@@ -40,18 +59,33 @@ import (
 // (docs/FORMAT.md has the whole rule).
 
 const (
-	fullShare      = 0.25 // more blocks changed than this: a full version
-	denseFraction  = 0.25
-	denseSaves     = 2
-	sparseFraction = 0.05
-	sparseSaves    = 4
+	fullShare         = 0.25 // more blocks changed than this: a full version
+	defaultScrubSaves = 256  // every block is checked within this many tracked saves
 )
 
+// diffFile is the differential state of a File as a whole.
+type diffFile struct {
+	misses atomic.Int64 // writes the kernel did not report, caught by the scrub
+	// untracked holds, under File.mu, the names of regions the kernel missed a write
+	// of, and why: they are never tracked again while the File is open.
+	untracked map[string]string
+}
+
+// diffReport is how a region finds its changed blocks, for Info (which does not hold the
+// Checkpoint's lock).
+type diffReport struct {
+	tracked bool
+	why     string // why not tracked, or why the last save did not trust the tracker
+	misses  int
+}
+
 // diffState is the differential bookkeeping of one registered checkpoint. It is used
-// under the Checkpoint's mutex only.
+// under the Checkpoint's mutex only, but for report and expect.
 type diffState struct {
+	name  string
 	shift uint8
 	nblk  int64
+	pages int64 // pages of the region (the policy's unit)
 
 	table   []uint64 // block hashes of version tableOf, the base of the next delta; nil: none
 	tableOf uint64
@@ -59,20 +93,26 @@ type diffState struct {
 	chainB  int64 // their payload bytes
 
 	trk     *dirty.Tracker // live kernel tracking, or nil
-	tracked atomic.Bool    // trk != nil, for Info (which does not hold the Checkpoint's lock)
-	expect  atomic.Int64   // slot bytes the next save likely needs (0: a full version), for the prefaulter
-	noTrack string         // why the kernel can never track this region, or ""
-	hashing bool           // change detection by hashing (not tracked now)
-	why     string         // why not tracked now
-	dense   int            // tracked saves in a row above denseFraction
-	sparse  int            // hashed saves in a row below sparseFraction
-	busy    bool           // the last save changed more than fullShare of the blocks
+	report  atomic.Pointer[diffReport]
+	expect  atomic.Int64 // slot bytes the next save likely needs (0: a full version), for the prefaulter
+	noTrack string       // why the kernel never tracks this region (here, or after a miss), or ""
+	why     string       // why not tracked now, or why the last save did not trust the report
+	busy    bool         // the last save changed more than fullShare of the blocks
+	misses  int          // writes the kernel did not report, caught in this region
+	exactAt uint64       // the last version whose save read every block (so holds every write)
+
+	pol      detectPolicy
+	cost     detectCosts // measured here; the fault cost comes from dirty.FaultCost
+	pinned   string      // pins were seen at the tracker's last scan or at Track: why (its next report is not trusted)
+	scrub    int         // tracked saves that check every block (Options.ScrubSaves); 0: no scrub
+	scrubAt  int64       // first block of the next scrub window
+	distrust int         // tracked saves in a row whose report was not trusted
 
 	// The save in progress.
 	p diffPlan
 
 	// Scratch, kept between saves.
-	mark    []uint64 // bitset of candidate blocks
+	mark    []uint64 // bitset of blocks the tracker reported
 	hbuf    []uint64 // new hashes, by block
 	changed []uint32 // changed blocks, ascending
 	old     []uint64 // their hashes before the save (to undo)
@@ -80,32 +120,50 @@ type diffState struct {
 
 // diffPlan is what prepareDiff decided for one save.
 type diffPlan struct {
-	active  bool   // the save goes by blocks
-	full    bool   // every block is stored
-	fused   bool   // full, known before reading the region: copied and hashed in one pass
-	tracked bool   // candidates came from the tracker
-	fresh   bool   // table was built by this save (undo: drop it)
-	pages   int    // pages the tracker reported (tracked saves)
-	hash    uint64 // the version's hash
-	lay     blockLayout
+	active      bool   // the save goes by blocks
+	full        bool   // every block is stored
+	fused       bool   // full, known before reading the region: copied and hashed in one pass
+	tracked     bool   // candidates came from the tracker, and the report was trusted
+	fresh       bool   // table was built by this save (undo: drop it)
+	scanned     bool   // the tracker was scanned (pages is its count)
+	pages       int    // pages the tracker reported
+	allReported bool   // ... every page of the region (after a restore, a failed save)
+	miss        int64  // a block the scrub found changed that the tracker did not report, or -1
+	hash        uint64 // the version's hash
+	lay         blockLayout
 }
 
-// newDiffState returns the bookkeeping for a region of n bytes, or nil when the region
-// is saved whole.
-func (f *File) newDiffState(n int) *diffState {
+// newDiffState returns the bookkeeping for a region of n bytes called name, or nil when
+// the region is saved whole. The caller holds f.mu.
+func (f *File) newDiffState(name string, n int) *diffState {
 	if !f.opts.Differential || int64(n) < minDiffBlocks<<f.blockShift {
 		return nil
 	}
-	d := &diffState{shift: f.blockShift, nblk: blockCount(int64(n), f.blockShift)}
-	if f.opts.NoTracking {
+	d := &diffState{name: name, shift: f.blockShift, nblk: blockCount(int64(n), f.blockShift),
+		pages: int64(max(1, n/dirty.PageSize())), cost: defaultCosts, scrub: f.opts.scrubSaves()}
+	d.pol.since = -1
+	d.p.miss = -1
+	switch {
+	case f.opts.NoTracking:
 		d.noTrack = "Options.NoTracking"
-	} else if err := dirty.Available(); err != nil {
-		d.noTrack = err.Error()
+	case f.diff.untracked[name] != "":
+		d.noTrack = f.diff.untracked[name]
+	default:
+		if err := dirty.Available(); err != nil {
+			d.noTrack = err.Error()
+		}
 	}
-	if d.noTrack != "" {
-		d.hashing, d.why = true, d.noTrack
+	d.why = d.noTrack
+	if d.why == "" {
+		d.why = "new region: hashed until its writes have been seen"
 	}
+	d.publish()
 	return d
+}
+
+// publish makes the region's detection state visible to Info.
+func (d *diffState) publish() {
+	d.report.Store(&diffReport{tracked: d.trk != nil, why: d.why, misses: d.misses})
 }
 
 // close stops the region's tracking.
@@ -113,7 +171,6 @@ func (d *diffState) close() {
 	if d != nil && d.trk != nil {
 		_ = d.trk.Close()
 		d.trk = nil
-		d.tracked.Store(false)
 	}
 }
 
@@ -121,69 +178,81 @@ func (d *diffState) close() {
 // version or a delta, and computes the version's hash. It reads the region (and the
 // data file, to load the base's hashes) and sets c.slot.blocks and c.slot.lay. The
 // caller holds c.mu and the File's operation lock, not f.mu. On failure of the save
-// after it, undoDiff puts everything back.
+// after it, finishDiff puts everything back.
 //
 // With deltaOnly (the full version did not fit under MaxSize), the save is a delta
 // whenever there is a base, whatever the rules for a full version say.
 func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 	d := c.diff
-	d.p = diffPlan{active: true}
+	d.p = diffPlan{active: true, miss: -1}
 	region := c.region
 	n := int64(len(region))
 	newest, haveNewest := f.newestOf(c.st)
+	reloaded := false
 	if !haveNewest || d.table == nil || d.tableOf != newest.num {
 		// No base in memory (first save of this registration, or versions saved through
 		// another path): take the newest version's hashes from the file, if it is stored
-		// by blocks of this size.
+		// by blocks of this size. The tracker's report is relative to what this
+		// registration saved last, so it does not apply to that base.
 		d.table = nil
+		reloaded = true
 		if haveNewest {
 			f.loadTable(c, &newest)
 		}
 	}
-	limit := maxChain
-	if f.opts.chainLimit > 0 {
-		limit = f.opts.chainLimit
-	}
-	if d.table == nil || !deltaOnly && (d.chain >= limit || d.busy) {
-		// A full version, known before reading the region: no base, the chain is
-		// at its limit, or the region changed more than fullShare of its blocks last
-		// time (a dense writer, likely to do it again). Copy and hash in one pass, as a
-		// whole save does; the tracker's report is consumed (the save reads every page).
-		if d.trk != nil {
-			d.p.pages, _ = d.trk.Written(d.markNothing)
-		}
-		d.p.full, d.p.fused, d.p.fresh = true, true, d.table == nil
-		d.p.lay = blockLayout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
-		d.changed, d.old = d.changed[:0], d.old[:0]
-		c.slot.blocks, c.slot.lay = true, d.p.lay
-		return nil
-	}
-	// Candidate blocks: what the tracker reports, or every block.
 	if cap(d.mark) < int(d.nblk+63)/64 {
 		d.mark = make([]uint64, (d.nblk+63)/64)
 	}
 	d.mark = d.mark[:(d.nblk+63)/64]
 	clear(d.mark)
-	all := true
-	if d.trk != nil {
-		pages, err := d.trk.Written(d.markRange)
-		d.p.pages = pages
-		if err == nil && d.table != nil {
-			all = false
-			d.p.tracked = true
-		}
-	}
 	if cap(d.hbuf) < int(d.nblk) {
 		d.hbuf = make([]uint64, d.nblk)
 	}
 	d.hbuf = d.hbuf[:d.nblk]
+	d.changed, d.old = d.changed[:0], d.old[:0]
+	limit := maxChain
+	if f.opts.chainLimit > 0 {
+		limit = f.opts.chainLimit
+	}
+	if fullFirst(d.table != nil, d.chain, limit, d.busy, deltaOnly) {
+		// A full version, known before reading the region: no base, the chain is
+		// at its limit, or the region changed more than fullShare of its blocks last
+		// time (a dense writer, likely to do it again). Copy and hash in one pass, as a
+		// whole save does. The tracker's report is consumed (the save reads every page)
+		// and kept in the marks: finishDiff checks it against what changed.
+		if d.trk != nil {
+			trusted := f.scan(d, nil) && !reloaded
+			d.p.tracked = trusted
+		}
+		d.p.full, d.p.fused, d.p.fresh = true, true, d.table == nil
+		d.p.lay = blockLayout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
+		c.slot.blocks, c.slot.lay = true, d.p.lay
+		return nil
+	}
+	all := true
+	if d.trk != nil {
+		// The scrub window is hashed on the other core while the kernel scans.
+		lo, hi := d.scrubWindow()
+		if f.scan(d, region[lo<<d.shift:min(hi<<d.shift, n)]) && !reloaded {
+			all = false
+			d.p.tracked = true
+			d.p.miss = d.scrubCheck(lo, hi)
+			if d.p.miss < 0 {
+				d.scrubAt = hi % d.nblk
+			}
+		}
+		if d.p.miss >= 0 {
+			all = true // the kernel missed a write: find every one
+		}
+	}
 	if all {
+		t0 := time.Now()
 		f.hashBlocks(region, d.shift, d.hbuf, 0, d.nblk)
+		ewma(&d.cost.Hash, time.Since(t0), d.pages)
 	} else {
 		f.hashMarked(c)
 	}
 	// Changed blocks.
-	d.changed, d.old = d.changed[:0], d.old[:0]
 	var payload int64
 	if d.table == nil {
 		d.table = append(make([]uint64, 0, d.nblk), d.hbuf...)
@@ -195,7 +264,7 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 				m = ^uint64(0)
 			}
 			for m != 0 {
-				b := int64(w)*64 + int64(trailingZeros(m))
+				b := int64(w)*64 + int64(bits.TrailingZeros64(m))
 				m &= m - 1
 				if b >= d.nblk {
 					break
@@ -209,7 +278,7 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 			}
 		}
 		k := int64(len(d.changed))
-		d.p.full = !deltaOnly && (d.chainB+payload > n || float64(k) > fullShare*float64(d.nblk) || !f.roomAfter(c, payload, k))
+		d.p.full = fullAfter(d.chainB, payload, n, k, d.nblk, deltaOnly, func() bool { return f.roomAfter(c, payload, k) })
 	}
 	if d.p.full {
 		d.p.lay = blockLayout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
@@ -224,14 +293,120 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 	return nil
 }
 
-func trailingZeros(x uint64) int { return bits.TrailingZeros64(x) }
+// fullFirst reports whether a save is a full version known before the region is read
+// (so copied and hashed in one pass): there is no base, or, unless the save must be a
+// delta (deltaOnly), the chain holds limit deltas or the last save changed more than
+// fullShare of the blocks (busy).
+func fullFirst(haveBase bool, chain, limit int, busy, deltaOnly bool) bool {
+	return !haveBase || !deltaOnly && (chain >= limit || busy)
+}
 
-func popCount(x uint64) int { return bits.OnesCount64(x) }
+// fullAfter reports whether a save that found k of nblk blocks changed, payload bytes
+// of a region of n, is a full version rather than a delta: unless it must be a delta,
+// when the chain's payload (chainB) with this one would outweigh the region, when more
+// than fullShare of the blocks changed, or when room (asked last: it may take the
+// File's lock) says no room would be left under MaxSize for the next full version.
+func fullAfter(chainB, payload, n, k, nblk int64, deltaOnly bool, room func() bool) bool {
+	return !deltaOnly && (chainB+payload > n || float64(k) > fullShare*float64(nblk) || !room())
+}
 
-// markNothing discards a tracker's report.
-func (d *diffState) markNothing(start, end int) {}
+// scan takes the tracker's report into d.mark, hashing the scrub window (blocks of
+// window, from its start) meanwhile on the other core, and reports whether the report
+// can be trusted: the scan worked, and no memory of the process was pinned at the
+// previous scan (or at Track) nor when this one began. Why not goes into d.why.
+func (f *File) scan(d *diffState, window []byte) bool {
+	before, perr := dirty.ReadPins()
+	started := false
+	if len(window) > 0 {
+		lo := d.scrubAt
+		f.batchMu.Lock()
+		defer f.batchMu.Unlock()
+		bt := &f.batchBuf
+		bt.reset(jobHash)
+		hb := hashBytes(d.hbuf)
+		bt.add(job{src: window, table: hb[8*lo : 8*(lo+blockCount(int64(len(window)), d.shift))], shift: d.shift})
+		started = len(window) >= parallelThreshold && f.pool.start(bt)
+		if !started {
+			// No helper free, or too little to share: after the scan, on this core.
+			defer func() {
+				f.pool.run(bt)
+				fromHashBytes(d.hbuf, hb, lo, lo+blockCount(int64(len(window)), d.shift))
+			}()
+		} else {
+			defer func() {
+				f.pool.join(bt)
+				fromHashBytes(d.hbuf, hb, lo, lo+blockCount(int64(len(window)), d.shift))
+			}()
+		}
+	}
+	t0 := time.Now()
+	pages, err := d.trk.Written(d.markRange)
+	ewma(&d.cost.Scan, time.Since(t0), d.pages)
+	after, perr2 := dirty.ReadPins()
+	d.p.scanned, d.p.pages = true, pages
+	d.p.allReported = d.trk != nil && pages >= d.trk.Pages()
+	why := ""
+	switch {
+	case err != nil:
+		why = "the kernel's scan failed (" + err.Error() + "): every block hashed, and the region tracked anew"
+		d.close()
+	case d.pinned != "":
+		why = d.pinned
+	case perr != nil:
+		why = perr.Error()
+	default:
+		why = before.Why()
+	}
+	// Pins alive during this scan may have been written after it re-protected their
+	// pages: the next report is not trusted either.
+	switch {
+	case perr != nil:
+		d.pinned = perr.Error()
+	case before.Why() != "":
+		d.pinned = before.Why()
+	case perr2 != nil:
+		d.pinned = perr2.Error()
+	default:
+		d.pinned = after.Why()
+	}
+	if why != "" {
+		d.why = "tracker's report not trusted: " + why
+		d.distrust++
+		return false
+	}
+	d.distrust = 0
+	d.why = ""
+	return true
+}
 
-// markRange marks the blocks holding bytes [start, end) of the region as candidates.
+// scrubWindow returns the blocks [lo, hi) this save's scrub checks: 1/d.scrub of the
+// region from d.scrubAt (less at the region's end), or an empty window without a scrub.
+func (d *diffState) scrubWindow() (lo, hi int64) {
+	if d.scrub <= 0 {
+		return 0, 0
+	}
+	k := (d.nblk + int64(d.scrub) - 1) / int64(d.scrub)
+	lo = d.scrubAt
+	if lo >= d.nblk {
+		lo = 0
+	}
+	d.scrubAt = lo
+	return lo, min(lo+k, d.nblk)
+}
+
+// scrubCheck compares the blocks of the scrub window [lo, hi) that the tracker did not
+// report with the base's hashes, and returns the first that differs (a write the
+// kernel did not report), or -1.
+func (d *diffState) scrubCheck(lo, hi int64) int64 {
+	for b := lo; b < hi; b++ {
+		if d.mark[b>>6]&(1<<(b&63)) == 0 && d.hbuf[b] != d.table[b] {
+			return b
+		}
+	}
+	return -1
+}
+
+// markRange marks the blocks holding bytes [start, end) of the region as written.
 func (d *diffState) markRange(start, end int) {
 	if end <= start {
 		return
@@ -241,21 +416,40 @@ func (d *diffState) markRange(start, end int) {
 	}
 }
 
-// hashMarked hashes the candidate blocks of c's region into d.hbuf, on both cores when
+// marked reports whether the tracker reported block b.
+func (d *diffState) marked(b int64) bool { return d.mark[b>>6]&(1<<(b&63)) != 0 }
+
+// hashBytes views hashes as the bytes the hash jobs write (little-endian each; see
+// fromHashBytes).
+func hashBytes(hashes []uint64) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(&hashes[0])), 8*len(hashes))
+}
+
+// fromHashBytes turns hashes[lo:hi], written as little-endian bytes through hb (their
+// hashBytes view), into numbers: nothing to do on a little-endian machine.
+func fromHashBytes(hashes []uint64, hb []byte, lo, hi int64) {
+	if !littleEndian {
+		for b := lo; b < hi; b++ {
+			hashes[b] = binary.LittleEndian.Uint64(hb[8*b:])
+		}
+	}
+}
+
+// hashMarked hashes the blocks the tracker reported into d.hbuf, on both cores when
 // they add up to a lot.
 func (f *File) hashMarked(c *Checkpoint) {
 	d := c.diff
 	region := c.region
 	n := int64(len(region))
 	count := int64(0)
-	for _, bits := range d.mark {
-		count += int64(popCount(bits))
+	for _, m := range d.mark {
+		count += int64(bits.OnesCount64(m))
 	}
 	if count<<d.shift < parallelThreshold || f.pool.n == 0 {
-		for w, bits := range d.mark {
-			for bits != 0 {
-				b := int64(w)*64 + int64(trailingZeros(bits))
-				bits &= bits - 1
+		for w, m := range d.mark {
+			for m != 0 {
+				b := int64(w)*64 + int64(bits.TrailingZeros64(m))
+				m &= m - 1
 				if b < d.nblk {
 					lo := b << d.shift
 					d.hbuf[b] = xxhash.Sum64(region[lo : lo+blockLen(b, d.shift, n)])
@@ -268,24 +462,20 @@ func (f *File) hashMarked(c *Checkpoint) {
 	defer f.batchMu.Unlock()
 	bt := &f.batchBuf
 	bt.reset(jobHash)
-	hb := unsafe.Slice((*byte)(unsafe.Pointer(&d.hbuf[0])), 8*len(d.hbuf))
+	hb := hashBytes(d.hbuf)
 	for b := int64(0); b < d.nblk; {
-		if d.mark[b>>6]&(1<<(b&63)) == 0 {
+		if !d.marked(b) {
 			b++
 			continue
 		}
 		run := b
-		for b < d.nblk && d.mark[b>>6]&(1<<(b&63)) != 0 {
+		for b < d.nblk && d.marked(b) {
 			b++
 		}
 		bt.add(job{src: region[run<<d.shift : min(b<<d.shift, n)], table: hb[8*run : 8*b], shift: d.shift})
 	}
 	f.pool.run(bt)
-	if !littleEndian {
-		for i := range d.hbuf {
-			d.hbuf[i] = binary.LittleEndian.Uint64(hb[8*i:])
-		}
-	}
+	fromHashBytes(d.hbuf, hb, 0, d.nblk)
 }
 
 // hashBlocks hashes blocks [lo, hi) of region into out, on both cores for large ranges.
@@ -303,14 +493,10 @@ func (f *File) hashBlocks(region []byte, shift uint8, out []uint64, lo, hi int64
 	defer f.batchMu.Unlock()
 	bt := &f.batchBuf
 	bt.reset(jobHash)
-	ob := unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), 8*len(out))
+	ob := hashBytes(out)
 	bt.add(job{src: region[from:to], table: ob[8*lo : 8*hi], shift: shift})
 	f.pool.run(bt)
-	if !littleEndian {
-		for b := lo; b < hi; b++ {
-			out[b] = binary.LittleEndian.Uint64(ob[8*b:])
-		}
-	}
+	fromHashBytes(out, ob, lo, hi)
 }
 
 // newestOf decodes the newest kept version of s.
@@ -344,9 +530,10 @@ func (f *File) loadTable(c *Checkpoint, v *version) {
 }
 
 // finishDiff ends c's save in its differential bookkeeping: on success the table is
-// the new version's and the tracking rule is applied; on failure everything prepareDiff
-// changed is put back, and the tracker (whose report this save consumed) reports every
-// page next time.
+// the new version's; on failure everything prepareDiff changed is put back, and the
+// tracker (whose report this save consumed) reports every page next time. Either way
+// a write the kernel missed ends the region's tracking, and the policy chooses how the
+// next save finds its changes.
 func (f *File) finishDiff(c *Checkpoint, published bool) {
 	d := c.diff
 	if !d.p.active {
@@ -354,6 +541,7 @@ func (f *File) finishDiff(c *Checkpoint, published bool) {
 	}
 	p := &d.p
 	p.active = false
+	defer d.publish()
 	if !published {
 		for i, b := range d.changed {
 			d.table[b] = d.old[i]
@@ -364,17 +552,24 @@ func (f *File) finishDiff(c *Checkpoint, published bool) {
 		if d.trk != nil {
 			d.trk.MarkAll()
 		}
+		if p.miss >= 0 {
+			f.missed(c, p.miss, 0)
+		}
 		return
 	}
 	changed := len(d.changed)
 	if p.fused {
-		// The table is the one the copy computed; count what changed against the old.
+		// The table is the one the copy computed; count what changed against the old,
+		// and look for changes the tracker did not report.
 		changed = int(d.nblk)
 		if d.table != nil {
 			changed = 0
 			for b, h := range d.hbuf {
 				if h != d.table[b] {
 					changed++
+					if p.tracked && p.miss < 0 && !d.marked(int64(b)) {
+						p.miss = int64(b)
+					}
 				}
 			}
 		}
@@ -392,41 +587,236 @@ func (f *File) finishDiff(c *Checkpoint, published bool) {
 		// (with room to spare), not a whole region.
 		d.expect.Store(p.lay.footprint(len(c.name)) * 5 / 4)
 	}
-	// The tracking rule.
+	if p.miss >= 0 {
+		f.missed(c, p.miss, c.slot.ver)
+	}
+	if p.full || !p.tracked || p.miss >= 0 || p.allReported {
+		d.exactAt = c.slot.ver
+	}
+	// What this save saw of the program's writes: the pages the tracker reported, or
+	// (hashed) the blocks that changed.
 	switch {
-	case d.trk != nil:
-		if float64(p.pages) > denseFraction*float64(d.trk.Pages()) {
-			d.dense++
-		} else {
-			d.dense = 0
-		}
-		if d.dense >= denseSaves {
-			d.close()
-			d.hashing, d.why = true, fmt.Sprintf("dense writer: over %.0f%% of its pages written in %d saves in a row", 100*denseFraction, denseSaves)
-			d.dense, d.sparse = 0, 0
-		}
-	case d.noTrack != "":
-		// Never tracked here.
-	default:
-		sparse := !p.fresh && float64(changed) < sparseFraction*float64(d.nblk)
-		if sparse {
-			d.sparse++
-		} else {
-			d.sparse = 0
-		}
-		if !d.hashing || d.sparse >= sparseSaves {
-			// Track from now on: the region holds exactly this version's bytes (the
-			// caller does not write it during a save).
-			t, err := dirty.Track(c.region)
+	case p.scanned && d.trk != nil:
+		d.pol.observe(float64(p.pages) / float64(d.trk.Pages()))
+	case !p.fresh:
+		d.pol.observe(float64(changed) / float64(d.nblk))
+	}
+	f.chooseDetection(c)
+}
+
+// missed handles a write the kernel did not report, found in block b of c's region by
+// the save of version found (0: a save that failed): the region is hashed for the rest
+// of the File's life, and the miss is counted and recorded.
+func (f *File) missed(c *Checkpoint, b int64, found uint64) {
+	d := c.diff
+	d.close()
+	d.misses++
+	lacking := ""
+	if found > d.exactAt+1 {
+		lacking = fmt.Sprintf("; versions %d to %d may lack it", d.exactAt+1, found-1)
+	}
+	d.noTrack = fmt.Sprintf("the kernel did not report a write (block %d, found by the scrub at version %d%s): hashed for the rest of this File's life", b, found, lacking)
+	if found == 0 {
+		d.noTrack = fmt.Sprintf("the kernel did not report a write (block %d, found by the scrub; versions from %d on may lack it): hashed for the rest of this File's life", b, d.exactAt+1)
+	}
+	d.why = d.noTrack
+	f.diff.misses.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.diff.untracked == nil {
+		f.diff.untracked = make(map[string]string)
+	}
+	f.diff.untracked[c.name] = d.noTrack
+	// A SESSION record carries the count to readers (ckp info); the File works on
+	// without it.
+	opened := time.Now()
+	if ls := f.lastSession; ls != nil {
+		opened = ls.Opened
+	}
+	_ = f.appendSession(opened)
+}
+
+// chooseDetection applies the policy after a published save: it starts or stops the
+// region's tracking.
+func (f *File) chooseDetection(c *Checkpoint) {
+	d := c.diff
+	if d.noTrack != "" {
+		d.close()
+		d.why = d.noTrack
+		return
+	}
+	if d.trk != nil && d.distrust >= 2 && d.pinned != "" {
+		// Pins outlast the saves: every report is distrusted, so the faults buy
+		// nothing. Hashed until the pins are gone.
+		d.close()
+		d.why = "not tracked: " + d.pinned
+		return
+	}
+	if d.trk == nil {
+		if p, err := dirty.ReadPins(); err != nil || p.Why() != "" {
+			d.why = "not tracked: " + p.Why()
 			if err != nil {
-				d.noTrack = err.Error()
-				d.hashing, d.why = true, d.noTrack
-				return
+				d.why = "not tracked: " + err.Error()
 			}
-			d.trk, d.hashing, d.why, d.sparse = t, false, "", 0
-			d.tracked.Store(true)
+			return
 		}
 	}
+	fault, err := dirty.FaultCost()
+	if err != nil {
+		d.noTrack = err.Error()
+		d.close()
+		d.why = d.noTrack
+		return
+	}
+	costs := d.cost
+	costs.Fault = float64(fault.Nanoseconds())
+	track, why := d.pol.decide(costs, d.scrub, d.trk != nil)
+	if f.opts.trackAlways {
+		track = true
+	}
+	switch {
+	case !track:
+		d.close()
+		d.why = why
+	case d.trk == nil:
+		// Track from now on: the region holds exactly this version's bytes (the
+		// caller does not write it during a save).
+		before, err1 := dirty.ReadPins()
+		t0 := time.Now()
+		t, err := dirty.Track(c.region)
+		if err != nil {
+			d.noTrack = err.Error()
+			d.why = d.noTrack
+			return
+		}
+		ewma(&d.cost.Track, time.Since(t0), d.pages)
+		after, err2 := dirty.ReadPins()
+		d.trk, d.why, d.distrust = t, "", 0
+		// Pins alive while Track armed the pages: its first report is not trusted.
+		switch {
+		case err1 != nil:
+			d.pinned = err1.Error()
+		case err2 != nil:
+			d.pinned = err2.Error()
+		case before.Why() != "":
+			d.pinned = before.Why()
+		default:
+			d.pinned = after.Why()
+		}
+	}
+}
+
+// detectCosts are what change detection costs on this machine, in nanoseconds per page
+// of the region: measured as the saves go (an average that follows the latest), the
+// fault cost by package dirty.
+type detectCosts struct {
+	Fault float64 // the first write to a protected page, paid by the program
+	Scan  float64 // the tracker's scan (PAGEMAP_SCAN), per page of the region
+	Hash  float64 // hashing (a pass over every block: both cores)
+	Track float64 // write-protecting the region (Track), once per switch to tracking
+}
+
+// defaultCosts stand in until measured: the first saves of a region measure Hash, and
+// Track and Scan are measured when it is first tracked.
+var defaultCosts = detectCosts{Fault: 1000, Scan: 40, Hash: 250, Track: 100}
+
+// ewma folds a measurement, d over pages pages, into the cost *x: half the old value,
+// half the new.
+func ewma(x *float64, d time.Duration, pages int64) {
+	v := float64(d.Nanoseconds()) / float64(max(pages, 1))
+	*x += (v - *x) / 2
+}
+
+// The policy's parameters.
+const (
+	densityWindow = 4   // saves whose densities the estimate looks at
+	trackMargin   = 0.8 // tracking starts only when expected to cost this much of hashing, or less
+	trackHorizon  = 8   // saves over which starting to track must repay Track
+	maxWait       = 64  // saves a region waits, at most, before tracking is tried again
+)
+
+// detectPolicy is the cost model's state for one region: the densities of its last
+// saves, and how long to wait before trying to track again. It does no I/O: decide is a
+// function of what it is told, and a test drives it with any machine's costs.
+type detectPolicy struct {
+	recent [densityWindow]float64 // share of the region written before each of the last saves
+	seen   int                    // saves observed
+	wait   int                    // saves to wait before tracking may start again
+	fails  int                    // tracking stopped soon after it started, so many times in a row
+	since  int                    // seen when tracking last started; -1: never
+}
+
+// observe records that a share rho of the region's pages was written before a save
+// (blocks changed, for a hashed region).
+func (p *detectPolicy) observe(rho float64) {
+	p.recent[p.seen%densityWindow] = min(max(rho, 0), 1)
+	p.seen++
+	if p.wait > 0 {
+		p.wait--
+	}
+}
+
+// density is the share of pages the next save is expected to find written: the most of
+// the last saves (a writer that is sometimes dense pays for tracking when it is).
+func (p *detectPolicy) density() float64 {
+	var m float64
+	for i := 0; i < min(p.seen, densityWindow); i++ {
+		m = max(m, p.recent[i])
+	}
+	return m
+}
+
+// expected returns what tracking and hashing are expected to cost per save, in
+// nanoseconds per page of the region, at density rho with the scrub checking 1/scrub
+// of the blocks per save. Copying the changed blocks costs the same either way and is
+// left out. Tracking: the program's faults and the hashing of the pages written, the
+// scan, the scrub. Hashing: every page.
+func expected(c detectCosts, rho float64, scrub int) (track, hash float64) {
+	track = rho*(c.Fault+c.Hash) + c.Scan
+	if scrub > 0 {
+		track += c.Hash / float64(scrub)
+	}
+	return track, c.Hash
+}
+
+// decide returns whether the region should be tracked until its next save (tracked:
+// whether it is now), and why not.
+func (p *detectPolicy) decide(c detectCosts, scrub int, tracked bool) (bool, string) {
+	if p.seen == 0 {
+		return false, "new region: hashed until its writes have been seen"
+	}
+	rho := p.density()
+	t, h := expected(c, rho, scrub)
+	switch {
+	case rho > fullShare:
+		p.stop(tracked)
+		return false, fmt.Sprintf("dense writer: %.0f%% of its pages written between saves, so its saves are full copies; tracking would add a fault per page", 100*rho)
+	case tracked && t < h:
+		return true, ""
+	case tracked:
+		p.stop(true)
+		return false, fmt.Sprintf("tracking costs more than hashing: with %.1f%% of its pages written between saves and %.1f µs a fault, %.0f ns a page against %.0f", 100*rho, c.Fault/1000, t, h)
+	case p.wait > 0:
+		return false, fmt.Sprintf("tracking stopped paying off: tried again in %d saves at the earliest", p.wait)
+	case t+c.Track/trackHorizon > trackMargin*h:
+		return false, fmt.Sprintf("hashing costs less: with %.1f%% of its pages written between saves and %.1f µs a fault, tracking would cost %.0f ns a page against %.0f", 100*rho, c.Fault/1000, t, h)
+	}
+	p.since = p.seen
+	return true, ""
+}
+
+// stop notes that tracking stops (when it ran): the next try waits, twice as long after
+// each time tracking did not last.
+func (p *detectPolicy) stop(tracked bool) {
+	if !tracked {
+		return
+	}
+	if p.since >= 0 && p.seen-p.since < 2*densityWindow {
+		p.fails = min(p.fails+1, 4)
+	} else {
+		p.fails = 0
+	}
+	p.wait = min(maxWait, densityWindow<<p.fails)
 }
 
 // roomAfter reports whether, after a delta of k blocks and payload bytes, the data file

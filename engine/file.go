@@ -80,6 +80,8 @@ type File struct {
 	// replay (ckptState.grow sizes a busy checkpoint's list with it); 0 otherwise.
 	replayLeft int64
 
+	diff diffFile // differential saves (detect.go)
+
 	// Facts from recovery, for tools.
 	recovered   Recovery
 	lastSession *SessionInfo
@@ -405,15 +407,21 @@ func (f *File) beginSession() error {
 		return fmt.Errorf("ckp: random session id: %w", err)
 	}
 	f.session = binary.LittleEndian.Uint64(r8[:])&sessionMask | 1
-	s := index.Session{
-		PID:     uint32(os.Getpid()),
-		NextTxn: f.nextTxn,
-		BootID:  f.bootID,
-		Policy:  f.opts.Sync.code(),
-		Time:    time.Now().UnixNano(),
-		Keep:    uint64(f.opts.KeepVersions),
-		Flags:   f.sessionFlags(),
-	}
+	return f.appendSession(time.Now())
+}
+
+// writerSession is this writer's SESSION record as of now (flags included), opened at
+// the time given.
+func (f *File) writerSession(opened time.Time) index.Session {
+	return index.Session{PID: uint32(os.Getpid()), NextTxn: f.nextTxn, BootID: f.bootID, Policy: f.opts.Sync.code(),
+		Keep: uint64(f.opts.KeepVersions), Time: opened.UnixNano(), Flags: f.sessionFlags()}
+}
+
+// appendSession appends the writer's SESSION record: at Open, and again when its flags
+// change (a write the kernel did not report), so that readers see them. The caller
+// holds f.mu or is alone with the File.
+func (f *File) appendSession(opened time.Time) error {
+	s := f.writerSession(opened)
 	r := s.Record()
 	r.Flags = index.FlagCommit
 	before := f.log.records
@@ -616,6 +624,9 @@ func (f *File) sessionFlags() uint32 {
 	fl := uint32(index.SessionDifferential) | uint32(f.blockShift)<<8
 	if f.tracking() == "" {
 		fl |= index.SessionTracking
+	}
+	if m := f.diff.misses.Load(); m > 0 {
+		fl |= index.SessionMissed | uint32(min(m, index.SessionMissesMax))<<16
 	}
 	return fl
 }

@@ -62,6 +62,13 @@ type Options struct {
 	// never by the kernel's written-page tracking.
 	NoTracking bool
 
+	// ScrubSaves bounds the tracked saves of a region after which each of its blocks has
+	// been checked by hashing: every tracked save also hashes 1/ScrubSaves of the
+	// region's blocks and compares those the kernel did not report as written with the
+	// previous version, to catch writes the kernel cannot see (through memory pinned for
+	// a device). 0 means 256; a negative value turns the check off.
+	ScrubSaves int
+
 	// Remote, when not nil, copies saved versions to a store (an S3 bucket, a shared
 	// directory) in the background, so that a job can restart on other nodes: see
 	// Remote, File.Flush, File.JobVersion and docs/REMOTE.md. Not with ReadOnly.
@@ -74,6 +81,9 @@ type Options struct {
 	syncWhole bool
 	// chainLimit, when set, replaces maxChain (tests reach it sooner).
 	chainLimit int
+	// trackAlways tracks every differential region the kernel can track, whatever the
+	// cost model says (tests of the tracking path).
+	trackAlways bool
 }
 
 const (
@@ -86,6 +96,17 @@ const (
 	parallelThreshold = 4 << 20 // saves of at least this many bytes use the workers
 	heldMin           = 1 << 20 // held-back slots below this never force a durable point
 )
+
+// scrubSaves is ScrubSaves with its default: 0 for no scrub.
+func (o *Options) scrubSaves() int {
+	switch {
+	case o.ScrubSaves < 0:
+		return 0
+	case o.ScrubSaves == 0:
+		return defaultScrubSaves
+	}
+	return o.ScrubSaves
+}
 
 // withDefaults returns a copy of o with the zero values replaced, or an error.
 func (o *Options) withDefaults() (Options, error) {
