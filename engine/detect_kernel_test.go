@@ -394,11 +394,23 @@ func scrubChild(t *testing.T) {
 	if r := detectionOf(t, f, "r"); r.Tracked {
 		t.Fatalf("tracked again after a miss: %+v", r)
 	}
-	// Readers learn of the miss from the SESSION record.
-	apiNoErr(t, f.Close(), "Close")
-	g := apiOpen(t, path, &Options{ReadOnly: true})
-	if w := must(g.Info()).LastWriter; w == nil || w.TrackingMisses != 1 {
-		t.Fatalf("reader's LastWriter: %+v", w)
+	// Readers learn of the miss from the SESSION record: while the writer runs, and
+	// after it compacted the index and closed.
+	reader := func(when string) {
+		g := apiOpen(t, path, &Options{ReadOnly: true})
+		defer g.Close()
+		if w := must(g.Info()).LastWriter; w == nil || w.TrackingMisses != 1 {
+			t.Fatalf("%s: reader's LastWriter: %+v", when, w)
+		}
 	}
+	reader("writer open")
+	f.syncMu.Lock()
+	f.mu.Lock()
+	err = f.compact()
+	f.mu.Unlock()
+	f.syncMu.Unlock()
+	apiNoErr(t, err, "compact")
+	apiNoErr(t, f.Close(), "Close")
+	reader("after compaction and Close")
 	ring.UnregisterBuffers()
 }
