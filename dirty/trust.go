@@ -22,6 +22,9 @@ type Pins struct {
 	Locked int64
 }
 
+// None reports whether no memory of the process is pinned or locked.
+func (p Pins) None() bool { return p.Pinned == 0 && p.Locked == 0 }
+
 // Why returns "" when no memory of the process is pinned or locked, else why
 // the tracker's reports cannot be trusted.
 //

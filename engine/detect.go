@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -75,8 +76,83 @@ type diffFile struct {
 // Checkpoint's lock).
 type diffReport struct {
 	tracked bool
-	why     string // why not tracked, or why the last save did not trust the tracker
+	why     reason // why not tracked, or why the last save did not trust the tracker
 	misses  int
+}
+
+// reason says why a region is not tracked, or why its last save did not trust the
+// tracker's report. It is put into words only when asked (Info), so that a save
+// allocates nothing.
+type reason struct {
+	kind                    reasonKind
+	text                    string  // rText; rUntracked and rDistrust when pins says nothing
+	pins                    pinSeen // rUntracked, rDistrust
+	rho, fault, track, hash float64 // rDense, rCostly, rCheaper: the policy's figures
+	wait                    int     // rWait
+}
+
+type reasonKind uint8
+
+const (
+	rNone      reasonKind = iota
+	rText                 // text says it all: tracking unavailable, a missed write
+	rNew                  // a new region
+	rDense                // a dense writer
+	rCostly               // tracking stopped: it costs more than hashing
+	rCheaper              // tracking not started: hashing costs less
+	rWait                 // tracking stopped paying off, waiting to try again
+	rUntracked            // not tracked while memory is pinned
+	rDistrust             // the last save did not trust the report (pins, a failed scan)
+)
+
+func (r reason) String() string {
+	switch r.kind {
+	case rText:
+		return r.text
+	case rNew:
+		return "new region: hashed until its writes have been seen"
+	case rDense:
+		return fmt.Sprintf("dense writer: %.0f%% of its pages written between saves, so its saves are full copies; tracking would add a fault per page", 100*r.rho)
+	case rCostly:
+		return fmt.Sprintf("tracking costs more than hashing: with %.1f%% of its pages written between saves and %.1f µs a fault, %.0f ns a page against %.0f", 100*r.rho, r.fault/1000, r.track, r.hash)
+	case rCheaper:
+		return fmt.Sprintf("hashing costs less: with %.1f%% of its pages written between saves and %.1f µs a fault, tracking would cost %.0f ns a page against %.0f", 100*r.rho, r.fault/1000, r.track, r.hash)
+	case rWait:
+		return fmt.Sprintf("tracking stopped paying off: tried again in %d saves at the earliest", r.wait)
+	case rUntracked:
+		return "not tracked: " + r.why()
+	case rDistrust:
+		return "tracker's report not trusted: " + r.why()
+	}
+	return ""
+}
+
+func (r reason) why() string {
+	if r.text != "" {
+		return r.text
+	}
+	return r.pins.String()
+}
+
+// pinSeen is what dirty.ReadPins said: pinned or locked memory, or an error.
+type pinSeen struct {
+	pins dirty.Pins
+	err  error
+}
+
+func readPins() pinSeen {
+	p, err := dirty.ReadPins()
+	return pinSeen{p, err}
+}
+
+// bad reports whether the tracker's report cannot be trusted for what was seen.
+func (p pinSeen) bad() bool { return p.err != nil || !p.pins.None() }
+
+func (p pinSeen) String() string {
+	if p.err != nil {
+		return p.err.Error()
+	}
+	return p.pins.Why()
 }
 
 // diffState is the differential bookkeeping of one registered checkpoint. It is used
@@ -93,17 +169,18 @@ type diffState struct {
 	chainB  int64 // their payload bytes
 
 	trk     *dirty.Tracker // live kernel tracking, or nil
-	report  atomic.Pointer[diffReport]
+	repMu   sync.Mutex     // guards report
+	report  diffReport
 	expect  atomic.Int64 // slot bytes the next save likely needs (0: a full version), for the prefaulter
 	noTrack string       // why the kernel never tracks this region (here, or after a miss), or ""
-	why     string       // why not tracked now, or why the last save did not trust the report
+	why     reason       // why not tracked now, or why the last save did not trust the report
 	busy    bool         // the last save changed more than fullShare of the blocks
 	misses  int          // writes the kernel did not report, caught in this region
 	exactAt uint64       // the last version whose save read every block (so holds every write)
 
 	pol      detectPolicy
 	cost     detectCosts // measured here; the fault cost comes from dirty.FaultCost
-	pinned   string      // pins were seen at the tracker's last scan or at Track: why (its next report is not trusted)
+	pinned   pinSeen     // at the tracker's last scan or at Track (if bad, its next report is not trusted)
 	scrub    int         // tracked saves that check every block (Options.ScrubSaves); 0: no scrub
 	scrubAt  int64       // first block of the next scrub window
 	distrust int         // tracked saves in a row whose report was not trusted
@@ -153,9 +230,9 @@ func (f *File) newDiffState(name string, n int) *diffState {
 			d.noTrack = err.Error()
 		}
 	}
-	d.why = d.noTrack
-	if d.why == "" {
-		d.why = "new region: hashed until its writes have been seen"
+	d.why = reason{kind: rNew}
+	if d.noTrack != "" {
+		d.why = reason{kind: rText, text: d.noTrack}
 	}
 	d.publish()
 	return d
@@ -163,7 +240,16 @@ func (f *File) newDiffState(name string, n int) *diffState {
 
 // publish makes the region's detection state visible to Info.
 func (d *diffState) publish() {
-	d.report.Store(&diffReport{tracked: d.trk != nil, why: d.why, misses: d.misses})
+	d.repMu.Lock()
+	d.report = diffReport{tracked: d.trk != nil, why: d.why, misses: d.misses}
+	d.repMu.Unlock()
+}
+
+// reported returns what publish made visible.
+func (d *diffState) reported() diffReport {
+	d.repMu.Lock()
+	defer d.repMu.Unlock()
+	return d.report
 }
 
 // close stops the region's tracking.
@@ -315,7 +401,7 @@ func fullAfter(chainB, payload, n, k, nblk int64, deltaOnly bool, room func() bo
 // can be trusted: the scan worked, and no memory of the process was pinned at the
 // previous scan (or at Track) nor when this one began. Why not goes into d.why.
 func (f *File) scan(d *diffState, window []byte) bool {
-	before, perr := dirty.ReadPins()
+	before := readPins()
 	started := false
 	if len(window) > 0 {
 		lo := d.scrubAt
@@ -342,40 +428,33 @@ func (f *File) scan(d *diffState, window []byte) bool {
 	t0 := time.Now()
 	pages, err := d.trk.Written(d.markRange)
 	ewma(&d.cost.Scan, time.Since(t0), d.pages)
-	after, perr2 := dirty.ReadPins()
+	after := readPins()
 	d.p.scanned, d.p.pages = true, pages
 	d.p.allReported = d.trk != nil && pages >= d.trk.Pages()
-	why := ""
+	why := reason{kind: rDistrust}
 	switch {
 	case err != nil:
-		why = "the kernel's scan failed (" + err.Error() + "): every block hashed, and the region tracked anew"
+		why.text = "the kernel's scan failed (" + err.Error() + "): every block hashed, and the region tracked anew"
 		d.close()
-	case d.pinned != "":
-		why = d.pinned
-	case perr != nil:
-		why = perr.Error()
+	case d.pinned.bad():
+		why.pins = d.pinned
+	case before.bad():
+		why.pins = before
 	default:
-		why = before.Why()
+		why.kind = rNone
 	}
 	// Pins alive during this scan may have been written after it re-protected their
 	// pages: the next report is not trusted either.
-	switch {
-	case perr != nil:
-		d.pinned = perr.Error()
-	case before.Why() != "":
-		d.pinned = before.Why()
-	case perr2 != nil:
-		d.pinned = perr2.Error()
-	default:
-		d.pinned = after.Why()
+	d.pinned = after
+	if before.bad() {
+		d.pinned = before
 	}
-	if why != "" {
-		d.why = "tracker's report not trusted: " + why
+	d.why = why
+	if why.kind != rNone {
 		d.distrust++
 		return false
 	}
 	d.distrust = 0
-	d.why = ""
 	return true
 }
 
@@ -619,7 +698,7 @@ func (f *File) missed(c *Checkpoint, b int64, found uint64) {
 	if found == 0 {
 		d.noTrack = fmt.Sprintf("the kernel did not report a write (block %d, found by the scrub; versions from %d on may lack it): hashed for the rest of this File's life", b, d.exactAt+1)
 	}
-	d.why = d.noTrack
+	d.why = reason{kind: rText, text: d.noTrack}
 	f.diff.misses.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -642,22 +721,19 @@ func (f *File) chooseDetection(c *Checkpoint) {
 	d := c.diff
 	if d.noTrack != "" {
 		d.close()
-		d.why = d.noTrack
+		d.why = reason{kind: rText, text: d.noTrack}
 		return
 	}
-	if d.trk != nil && d.distrust >= 2 && d.pinned != "" {
+	if d.trk != nil && d.distrust >= 2 && d.pinned.bad() {
 		// Pins outlast the saves: every report is distrusted, so the faults buy
 		// nothing. Hashed until the pins are gone.
 		d.close()
-		d.why = "not tracked: " + d.pinned
+		d.why = reason{kind: rUntracked, pins: d.pinned}
 		return
 	}
 	if d.trk == nil {
-		if p, err := dirty.ReadPins(); err != nil || p.Why() != "" {
-			d.why = "not tracked: " + p.Why()
-			if err != nil {
-				d.why = "not tracked: " + err.Error()
-			}
+		if p := readPins(); p.bad() {
+			d.why = reason{kind: rUntracked, pins: p}
 			return
 		}
 	}
@@ -665,7 +741,7 @@ func (f *File) chooseDetection(c *Checkpoint) {
 	if err != nil {
 		d.noTrack = err.Error()
 		d.close()
-		d.why = d.noTrack
+		d.why = reason{kind: rText, text: d.noTrack}
 		return
 	}
 	costs := d.cost
@@ -681,28 +757,21 @@ func (f *File) chooseDetection(c *Checkpoint) {
 	case d.trk == nil:
 		// Track from now on: the region holds exactly this version's bytes (the
 		// caller does not write it during a save).
-		before, err1 := dirty.ReadPins()
+		before := readPins()
 		t0 := time.Now()
 		t, err := dirty.Track(c.region)
 		if err != nil {
 			d.noTrack = err.Error()
-			d.why = d.noTrack
+			d.why = reason{kind: rText, text: d.noTrack}
 			return
 		}
 		ewma(&d.cost.Track, time.Since(t0), d.pages)
-		after, err2 := dirty.ReadPins()
-		d.trk, d.why, d.distrust = t, "", 0
 		// Pins alive while Track armed the pages: its first report is not trusted.
-		switch {
-		case err1 != nil:
-			d.pinned = err1.Error()
-		case err2 != nil:
-			d.pinned = err2.Error()
-		case before.Why() != "":
-			d.pinned = before.Why()
-		default:
-			d.pinned = after.Why()
+		d.pinned = readPins()
+		if before.bad() {
+			d.pinned = before
 		}
+		d.trk, d.why, d.distrust = t, reason{}, 0
 	}
 }
 
@@ -781,28 +850,32 @@ func expected(c detectCosts, rho float64, scrub int) (track, hash float64) {
 
 // decide returns whether the region should be tracked until its next save (tracked:
 // whether it is now), and why not.
-func (p *detectPolicy) decide(c detectCosts, scrub int, tracked bool) (bool, string) {
+func (p *detectPolicy) decide(c detectCosts, scrub int, tracked bool) (bool, reason) {
 	if p.seen == 0 {
-		return false, "new region: hashed until its writes have been seen"
+		return false, reason{kind: rNew}
 	}
 	rho := p.density()
 	t, h := expected(c, rho, scrub)
+	figures := reason{rho: rho, fault: c.Fault, track: t, hash: h}
 	switch {
 	case rho > fullShare:
 		p.stop(tracked)
-		return false, fmt.Sprintf("dense writer: %.0f%% of its pages written between saves, so its saves are full copies; tracking would add a fault per page", 100*rho)
+		figures.kind = rDense
+		return false, figures
 	case tracked && t < h:
-		return true, ""
+		return true, reason{}
 	case tracked:
 		p.stop(true)
-		return false, fmt.Sprintf("tracking costs more than hashing: with %.1f%% of its pages written between saves and %.1f µs a fault, %.0f ns a page against %.0f", 100*rho, c.Fault/1000, t, h)
+		figures.kind = rCostly
+		return false, figures
 	case p.wait > 0:
-		return false, fmt.Sprintf("tracking stopped paying off: tried again in %d saves at the earliest", p.wait)
+		return false, reason{kind: rWait, wait: p.wait}
 	case t+c.Track/trackHorizon > trackMargin*h:
-		return false, fmt.Sprintf("hashing costs less: with %.1f%% of its pages written between saves and %.1f µs a fault, tracking would cost %.0f ns a page against %.0f", 100*rho, c.Fault/1000, t, h)
+		figures.kind = rCheaper
+		return false, figures
 	}
 	p.since = p.seen
-	return true, ""
+	return true, reason{}
 }
 
 // stop notes that tracking stops (when it ran): the next try waits, twice as long after

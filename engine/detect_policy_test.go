@@ -173,7 +173,8 @@ func TestDetectPolicy(t *testing.T) {
 		{"tracked, density rose past the break-even", newPol(0.01, 0.2), cheap, true, false, "tracking costs more"},
 		{"tracked, still paying", newPol(0.01, 0.05), cheap, true, true, ""},
 	} {
-		got, why := c.p.decide(c.c, defaultScrubSaves, c.tracked)
+		got, r := c.p.decide(c.c, defaultScrubSaves, c.tracked)
+		why := r.String()
 		if got != c.want || !strings.Contains(why, c.why) || (c.why == "") != (why == "") {
 			t.Errorf("%s: decide = %v, %q; want %v, %q", c.name, got, why, c.want, c.why)
 		}
@@ -183,7 +184,7 @@ func TestDetectPolicy(t *testing.T) {
 	var waits []int
 	for round := 0; round < 4; round++ {
 		if ok, why := p.decide(cheap, defaultScrubSaves, false); !ok {
-			t.Fatalf("round %d: not started: %s", round, why)
+			t.Fatalf("round %d: not started: %v", round, why)
 		}
 		p.observe(0.5)
 		if ok, _ := p.decide(cheap, defaultScrubSaves, true); ok {
@@ -206,5 +207,44 @@ func TestDetectPolicy(t *testing.T) {
 	}
 	if waits[len(waits)-1] > maxWait+1 {
 		t.Fatalf("waits %v exceed %d", waits, maxWait)
+	}
+}
+
+// TestDifferentialAllocatesNothing: goal 7 for differential saves, tracked (with the
+// scrub), hashed, and dense (full versions, the policy's reasons kept as figures).
+func TestDifferentialAllocatesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  Options
+		every int // write one byte in every so many pages
+	}{
+		{"tracked", Options{KeepVersions: 2, Differential: true, trackAlways: true}, 7},
+		{"hashed", Options{KeepVersions: 2, Differential: true, NoTracking: true}, 7},
+		{"dense", Options{KeepVersions: 2, Differential: true}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.opts.NoTracking {
+				diffTracking(t)
+			}
+			f := apiOpen(t, apiPath(t), &tc.opts)
+			region := make([]byte, 8<<20)
+			c := apiReg(t, f, "r", region)
+			i := 0
+			save := func() {
+				for off := (i % tc.every) * 4096; off < len(region); off += tc.every * 4096 {
+					region[off]++
+				}
+				i++
+				if err := c.Save(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for k := 0; k < 10; k++ {
+				save()
+			}
+			if a := testing.AllocsPerRun(30, save); a != 0 {
+				t.Fatalf("%.1f allocations per save (%+v)", a, must(f.Info()).Detection)
+			}
+		})
 	}
 }

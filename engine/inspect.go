@@ -114,13 +114,13 @@ func (f *File) Info() (fi FileInfo, err error) {
 			if c.diff == nil {
 				continue
 			}
-			r := c.diff.report.Load()
+			r := c.diff.reported()
 			if r.tracked {
 				fi.Tracked++
 			} else {
 				fi.Hashed++
 			}
-			fi.Detection = append(fi.Detection, RegionDetection{Name: c.name, Tracked: r.tracked, Why: r.why, Misses: r.misses})
+			fi.Detection = append(fi.Detection, RegionDetection{Name: c.name, Tracked: r.tracked, Why: r.why.String(), Misses: r.misses})
 		}
 		sort.Slice(fi.Detection, func(i, j int) bool { return fi.Detection[i].Name < fi.Detection[j].Name })
 	}
