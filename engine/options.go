@@ -49,8 +49,11 @@ type Options struct {
 	// Differential makes a save of a large region (16 blocks or more) write only the
 	// blocks that changed since the region's previous version, plus a block map; a full
 	// version is written now and then so that a restore never reads an unbounded chain.
-	// Which blocks changed is told by the kernel's written-page tracking where it works
-	// (Linux 6.7+, userfaultfd allowed) and by hashing every block elsewhere. See
+	// Which blocks changed is found by hashing every block, or by the kernel's
+	// written-page tracking (Linux 6.7+, userfaultfd allowed) where the engine measures
+	// it to cost less; a save whose process has memory pinned for devices (which the
+	// kernel writes without telling) hashes every block, and ScrubSaves checks the
+	// tracking. FileInfo.Detection says which way each region goes, and why. See
 	// docs/FORMAT.md ("Differential saves") for the rules.
 	Differential bool
 
