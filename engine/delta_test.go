@@ -236,8 +236,8 @@ func TestDifferentialPathsAgree(t *testing.T) {
 }
 
 // TestDifferentialDetectionRule: a new region is hashed until its writes have been
-// seen; a sparse writer is then tracked; a dense one stops being tracked after one
-// save, and a sparse writer again is tracked again after a wait. The versions stay
+// seen; a sparse writer is then tracked, also after a restore; a dense one stops being
+// tracked after one save, and a sparse writer again is tracked again after a wait. The versions stay
 // exact through the switches. (The costs behind the choices are this machine's; a
 // 1-page write in 4,096 is sparse on any machine, every page dense on any.)
 func TestDifferentialDetectionRule(t *testing.T) {
@@ -262,6 +262,14 @@ func TestDifferentialDetectionRule(t *testing.T) {
 	apiNoErr(t, c.Save(), "sparse Save")
 	if s := state(); !s.Tracked || s.Why != "" {
 		t.Fatalf("after a sparse save: %+v", s)
+	}
+	// A restore overwrites the whole region (the next save takes every page as
+	// written): not a dense writer.
+	apiNoErr(t, c.Restore(0), "Restore")
+	onePage()
+	apiNoErr(t, c.Save(), "sparse Save after a restore")
+	if s := state(); !s.Tracked || s.Why != "" {
+		t.Fatalf("after a restore and a sparse save: %+v", s)
 	}
 	diffPattern(t, r, region, "perpage")
 	apiNoErr(t, c.Save(), "dense Save")

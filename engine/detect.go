@@ -673,9 +673,10 @@ func (f *File) finishDiff(c *Checkpoint, published bool) {
 		d.exactAt = c.slot.ver
 	}
 	// What this save saw of the program's writes: the pages the tracker reported, or
-	// (hashed) the blocks that changed.
+	// (hashed, or every page reported after a restore or a failed save) the blocks that
+	// changed.
 	switch {
-	case p.scanned && d.trk != nil:
+	case p.scanned && d.trk != nil && !p.allReported:
 		d.pol.observe(float64(p.pages) / float64(d.trk.Pages()))
 	case !p.fresh:
 		d.pol.observe(float64(changed) / float64(d.nblk))
