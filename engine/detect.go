@@ -732,12 +732,6 @@ func (f *File) chooseDetection(c *Checkpoint) {
 		d.why = reason{kind: rUntracked, pins: d.pinned}
 		return
 	}
-	if d.trk == nil {
-		if p := readPins(); p.bad() {
-			d.why = reason{kind: rUntracked, pins: p}
-			return
-		}
-	}
 	fault, err := dirty.FaultCost()
 	if err != nil {
 		d.noTrack = err.Error()
@@ -756,9 +750,14 @@ func (f *File) chooseDetection(c *Checkpoint) {
 		d.close()
 		d.why = why
 	case d.trk == nil:
-		// Track from now on: the region holds exactly this version's bytes (the
-		// caller does not write it during a save).
+		// Track from now on, unless memory is pinned (its reports would not be
+		// trusted): the region holds exactly this version's bytes (the caller does not
+		// write it during a save).
 		before := readPins()
+		if before.bad() {
+			d.why = reason{kind: rUntracked, pins: before}
+			return
+		}
 		t0 := time.Now()
 		t, err := dirty.Track(c.region)
 		if err != nil {
@@ -769,9 +768,6 @@ func (f *File) chooseDetection(c *Checkpoint) {
 		ewma(&d.cost.Track, time.Since(t0), d.pages)
 		// Pins alive while Track armed the pages: its first report is not trusted.
 		d.pinned = readPins()
-		if before.bad() {
-			d.pinned = before
-		}
 		d.trk, d.why, d.distrust = t, reason{}, 0
 	}
 }
