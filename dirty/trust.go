@@ -55,14 +55,14 @@ func (p Pins) Why() string {
 func ReadPins() (Pins, error) { return readPins() }
 
 // FaultCost returns the estimated time the first write to a protected page costs the
-// program here: a minor fault that the kernel resolves. It differs by machine (about a
-// microsecond on bare metal, ten times that and more under nested paging) and with the
-// machine's load, so it is measured: on the first call (synchronously, about
-// faultRounds*faultPages faults), and again in the background when the last
-// measurement is older than FaultCostAge, a later call returning the previous value
-// meanwhile. The measurement times writes to a few scratch pages of private anonymous
+// program here: a minor fault that the kernel resolves. It differs by machine (0.7-1 µs
+// on the virtual machine the project is measured on, about 25 µs on another where
+// nested paging makes faults dear) and with the machine's load, so it is measured: on
+// the first call (synchronously, 160 faults), and again in the background by a call
+// made when the last measurement is 30 seconds old, which returns the previous value
+// meanwhile. The measurement times writes to 32 scratch pages of private anonymous
 // memory, write-protected as a Tracker protects them, against the same writes
-// unprotected, and keeps the median of several rounds. The error is that of Available.
+// unprotected, and keeps the median of 5 rounds. The error is that of Available.
 func FaultCost() (time.Duration, error) {
 	if err := Available(); err != nil {
 		return 0, err
@@ -77,7 +77,7 @@ func FaultCost() (time.Duration, error) {
 		fc.cost, fc.at = c, time.Now()
 		return c, nil
 	}
-	if !fc.busy && time.Since(fc.at) > FaultCostAge {
+	if !fc.busy && time.Since(fc.at) > faultCostAge {
 		fc.busy = true
 		go func() {
 			c, err := measureFaultCost()
@@ -109,8 +109,8 @@ func MeasureFaultCost() (time.Duration, error) {
 	return c, nil
 }
 
-// FaultCostAge is how old FaultCost's measurement may get before a call starts another.
-var FaultCostAge = 30 * time.Second
+// faultCostAge is how old FaultCost's measurement may get before a call starts another.
+var faultCostAge = 30 * time.Second
 
 // The measurement: faultRounds rounds of one write to each of faultPages pages.
 const (

@@ -123,9 +123,9 @@ func TestFaultCost(t *testing.T) {
 		t.Fatalf("FaultCost() = %v after MeasureFaultCost() = %v", c2, m)
 	}
 	// An old measurement is replaced in the background.
-	old := FaultCostAge
-	FaultCostAge = 0
-	defer func() { FaultCostAge = old }()
+	old := faultCostAge
+	faultCostAge = 0
+	defer func() { faultCostAge = old }()
 	fc.mu.Lock()
 	fc.cost = time.Hour
 	fc.mu.Unlock()
