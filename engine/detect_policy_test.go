@@ -142,6 +142,42 @@ func TestDetectGoals(t *testing.T) {
 	}
 }
 
+// TestDetectGoalsGrid: D2 and D3 hold across machines: faults from 0.5 to 50 µs, with
+// hashing, copying and scanning from fast to slow (as long as hashing and copying each
+// cost no more than a full save's copy and hash together).
+func TestDetectGoalsGrid(t *testing.T) {
+	const pages = 1 << 18
+	densities := []float64{0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 1}
+	checked := 0
+	for _, fault := range []float64{500, 1000, 3000, 10000, 25000, 50000} {
+		for _, hash := range []float64{80, 150, 350} {
+			for _, copyHash := range []float64{600, 1050, 1600} {
+				for _, cp := range []float64{300, 600, 900, 1500} {
+					for _, scan := range []float64{8, 40, 100} {
+						if cp > copyHash || hash > copyHash {
+							continue
+						}
+						m := simMachine{name: "grid", fault: fault, write: 60, scan: scan, hash: hash, copyHash: copyHash, copy: cp, track: 120}
+						for _, rho := range densities {
+							for _, run := range []struct{ warmup, saves int }{{4, 6}, {4, 200}} {
+								diff, full := simulate(m, pages, rho, run.warmup, run.saves)
+								checked++
+								if d3 := diff.loop / full.loop; d3 > 1.05 {
+									t.Errorf("%+v, %g%% written, %d saves: D3 %.3f", m, 100*rho, run.saves, d3)
+								}
+								if d2 := diff.save / full.save; rho == 1 && d2 > 1.1 {
+									t.Errorf("%+v, %d saves: D2 %.3f", m, run.saves, d2)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d runs checked", checked)
+}
+
 // TestDetectPolicy: the decisions themselves.
 func TestDetectPolicy(t *testing.T) {
 	cheap := detectCosts{Fault: 1000, Scan: 40, Hash: 150, Track: 120}
