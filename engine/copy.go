@@ -236,30 +236,6 @@ func (p *pool) run(b *batch) {
 	b.work()
 }
 
-// start hands b to the helpers and returns at once, so that the caller can do something
-// else meanwhile; join must follow. It reports false, having done nothing, when there is
-// no helper or none is free: the caller then runs b itself.
-func (p *pool) start(b *batch) bool {
-	b.seal()
-	if p == nil || p.n == 0 || !p.mu.TryLock() {
-		return false
-	}
-	helpers := min(p.n, b.starts[len(b.starts)-1])
-	b.wg.Add(helpers)
-	for i := 0; i < helpers; i++ {
-		p.ch <- b
-	}
-	return true
-}
-
-// join works on what is left of a batch that start handed to the helpers, then waits
-// for them.
-func (p *pool) join(b *batch) {
-	b.work()
-	b.wg.Wait()
-	p.mu.Unlock()
-}
-
 func (p *pool) close() {
 	if p == nil {
 		return

@@ -34,9 +34,10 @@ import (
 //     tracked until the pins are gone.
 //   - The scrub, for pins the kernel charges to no counter of the process (a GPU
 //     driver's). Every trusted tracked save also hashes a window of 1/ScrubSaves of the
-//     region's blocks (on the other core, during the scan), the window moving on each
-//     save, and compares the blocks the kernel did not report with the previous
-//     version's hashes: within ScrubSaves tracked saves every block has been checked.
+//     region's blocks (with the blocks the kernel reported, on both cores), the window
+//     moving on each save, and compares the blocks the kernel did not report with the
+//     previous version's hashes: within ScrubSaves tracked saves every block has been
+//     checked.
 //     A difference is a write the kernel did not report. That save hashes every block,
 //     so its version holds every change; the region is hashed for the rest of the
 //     File's life; the miss is counted (FileInfo.TrackingMisses, and the SESSION record
@@ -307,8 +308,7 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 		// whole save does. The tracker's report is consumed (the save reads every page)
 		// and kept in the marks: finishDiff checks it against what changed.
 		if d.trk != nil {
-			trusted := f.scan(d, nil) && !reloaded
-			d.p.tracked = trusted
+			d.p.tracked = f.scan(d) && !reloaded
 		}
 		d.p.full, d.p.fused, d.p.fresh = true, true, d.table == nil
 		d.p.lay = blockLayout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
@@ -316,18 +316,16 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 		return nil
 	}
 	all := true
-	if d.trk != nil {
-		// The scrub window is hashed on the other core while the kernel scans.
+	if d.trk != nil && f.scan(d) && !reloaded {
+		// The blocks the tracker reported, and the scrub's window with them.
 		lo, hi := d.scrubWindow()
-		if f.scan(d, region[lo<<d.shift:min(hi<<d.shift, n)]) && !reloaded {
-			all = false
-			d.p.tracked = true
-			d.p.miss = d.scrubCheck(lo, hi)
-			if d.p.miss < 0 {
-				d.scrubAt = hi % d.nblk
-			}
-		}
-		if d.p.miss >= 0 {
+		f.hashMarked(c, lo, hi)
+		all = false
+		d.p.tracked = true
+		d.p.miss = d.scrubCheck(lo, hi)
+		if d.p.miss < 0 {
+			d.scrubAt = hi % d.nblk
+		} else {
 			all = true // the kernel missed a write: find every one
 		}
 	}
@@ -335,8 +333,6 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 		t0 := time.Now()
 		f.hashBlocks(region, d.shift, d.hbuf, 0, d.nblk)
 		ewma(&d.cost.Hash, time.Since(t0), d.pages)
-	} else {
-		f.hashMarked(c)
 	}
 	// Changed blocks.
 	var payload int64
@@ -396,35 +392,11 @@ func fullAfter(chainB, payload, n, k, nblk int64, deltaOnly bool, room func() bo
 	return !deltaOnly && (chainB+payload > n || float64(k) > fullShare*float64(nblk) || !room())
 }
 
-// scan takes the tracker's report into d.mark, hashing the scrub window (blocks of
-// window, from its start) meanwhile on the other core, and reports whether the report
-// can be trusted: the scan worked, and no memory of the process was pinned at the
-// previous scan (or at Track) nor when this one began. Why not goes into d.why.
-func (f *File) scan(d *diffState, window []byte) bool {
+// scan takes the tracker's report into d.mark and reports whether it can be trusted:
+// the scan worked, and no memory of the process was pinned at the previous scan (or at
+// Track) nor when this one began. Why not goes into d.why.
+func (f *File) scan(d *diffState) bool {
 	before := readPins()
-	started := false
-	if len(window) > 0 {
-		lo := d.scrubAt
-		f.batchMu.Lock()
-		defer f.batchMu.Unlock()
-		bt := &f.batchBuf
-		bt.reset(jobHash)
-		hb := hashBytes(d.hbuf)
-		bt.add(job{src: window, table: hb[8*lo : 8*(lo+blockCount(int64(len(window)), d.shift))], shift: d.shift})
-		started = len(window) >= parallelThreshold && f.pool.start(bt)
-		if !started {
-			// No helper free, or too little to share: after the scan, on this core.
-			defer func() {
-				f.pool.run(bt)
-				fromHashBytes(d.hbuf, hb, lo, lo+blockCount(int64(len(window)), d.shift))
-			}()
-		} else {
-			defer func() {
-				f.pool.join(bt)
-				fromHashBytes(d.hbuf, hb, lo, lo+blockCount(int64(len(window)), d.shift))
-			}()
-		}
-	}
 	t0 := time.Now()
 	pages, err := d.trk.Written(d.markRange)
 	ewma(&d.cost.Scan, time.Since(t0), d.pages)
@@ -514,27 +486,23 @@ func fromHashBytes(hashes []uint64, hb []byte, lo, hi int64) {
 	}
 }
 
-// hashMarked hashes the blocks the tracker reported into d.hbuf, on both cores when
-// they add up to a lot.
-func (f *File) hashMarked(c *Checkpoint) {
+// hashMarked hashes into d.hbuf the blocks the tracker reported and the blocks [lo, hi)
+// (the scrub's window), on both cores when they add up to a lot.
+func (f *File) hashMarked(c *Checkpoint, lo, hi int64) {
 	d := c.diff
 	region := c.region
 	n := int64(len(region))
-	count := int64(0)
+	count := hi - lo
 	for _, m := range d.mark {
 		count += int64(bits.OnesCount64(m))
 	}
 	if count<<d.shift < parallelThreshold || f.pool.n == 0 {
-		for w, m := range d.mark {
-			for m != 0 {
-				b := int64(w)*64 + int64(bits.TrailingZeros64(m))
-				m &= m - 1
-				if b < d.nblk {
-					lo := b << d.shift
-					d.hbuf[b] = xxhash.Sum64(region[lo : lo+blockLen(b, d.shift, n)])
-				}
+		d.eachRun(lo, hi, func(from, to int64) {
+			for b := from; b < to; b++ {
+				s := b << d.shift
+				d.hbuf[b] = xxhash.Sum64(region[s : s+blockLen(b, d.shift, n)])
 			}
-		}
+		})
 		return
 	}
 	f.batchMu.Lock()
@@ -542,19 +510,59 @@ func (f *File) hashMarked(c *Checkpoint) {
 	bt := &f.batchBuf
 	bt.reset(jobHash)
 	hb := hashBytes(d.hbuf)
-	for b := int64(0); b < d.nblk; {
-		if !d.marked(b) {
-			b++
-			continue
-		}
-		run := b
-		for b < d.nblk && d.marked(b) {
-			b++
-		}
-		bt.add(job{src: region[run<<d.shift : min(b<<d.shift, n)], table: hb[8*run : 8*b], shift: d.shift})
-	}
+	d.eachRun(lo, hi, func(from, to int64) {
+		bt.add(job{src: region[from<<d.shift : min(to<<d.shift, n)], table: hb[8*from : 8*to], shift: d.shift})
+	})
 	f.pool.run(bt)
 	fromHashBytes(d.hbuf, hb, 0, d.nblk)
+}
+
+// eachRun calls fn for each run [from, to) of consecutive blocks that the tracker
+// reported or that lie in [lo, hi), in order.
+func (d *diffState) eachRun(lo, hi int64, fn func(from, to int64)) {
+	start := int64(-1)
+	for w := range d.mark {
+		base := int64(w) * 64
+		m := d.mark[w] | windowBits(base, lo, hi)
+		switch m {
+		case 0:
+			if start >= 0 {
+				fn(start, base)
+				start = -1
+			}
+			continue
+		case ^uint64(0):
+			if start < 0 {
+				start = base
+			}
+			continue
+		}
+		for i := int64(0); i < 64; i++ {
+			switch {
+			case m&(1<<i) != 0 && start < 0:
+				start = base + i
+			case m&(1<<i) == 0 && start >= 0:
+				fn(start, base+i)
+				start = -1
+			}
+		}
+	}
+	if start >= 0 {
+		fn(start, d.nblk)
+	}
+}
+
+// windowBits returns the bits of the 64 blocks from base that lie in [lo, hi).
+func windowBits(base, lo, hi int64) uint64 {
+	a, z := max(lo-base, 0), min(hi-base, 64)
+	if a >= z {
+		return 0
+	}
+	m := ^uint64(0) << a
+	if z < 64 {
+		m &= 1<<z - 1
+	}
+	return m
 }
 
 // hashBlocks hashes blocks [lo, hi) of region into out, on both cores for large ranges.
@@ -798,7 +806,7 @@ const (
 	// faultScale turns dirty.FaultCost, timed on a few scratch pages whose page tables
 	// stay in cache, into what a program's faults cost, scattered over a large region:
 	// 0.9-1.15 µs against 0.74 here (1 GiB, 0.1% to 10% of its pages written, quiet).
-	faultScale = 1.5
+	faultScale    = 1.5
 	densityWindow = 4   // saves whose densities the estimate looks at
 	trackMargin   = 0.8 // tracking starts only when expected to cost this much of hashing, or less
 	trackHorizon  = 8   // saves over which starting to track must repay Track

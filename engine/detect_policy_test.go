@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -282,5 +283,43 @@ func TestDifferentialAllocatesNothing(t *testing.T) {
 				t.Fatalf("%.1f allocations per save (%+v)", a, must(f.Info()).Detection)
 			}
 		})
+	}
+}
+
+// TestEachRun: the runs of blocks hashed in a tracked save, the reported ones and the
+// scrub's window, against a plain loop.
+func TestEachRun(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for trial := 0; trial < 500; trial++ {
+		nblk := int64(1 + r.IntN(300))
+		d := &diffState{nblk: nblk, mark: make([]uint64, (nblk+63)/64)}
+		want := make([]bool, nblk)
+		for k := r.IntN(int(nblk)); k > 0; k-- {
+			s := r.IntN(int(nblk))
+			e := min(int(nblk), s+1+r.IntN(70))
+			for b := s; b < e; b++ {
+				d.mark[b>>6] |= 1 << (b & 63)
+				want[b] = true
+			}
+		}
+		lo := int64(r.IntN(int(nblk)))
+		hi := min(nblk, lo+int64(r.IntN(130)))
+		for b := lo; b < hi; b++ {
+			want[b] = true
+		}
+		got := make([]bool, nblk)
+		last := int64(-1)
+		d.eachRun(lo, hi, func(from, to int64) {
+			if from <= last || to <= from || to > nblk {
+				t.Fatalf("trial %d: run [%d, %d) after %d, %d blocks", trial, from, to, last, nblk)
+			}
+			last = to
+			for b := from; b < to; b++ {
+				got[b] = true
+			}
+		})
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("trial %d (%d blocks, window [%d, %d)): runs cover %v, want %v", trial, nblk, lo, hi, got, want)
+		}
 	}
 }
