@@ -180,11 +180,11 @@ type diffState struct {
 	exactAt uint64       // the last version whose save read every block (so holds every write)
 
 	pol      detectPolicy
-	cost     detectCosts // measured here; the fault cost comes from dirty.FaultCost
-	pinned   pinSeen     // at the tracker's last scan or at Track (if bad, its next report is not trusted)
-	scrub    int         // tracked saves that check every block (Options.ScrubSaves); 0: no scrub
-	scrubAt  int64       // first block of the next scrub window
-	distrust int         // tracked saves in a row whose report was not trusted
+	cost     measured // what scanning, hashing and Track cost this region; faults: dirty.FaultCost
+	pinned   pinSeen  // at the tracker's last scan or at Track (if bad, its next report is not trusted)
+	scrub    int      // tracked saves that check every block (Options.ScrubSaves); 0: no scrub
+	scrubAt  int64    // first block of the next scrub window
+	distrust int      // tracked saves in a row whose report was not trusted
 
 	// The save in progress.
 	p diffPlan
@@ -218,7 +218,7 @@ func (f *File) newDiffState(name string, n int) *diffState {
 		return nil
 	}
 	d := &diffState{name: name, shift: f.blockShift, nblk: blockCount(int64(n), f.blockShift),
-		pages: int64(max(1, n/dirty.PageSize())), cost: defaultCosts, scrub: f.opts.scrubSaves()}
+		pages: int64(max(1, n/dirty.PageSize())), scrub: f.opts.scrubSaves()}
 	d.pol.since = -1
 	d.p.miss = -1
 	switch {
@@ -332,7 +332,7 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 	if all {
 		t0 := time.Now()
 		f.hashBlocks(region, d.shift, d.hbuf, 0, d.nblk)
-		ewma(&d.cost.Hash, time.Since(t0), d.pages)
+		d.cost.hash.add(time.Since(t0), d.pages)
 	}
 	// Changed blocks.
 	var payload int64
@@ -399,10 +399,14 @@ func (f *File) scan(d *diffState) bool {
 	before := readPins()
 	t0 := time.Now()
 	pages, err := d.trk.Written(d.markRange)
-	ewma(&d.cost.Scan, time.Since(t0), d.pages)
+	took := time.Since(t0)
 	after := readPins()
 	d.p.scanned, d.p.pages = true, pages
-	d.p.allReported = d.trk != nil && pages >= d.trk.Pages()
+	d.p.allReported = pages >= d.trk.Pages()
+	if !d.p.allReported {
+		// (A scan that re-protects every page, after a restore, costs what Track does.)
+		d.cost.scan.add(took, d.pages)
+	}
 	why := reason{kind: rDistrust}
 	switch {
 	case err != nil:
@@ -747,8 +751,10 @@ func (f *File) chooseDetection(c *Checkpoint) {
 		d.why = reason{kind: rText, text: d.noTrack}
 		return
 	}
-	costs := d.cost
-	costs.Fault = faultScale * float64(fault.Nanoseconds())
+	costs := d.cost.costs(faultScale * float64(fault.Nanoseconds()))
+	if f.opts.costs != nil {
+		costs = *f.opts.costs
+	}
 	track, why := d.pol.decide(costs, d.scrub, d.trk != nil)
 	if f.opts.trackAlways {
 		track = true
@@ -773,7 +779,7 @@ func (f *File) chooseDetection(c *Checkpoint) {
 			d.why = reason{kind: rText, text: d.noTrack}
 			return
 		}
-		ewma(&d.cost.Track, time.Since(t0), d.pages)
+		d.cost.track.add(time.Since(t0), d.pages)
 		// Pins alive while Track armed the pages: its first report is not trusted.
 		d.pinned = readPins()
 		d.trk, d.why, d.distrust = t, reason{}, 0
@@ -781,8 +787,7 @@ func (f *File) chooseDetection(c *Checkpoint) {
 }
 
 // detectCosts are what change detection costs on this machine, in nanoseconds per page
-// of the region: measured as the saves go (an average that follows the latest), the
-// fault cost by package dirty.
+// of the region.
 type detectCosts struct {
 	Fault float64 // the first write to a protected page, paid by the program
 	Scan  float64 // the tracker's scan (PAGEMAP_SCAN), per page of the region
@@ -794,11 +799,39 @@ type detectCosts struct {
 // Track and Scan are measured when it is first tracked.
 var defaultCosts = detectCosts{Fault: 1000, Scan: 40, Hash: 250, Track: 100}
 
-// ewma folds a measurement, d over pages pages, into the cost *x: half the old value,
-// half the new.
-func ewma(x *float64, d time.Duration, pages int64) {
-	v := float64(d.Nanoseconds()) / float64(max(pages, 1))
-	*x += (v - *x) / 2
+// measured is what a region's saves measured of the costs the policy weighs.
+type measured struct{ scan, hash, track samples }
+
+// costs returns the estimates, with the fault cost given.
+func (m *measured) costs(fault float64) detectCosts {
+	return detectCosts{Fault: fault, Scan: m.scan.estimate(defaultCosts.Scan), Hash: m.hash.estimate(defaultCosts.Hash),
+		Track: m.track.estimate(defaultCosts.Track)}
+}
+
+// samples are the last measurements of one cost, in nanoseconds per page. The estimate
+// is their least: a save slowed by another process, or preempted, only ever takes
+// longer, and the policy must not change its mind for one such save.
+type samples struct {
+	v [8]float64
+	n int
+}
+
+// add records d spent on pages pages.
+func (s *samples) add(d time.Duration, pages int64) {
+	s.v[s.n%len(s.v)] = float64(d.Nanoseconds()) / float64(max(pages, 1))
+	s.n++
+}
+
+// estimate returns the least of the samples, def when there are none.
+func (s *samples) estimate(def float64) float64 {
+	if s.n == 0 {
+		return def
+	}
+	e := s.v[0]
+	for _, x := range s.v[1:min(s.n, len(s.v))] {
+		e = min(e, x)
+	}
+	return e
 }
 
 // The policy's parameters.
@@ -808,7 +841,7 @@ const (
 	// 0.9-1.15 µs against 0.74 here (1 GiB, 0.1% to 10% of its pages written, quiet).
 	faultScale    = 1.5
 	densityWindow = 4   // saves whose densities the estimate looks at
-	trackMargin   = 0.8 // tracking starts only when expected to cost this much of hashing, or less
+	trackMargin   = 0.8 // tracking starts when expected to cost this much of hashing or less, stops at 1/trackMargin
 	trackHorizon  = 8   // saves over which starting to track must repay Track
 	maxWait       = 64  // saves a region waits, at most, before tracking is tried again
 )
@@ -871,7 +904,7 @@ func (p *detectPolicy) decide(c detectCosts, scrub int, tracked bool) (bool, rea
 		p.stop(tracked)
 		figures.kind = rDense
 		return false, figures
-	case tracked && t < h:
+	case tracked && t < h/trackMargin:
 		return true, reason{}
 	case tracked:
 		p.stop(true)

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Tests of the cost model that chooses between tracking and hashing (detectPolicy), on
@@ -321,5 +322,26 @@ func TestEachRun(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("trial %d (%d blocks, window [%d, %d)): runs cover %v, want %v", trial, nblk, lo, hi, got, want)
 		}
+	}
+}
+
+// TestSamples: a cost's estimate is the least of its last 8 measurements, so one slow
+// save (preempted) does not move it, and it follows a lasting change within 8 saves.
+func TestSamples(t *testing.T) {
+	var s samples
+	if e := s.estimate(7); e != 7 {
+		t.Fatalf("no samples: %v", e)
+	}
+	for _, ns := range []int64{400, 100, 5000, 120} {
+		s.add(time.Duration(ns)*time.Microsecond, 1000)
+	}
+	if e := s.estimate(7); e != 100 {
+		t.Fatalf("estimate %v, want 100", e)
+	}
+	for i := 0; i < 8; i++ {
+		s.add(300*time.Microsecond, 1000)
+	}
+	if e := s.estimate(7); e != 300 {
+		t.Fatalf("after 8 slower saves: %v, want 300", e)
 	}
 }

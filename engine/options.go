@@ -87,6 +87,9 @@ type Options struct {
 	// trackAlways tracks every differential region the kernel can track, whatever the
 	// cost model says (tests of the tracking path).
 	trackAlways bool
+	// costs, when set, replaces what the cost model measures (tests of its decisions,
+	// which measurements on a loaded machine make unpredictable).
+	costs *detectCosts
 }
 
 const (
