@@ -37,20 +37,23 @@ import (
 //     region's blocks (with the blocks the kernel reported, on both cores), the window
 //     moving on each save, and compares the blocks the kernel did not report with the
 //     previous version's hashes: within ScrubSaves tracked saves every block has been
-//     checked.
-//     A difference is a write the kernel did not report. That save hashes every block,
-//     so its version holds every change; the region is hashed for the rest of the
-//     File's life; the miss is counted (FileInfo.TrackingMisses, and the SESSION record
-//     that ckp info reads). Versions saved between the unreported write and the save
-//     that found it lack that write.
+//     checked. (A save that copies the whole region checks every block.) A difference
+//     is a write the kernel did not report. That save hashes every block, so its
+//     version holds every change; the region is hashed for the rest of the File's
+//     life; the miss is counted (FileInfo.TrackingMisses, and the SESSION record that
+//     ckp info reads). Versions saved between the unreported write and the save that
+//     found it lack that write; Info names them.
 //
 // Which way costs less differs by machine (detectPolicy): tracking makes the program pay
-// a fault on its first write to each page after a save (dirty.FaultCost: under a
-// microsecond here, 25 on some virtual machines) and the save a scan; hashing costs the
-// save a pass over every block. The engine measures what each costs where it runs and
-// tracks a region only while tracking is expected to cost less. A new region is hashed
+// a fault on its first write to each page after a save (dirty.FaultCost, times
+// faultScale: about a microsecond here, 25 on some virtual machines) and the save a
+// scan; hashing costs the save a pass over every block. The engine measures what each
+// costs where it runs (the least of the last measurements: a preempted save only takes
+// longer) and tracks a region while tracking is expected to cost less: it starts at
+// trackMargin of hashing's cost and stops at 1/trackMargin. A new region is hashed
 // until its writes have been seen; a region whose saves are full copies anyway (more
-// than fullShare of its blocks change) is never tracked.
+// than fullShare of its blocks change) is never tracked. The costs of copying the
+// changed blocks, or the whole region, are the same either way and are left out.
 //
 // A full version is written when there is no base (the first save, another size or
 // block size, a base that cannot be read), when the chain of deltas since the last full
