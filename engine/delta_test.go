@@ -242,7 +242,7 @@ func TestDifferentialPathsAgree(t *testing.T) {
 // the choices depend on the machine's load (TestDetectPolicy has the choices for any).
 func TestDifferentialDetectionRule(t *testing.T) {
 	diffTracking(t)
-	f := apiOpen(t, apiPath(t), &Options{Differential: true, costs: &detectCosts{Fault: 1000, Scan: 20, Hash: 200, Track: 100}})
+	f := apiOpen(t, apiPath(t), &Options{Differential: true, costs: &detectCosts{Fault: 1000, Scan: 20, Hash: 200, HashW: 400, Track: 100}})
 	region := diffRegion(16 << 20)
 	c := apiReg(t, f, "r", region)
 	r := rand.New(rand.NewPCG(1, 2))

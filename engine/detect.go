@@ -322,7 +322,9 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 	if d.trk != nil && f.scan(d) && !reloaded {
 		// The blocks the tracker reported, and the scrub's window with them.
 		lo, hi := d.scrubWindow()
-		f.hashMarked(c, lo, hi)
+		t0 := time.Now()
+		k := f.hashMarked(c, lo, hi)
+		d.cost.hashW.add(time.Since(t0), max(1, k<<d.shift/int64(dirty.PageSize())))
 		all = false
 		d.p.tracked = true
 		d.p.miss = d.scrubCheck(lo, hi)
@@ -494,8 +496,9 @@ func fromHashBytes(hashes []uint64, hb []byte, lo, hi int64) {
 }
 
 // hashMarked hashes into d.hbuf the blocks the tracker reported and the blocks [lo, hi)
-// (the scrub's window), on both cores when they add up to a lot.
-func (f *File) hashMarked(c *Checkpoint, lo, hi int64) {
+// (the scrub's window), on both cores when they add up to a lot, and returns about how
+// many blocks it hashed (the window's reported ones counted twice).
+func (f *File) hashMarked(c *Checkpoint, lo, hi int64) int64 {
 	d := c.diff
 	region := c.region
 	n := int64(len(region))
@@ -510,7 +513,7 @@ func (f *File) hashMarked(c *Checkpoint, lo, hi int64) {
 				d.hbuf[b] = xxhash.Sum64(region[s : s+blockLen(b, d.shift, n)])
 			}
 		})
-		return
+		return count
 	}
 	f.batchMu.Lock()
 	defer f.batchMu.Unlock()
@@ -522,6 +525,7 @@ func (f *File) hashMarked(c *Checkpoint, lo, hi int64) {
 	})
 	f.pool.run(bt)
 	fromHashBytes(d.hbuf, hb, 0, d.nblk)
+	return count
 }
 
 // eachRun calls fn for each run [from, to) of consecutive blocks that the tracker
@@ -794,21 +798,22 @@ func (f *File) chooseDetection(c *Checkpoint) {
 type detectCosts struct {
 	Fault float64 // the first write to a protected page, paid by the program
 	Scan  float64 // the tracker's scan (PAGEMAP_SCAN), per page of the region
-	Hash  float64 // hashing (a pass over every block: both cores)
+	Hash  float64 // hashing every block (in one pass, on both cores)
+	HashW float64 // hashing the blocks of the pages written, scattered: per page hashed
 	Track float64 // write-protecting the region (Track), once per switch to tracking
 }
 
 // defaultCosts stand in until measured: the first saves of a region measure Hash, and
 // Track and Scan are measured when it is first tracked.
-var defaultCosts = detectCosts{Fault: 1000, Scan: 40, Hash: 250, Track: 100}
+var defaultCosts = detectCosts{Fault: 1000, Scan: 40, Hash: 250, HashW: 500, Track: 100}
 
 // measured is what a region's saves measured of the costs the policy weighs.
-type measured struct{ scan, hash, track samples }
+type measured struct{ scan, hash, hashW, track samples }
 
 // costs returns the estimates, with the fault cost given.
 func (m *measured) costs(fault float64) detectCosts {
 	return detectCosts{Fault: fault, Scan: m.scan.estimate(defaultCosts.Scan), Hash: m.hash.estimate(defaultCosts.Hash),
-		Track: m.track.estimate(defaultCosts.Track)}
+		HashW: m.hashW.estimate(defaultCosts.HashW), Track: m.track.estimate(defaultCosts.Track)}
 }
 
 // samples are the last measurements of one cost, in nanoseconds per page. The estimate
@@ -883,12 +888,12 @@ func (p *detectPolicy) density() float64 {
 // expected returns what tracking and hashing are expected to cost per save, in
 // nanoseconds per page of the region, at density rho with the scrub checking 1/scrub
 // of the blocks per save. Copying the changed blocks costs the same either way and is
-// left out. Tracking: the program's faults and the hashing of the pages written, the
-// scan, the scrub. Hashing: every page.
+// left out. Tracking: the program's faults, the scan, the hashing of the pages written
+// and of the scrub's window. Hashing: every page.
 func expected(c detectCosts, rho float64, scrub int) (track, hash float64) {
-	track = rho*(c.Fault+c.Hash) + c.Scan
+	track = rho*(c.Fault+c.HashW) + c.Scan
 	if scrub > 0 {
-		track += c.Hash / float64(scrub)
+		track += c.Hash / float64(scrub) // a run of blocks: hashed as fast as every block
 	}
 	return track, c.Hash
 }
