@@ -1,12 +1,12 @@
 package bench
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/ckp-go/ckp/dirty"
 	"github.com/ckp-go/ckp/engine"
 )
 
@@ -21,8 +21,11 @@ type DiffMode string
 // The modes of a differential run.
 const (
 	DiffFull     DiffMode = "full"     // Options.Differential off: every save is whole
-	DiffTracking DiffMode = "tracking" // Differential, kernel tracking where available
+	DiffTracking DiffMode = "tracking" // Differential, kernel tracking where the engine's cost model chooses it
 	DiffHashing  DiffMode = "hashing"  // Differential with NoTracking: every block hashed
+	// DiffNoScrub is DiffTracking without the scrub (ScrubSaves < 0): the baseline of
+	// the scrub's cost.
+	DiffNoScrub DiffMode = "tracking, no scrub"
 )
 
 // DiffConfig describes one differential run.
@@ -46,7 +49,9 @@ type DiffResult struct {
 	Deltas    int             // measured saves that wrote a delta
 	DeltaB    int64           // bytes the deltas among them added
 	Restore   []time.Duration // restores of the newest version
-	Detection string          // FileInfo.Differential at the end
+	Detection string          // how the region's changes were found at the end, and why
+	Tracked   int             // measured saves during which the kernel tracked the region
+	FaultCost time.Duration   // a write fault here, as the engine measured it (0: no tracking)
 }
 
 // MeanSave is the mean time inside a save.
@@ -92,6 +97,9 @@ func Differential(cfg DiffConfig) (*DiffResult, error) {
 	}
 	defer os.RemoveAll(dir)
 	opts := &engine.Options{KeepVersions: cfg.Keep, Differential: cfg.Mode != DiffFull, NoTracking: cfg.Mode == DiffHashing}
+	if cfg.Mode == DiffNoScrub {
+		opts.ScrubSaves = -1
+	}
 	f, err := engine.Open(filepath.Join(dir, "diff.ckp"), opts)
 	if err != nil {
 		return nil, err
@@ -122,6 +130,14 @@ func Differential(cfg DiffConfig) (*DiffResult, error) {
 				targets[j] = r.IntN(pages)*4096 + r.IntN(4096-8)
 			}
 		}
+		tracked := false
+		if i >= cfg.Warmup && cfg.Mode != DiffFull {
+			fi, err := f.Info()
+			if err != nil {
+				return nil, err
+			}
+			tracked = fi.Tracked > 0
+		}
 		t0 := time.Now()
 		for _, off := range targets {
 			region[off] ^= byte(i + 1)
@@ -134,6 +150,9 @@ func Differential(cfg DiffConfig) (*DiffResult, error) {
 		t2 := time.Now()
 		if i < cfg.Warmup {
 			continue
+		}
+		if tracked {
+			res.Tracked++
 		}
 		res.Write = append(res.Write, t1.Sub(t0))
 		res.Save = append(res.Save, t2.Sub(t1))
@@ -156,12 +175,16 @@ func Differential(cfg DiffConfig) (*DiffResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.Detection = fi.Differential
-	if res.Detection == "" {
+	switch {
+	case len(fi.Detection) == 0:
 		res.Detection = "whole saves"
+	case fi.Detection[0].Tracked:
+		res.Detection = "kernel tracking"
+	default:
+		res.Detection = "hashing: " + fi.Detection[0].Why
 	}
-	if fi.Hashed > 0 && cfg.Mode == DiffTracking {
-		res.Detection += fmt.Sprintf(" (%d region hashed as a dense writer)", fi.Hashed)
+	if cfg.Mode == DiffTracking || cfg.Mode == DiffNoScrub {
+		res.FaultCost, _ = dirty.FaultCost()
 	}
 	return res, f.Close()
 }

@@ -21,22 +21,49 @@
 // counted, and a write found by one Tracker's scan on a page another Tracker also covers
 // is handed to that Tracker, so neither misses it.
 //
-// Reports are a superset of the pages written: a page is never missed, but it may be
-// reported without a write of the region's own bytes, e.g. when another object on a
-// shared edge page was written, after a failed scan, or after MarkAll. Inside the region,
-// on private anonymous memory, reports are exact on this kernel.
+// What the kernel reports. A write through this process's page tables: the program's
+// stores, and the kernel's writes on its behalf that go through them, which take the
+// same fault: read(2) from a pipe or a file, O_DIRECT reads (the pages are pinned for
+// the transfer, and pinning for writing faults), process_vm_writev, writes to
+// /proc/self/mem. A page pinned for writing long-term is reported once, when it is
+// pinned.
+// Pages replaced or discarded under the region are reported too, or make Written fail
+// (then it reports the whole region): MADV_DONTNEED (see below), mremap of other
+// memory onto the region or within it (the moved range loses its registration, and
+// the scan fails on it).
+//
+// What it never reports: a write through a long-term pin, made after the scan that
+// followed the pin. The kernel or a device writes pinned pages through their physical
+// address, with no page-table write and no fault: io_uring fixed buffers
+// (IORING_REGISTER_BUFFERS, then READ_FIXED), RDMA memory registrations (verbs memory
+// regions, as UCX and libfabric register MPI buffers on InfiniBand and similar
+// fabrics), VFIO DMA, host memory registered with a GPU and written by DMA. The kernel
+// keeps no per-page record of pins a program can read; ReadPins returns its
+// per-process counts, which io_uring and RDMA registrations (VmPin) and VFIO (VmLck)
+// are charged to, and which GPU drivers and rings set up by another process are not.
+// A caller must not trust a report while such memory exists, and should check what it
+// trusts: package engine hashes every block of a save whose process has pinned or
+// locked memory, and scrubs (hashes a rotating share of the blocks the kernel called
+// unchanged) to catch the pins no counter shows.
+//
+// Within those limits, reports are a superset of the pages written: such a write is
+// never missed, but a page may be reported without a write of the region's own bytes,
+// e.g. when another object on a shared edge page was written, after a failed scan, or
+// after MarkAll. Inside the region, on private anonymous memory, reports are exact on
+// this kernel.
 //
 // The cost falls on the program, not on the scan. Measured on Linux 6.18 (2 vCPUs of a
 // shared virtual machine; ranges over a quiet and a loaded run), per GiB of 4 KiB pages:
 // Written takes 5-14 ms with 0.1% of the pages written, 9-15 ms with 10%, 14-24 ms with
-// 100%; the first write to a protected page costs 0.8-1.1 us (a minor fault), against
-// 15 ns unprotected; Track takes 19-33 ms populated, 4 ms untouched, 0.07 ms on
-// transparent huge pages; xxhash64 of the whole GiB takes 87-155 ms. Counting the faults,
-// the scan and hashing the written pages, tracking beats hashing everything up to about
-// 25% of the pages written per save (2.2x cheaper at 10%, 15x at 1%); the faults alone
-// cost as much as hashing everything at 40-50%. Dense writers should not be tracked.
-// A caller about to overwrite the whole region calls Release first: one kernel call
-// lifts the protection, the writes take no fault, and the next Written reports all.
+// 100%; the first write to a protected page costs 0.7-1.1 us (a minor fault), against
+// 15 ns unprotected, and about 23 us on another virtual machine of the same kind
+// (nested paging makes faults dear); Track takes 19-33 ms populated, 4 ms untouched,
+// 0.07 ms on transparent huge pages; xxhash64 of the whole GiB takes 87-155 ms on one
+// core. So whether tracking beats hashing every block depends on the machine: at 1 us a
+// fault, up to about a tenth of the pages written per save; at 25 us, up to a few in a
+// thousand. FaultCost measures the fault where the program runs. A caller about to
+// overwrite the whole region calls Release first: one kernel call lifts the
+// protection, the writes take no fault, and the next Written reports all.
 //
 // Limits:
 //   - Each tracked range that does not border another splits its mapping: up to two more

@@ -4,13 +4,16 @@ package dirty
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -352,4 +355,114 @@ func scanWritten(lo, hi uintptr, dst []span, sb *scanBuf) ([]span, error) {
 		start = end
 	}
 	return dst, nil
+}
+
+// status is /proc/self/status, opened once and read from its start each time.
+var status struct {
+	sync.Mutex
+	fd  int // 0: not open yet
+	buf []byte
+}
+
+func readPins() (Pins, error) {
+	status.Lock()
+	defer status.Unlock()
+	if status.fd == 0 {
+		fd, err := unix.Open("/proc/self/status", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return Pins{}, fmt.Errorf("dirty: open /proc/self/status: %w", err)
+		}
+		status.fd, status.buf = fd, make([]byte, 16<<10)
+	}
+	n, err := unix.Pread(status.fd, status.buf, 0)
+	if err != nil {
+		return Pins{}, fmt.Errorf("dirty: read /proc/self/status: %w", err)
+	}
+	var p Pins
+	pin, lck := false, false
+	for b := status.buf[:n]; len(b) > 0; {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		switch {
+		case bytes.HasPrefix(line, []byte("VmPin:")):
+			p.Pinned, pin = statusKB(line[6:])
+		case bytes.HasPrefix(line, []byte("VmLck:")):
+			p.Locked, lck = statusKB(line[6:])
+		}
+	}
+	if !pin || !lck {
+		return Pins{}, fmt.Errorf("dirty: /proc/self/status: no readable VmPin and VmLck lines")
+	}
+	return p, nil
+}
+
+// statusKB parses "   123 kB" into bytes.
+func statusKB(b []byte) (int64, bool) {
+	b = bytes.TrimSpace(b)
+	num, ok := bytes.CutSuffix(b, []byte(" kB"))
+	if !ok || len(num) == 0 || len(num) > 15 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range bytes.TrimSpace(num) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v << 10, true
+}
+
+// scratch is the memory measureFaultCost writes: faultPages pages, registered with the
+// process's userfaultfd for good.
+var scratch struct {
+	sync.Mutex
+	mem []byte
+}
+
+func measureFaultCost() (time.Duration, error) {
+	scratch.Lock()
+	defer scratch.Unlock()
+	ps := int(pageSize)
+	if scratch.mem == nil {
+		mem, err := unix.Mmap(-1, 0, faultPages*ps, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return 0, unsupported("fault-cost mmap", err)
+		}
+		_ = unix.Madvise(mem, unix.MADV_NOHUGEPAGE) // one fault per 4 KiB page, as on most tracked memory
+		for i := 0; i < len(mem); i += ps {
+			mem[i] = 1
+		}
+		lo := uintptr(unsafe.Pointer(&mem[0]))
+		if err := register(span{lo, lo + uintptr(len(mem))}); err != nil {
+			unix.Munmap(mem)
+			return 0, err
+		}
+		scratch.mem = mem
+	}
+	mem := scratch.mem
+	lo := uintptr(unsafe.Pointer(&mem[0]))
+	s := span{lo, lo + uintptr(len(mem))}
+	var rounds [faultRounds]time.Duration
+	for r := range rounds {
+		if err := protect(s); err != nil {
+			return 0, err
+		}
+		t0 := time.Now()
+		for i := 0; i < len(mem); i += ps {
+			mem[i]++ // a fault each
+		}
+		t1 := time.Now()
+		for i := 0; i < len(mem); i += ps {
+			mem[i]++ // the same writes, unprotected now
+		}
+		t2 := time.Now()
+		rounds[r] = max(0, t1.Sub(t0)-t2.Sub(t1)) / faultPages
+	}
+	slices.Sort(rounds[:])
+	return rounds[faultRounds/2], nil
 }

@@ -5,6 +5,7 @@ package dirty
 import (
 	"fmt"
 	"runtime"
+	"time"
 )
 
 // Kernel write tracking exists on Linux only; the architectures above share the generic
@@ -25,3 +26,7 @@ func unprotect(s span) error              { return setup() }
 func scanWritten(lo, hi uintptr, dst []span, sb *scanBuf) ([]span, error) {
 	return appendSpan(dst, span{lo, hi}), setup()
 }
+
+func readPins() (Pins, error) { return Pins{}, setup() }
+
+func measureFaultCost() (time.Duration, error) { return 0, setup() }

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckp-go/ckp/internal/kwrite"
 )
 
 // pattern returns byte offsets of region to write in one round.
@@ -135,8 +137,9 @@ func TestWrittenPatterns(t *testing.T) {
 	}
 }
 
-// TestKernelWrites checks that data the kernel copies into the region (read(2) from a
-// pipe, pread from a file) is reported.
+// TestKernelWrites checks that data the kernel copies into the region through its page
+// tables is reported: read(2) from a pipe, read from a file, an O_DIRECT read (the
+// pages are pinned for the transfer), process_vm_writev, a write to /proc/self/mem.
 func TestKernelWrites(t *testing.T) {
 	requireTracking(t)
 	ps := int(pageSize)
@@ -149,33 +152,12 @@ func TestKernelWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name string
-		read func(dst []byte) error
+		name    string
+		aligned bool // dst and its length page-aligned
+		read    func(dst []byte) error
 	}{
-		{"pipe", func(dst []byte) error {
-			pr, pw, err := os.Pipe()
-			if err != nil {
-				return err
-			}
-			defer pr.Close()
-			go func() {
-				pw.Write(data[:len(dst)])
-				pw.Close()
-			}()
-			// syscall.Read, not os.File.Read: a direct read(2) into the region.
-			for len(dst) > 0 {
-				n, err := syscall.Read(int(pr.Fd()), dst)
-				if err != nil {
-					return err
-				}
-				if n == 0 {
-					return io.ErrUnexpectedEOF
-				}
-				dst = dst[n:]
-			}
-			return nil
-		}},
-		{"file", func(dst []byte) error {
+		{"pipe", false, func(dst []byte) error { return kwrite.PipeRead(dst, data) }},
+		{"file", false, func(dst []byte) error {
 			f, err := os.Open(file)
 			if err != nil {
 				return err
@@ -184,11 +166,48 @@ func TestKernelWrites(t *testing.T) {
 			_, err = io.ReadFull(f, dst)
 			return err
 		}},
+		{"O_DIRECT", true, func(dst []byte) error {
+			f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_DIRECT, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			n, err := syscall.Pread(int(f.Fd()), dst, 0)
+			if errors.Is(err, syscall.EINVAL) {
+				t.Skipf("O_DIRECT refused here: %v", err)
+			}
+			if err == nil && n != len(dst) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}},
+		{"process_vm_writev", false, func(dst []byte) error {
+			local := []unix.Iovec{{Base: &data[0]}}
+			local[0].SetLen(len(dst))
+			remote := []unix.RemoteIovec{{Base: addrOf(dst), Len: len(dst)}}
+			n, err := unix.ProcessVMWritev(os.Getpid(), local, remote, 0)
+			if err == nil && n != len(dst) {
+				err = io.ErrShortWrite
+			}
+			return err
+		}},
+		{"/proc/self/mem", false, func(dst []byte) error {
+			f, err := os.OpenFile("/proc/self/mem", os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteAt(data[:len(dst)], int64(addrOf(dst)))
+			return err
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			region := alignedHeap(16 * ps)
 			tr := mustTrack(t, region)
 			off, n := ps+123, 3*ps
+			if tc.aligned {
+				off = ps
+			}
 			if err := tc.read(region[off : off+n]); err != nil {
 				t.Fatal(err)
 			}

@@ -142,7 +142,7 @@ func (f *File) Register(name string, region []byte) (*Checkpoint, error) {
 			s.next = n + 1
 		}
 	}
-	c := &Checkpoint{f: f, st: s, name: name, region: region, diff: f.newDiffState(len(region))}
+	c := &Checkpoint{f: f, st: s, name: name, region: region, diff: f.newDiffState(name, len(region))}
 	s.reg = c
 	f.nreg++
 	if n := len(f.regList); !f.regStale && (n == 0 || f.regList[n-1].st.id < s.id) {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ckp-go/ckp/dirty"
@@ -120,7 +121,7 @@ func TestDifferentialModel(t *testing.T) {
 func diffModel(t *testing.T, noTracking bool, keep int) {
 	r := rand.New(rand.NewPCG(uint64(keep), 42))
 	path := filepath.Join(t.TempDir(), "d.ckp")
-	opts := &Options{Differential: true, NoTracking: noTracking, KeepVersions: keep, chainLimit: 7}
+	opts := &Options{Differential: true, NoTracking: noTracking, KeepVersions: keep, chainLimit: 7, trackAlways: true}
 	f := apiOpen(t, path, opts)
 	big := diffRegion(300<<10 + 777)
 	small := make([]byte, 1000) // below minDiffBlocks: saved whole, in the same SaveAll
@@ -208,7 +209,7 @@ func TestDifferentialPathsAgree(t *testing.T) {
 	var regions [2][]byte
 	var cks [2]*Checkpoint
 	for i, m := range diffModes {
-		files[i] = apiOpen(t, filepath.Join(t.TempDir(), "p.ckp"), &Options{Differential: true, NoTracking: m.noTracking, KeepVersions: 4})
+		files[i] = apiOpen(t, filepath.Join(t.TempDir(), "p.ckp"), &Options{Differential: true, NoTracking: m.noTracking, KeepVersions: 4, trackAlways: true})
 		regions[i] = diffRegion(200<<10 + 5)
 		cks[i] = apiReg(t, files[i], "r", regions[i])
 	}
@@ -226,53 +227,65 @@ func TestDifferentialPathsAgree(t *testing.T) {
 		}
 	}
 	fi := must(files[0].Info())
-	if fi.Differential != "kernel tracking" {
-		t.Errorf("Info().Differential = %q", fi.Differential)
+	if fi.Differential != "kernel tracking" || fi.Tracked != 1 {
+		t.Errorf("Info() of the tracking File: %q, %d tracked", fi.Differential, fi.Tracked)
 	}
 	if fi := must(files[1].Info()); fi.Differential != "hashing (Options.NoTracking)" || fi.Hashed != 1 {
 		t.Errorf("Info() of the hashing File: %q, %d hashed", fi.Differential, fi.Hashed)
 	}
 }
 
-// TestDifferentialDenseRule: a tracked region whose program writes most pages stops
-// being tracked after denseSaves saves, and is tracked again after sparseSaves saves
-// with few blocks changed.
-func TestDifferentialDenseRule(t *testing.T) {
+// TestDifferentialDetectionRule: a new region is hashed until its writes have been
+// seen; a sparse writer is then tracked, also after a restore; a dense one stops being
+// tracked after one save, and a sparse writer again is tracked again after a wait. The versions stay
+// exact through the switches. The costs are a fast machine's, fixed: measured ones make
+// the choices depend on the machine's load (TestDetectPolicy has the choices for any).
+func TestDifferentialDetectionRule(t *testing.T) {
 	diffTracking(t)
-	f := apiOpen(t, apiPath(t), &Options{Differential: true})
-	region := diffRegion(1 << 20) // 257 blocks: 8 changed bytes are under sparseFraction
+	f := apiOpen(t, apiPath(t), &Options{Differential: true, costs: &detectCosts{Fault: 1000, Scan: 20, Hash: 200, HashW: 400, Track: 100}})
+	region := diffRegion(16 << 20)
 	c := apiReg(t, f, "r", region)
 	r := rand.New(rand.NewPCG(1, 2))
-	counts := func() (int, int) {
+	state := func() RegionDetection {
 		fi := must(f.Info())
-		return fi.Tracked, fi.Hashed
+		if len(fi.Detection) != 1 || fi.Tracked+fi.Hashed != 1 || fi.Detection[0].Tracked != (fi.Tracked == 1) {
+			t.Fatalf("Info: %+v", fi)
+		}
+		return fi.Detection[0]
 	}
+	onePage := func() { region[r.IntN(len(region))]++ }
 	apiNoErr(t, c.Save(), "first Save")
-	if tr, _ := counts(); tr != 1 {
-		t.Fatalf("not tracked after the first save")
+	if s := state(); s.Tracked || !strings.Contains(s.Why, "new region") {
+		t.Fatalf("after the first save: %+v", s)
 	}
-	for i := 0; i < denseSaves; i++ {
-		if tr, _ := counts(); tr != 1 {
-			t.Fatalf("tracking stopped after %d dense saves, want %d", i, denseSaves)
-		}
-		diffPattern(t, r, region, "perpage")
-		apiNoErr(t, c.Save(), "dense Save")
+	onePage()
+	apiNoErr(t, c.Save(), "sparse Save")
+	if s := state(); !s.Tracked || s.Why != "" {
+		t.Fatalf("after a sparse save: %+v", s)
 	}
-	if tr, h := counts(); tr != 0 || h != 1 {
-		t.Fatalf("after %d dense saves: tracked %d, hashed %d", denseSaves, tr, h)
+	// A restore overwrites the whole region (the next save takes every page as
+	// written): not a dense writer.
+	apiNoErr(t, c.Restore(0), "Restore")
+	onePage()
+	apiNoErr(t, c.Save(), "sparse Save after a restore")
+	if s := state(); !s.Tracked || s.Why != "" {
+		t.Fatalf("after a restore and a sparse save: %+v", s)
 	}
-	for i := 0; i < sparseSaves; i++ {
-		if tr, _ := counts(); tr != 0 {
-			t.Fatalf("tracked again after %d sparse saves, want %d", i, sparseSaves)
-		}
-		diffPattern(t, r, region, "sparse")
+	diffPattern(t, r, region, "perpage")
+	apiNoErr(t, c.Save(), "dense Save")
+	if s := state(); s.Tracked || !strings.Contains(s.Why, "dense writer") {
+		t.Fatalf("after a dense save: %+v", s)
+	}
+	saves := 0
+	for ; saves < 3*maxWait && !state().Tracked; saves++ {
+		onePage()
 		apiNoErr(t, c.Save(), "sparse Save")
 	}
-	if tr, h := counts(); tr != 1 || h != 0 {
-		t.Fatalf("after %d sparse saves: tracked %d, hashed %d", sparseSaves, tr, h)
+	if !state().Tracked || saves < densityWindow {
+		t.Fatalf("tracked again after %d sparse saves: %+v", saves, state())
 	}
 	// Still exact after the switches.
-	diffPattern(t, r, region, "sparse")
+	onePage()
 	apiNoErr(t, c.Save(), "Save")
 	want := bytes.Clone(region)
 	clear(region)

@@ -93,6 +93,8 @@ type File struct {
 	// replay (ckptState.grow sizes a busy checkpoint's list with it); 0 otherwise.
 	replayLeft int64
 
+	diff diffFile // differential saves (detect.go)
+
 	// Facts from recovery, for tools.
 	recovered   Recovery
 	lastSession *SessionInfo
@@ -435,7 +437,14 @@ func (f *File) beginSession() error {
 		return fmt.Errorf("ckp: random session id: %w", err)
 	}
 	f.session = binary.LittleEndian.Uint64(r8[:])&sessionMask | 1
-	r := f.sessionRecord(time.Now().UnixNano())
+	return f.appendSession(time.Now().UnixNano())
+}
+
+// appendSession appends the writer's SESSION record, opened at opened (Unix ns): at
+// Open, and again when its flags change (a write the kernel did not report), so that
+// readers see them. The caller holds f.mu or is alone with the File.
+func (f *File) appendSession(opened int64) error {
+	r := f.sessionRecord(opened)
 	before := f.log.records
 	if err := f.appendRecords([]index.Record{r}); err != nil {
 		return err
@@ -645,6 +654,9 @@ func (f *File) sessionFlags() uint32 {
 	fl := uint32(index.SessionDifferential) | uint32(f.blockShift)<<8
 	if f.tracking() == "" {
 		fl |= index.SessionTracking
+	}
+	if m := f.diff.misses.Load(); m > 0 {
+		fl |= index.SessionMissed | uint32(min(m, index.SessionMissesMax))<<16
 	}
 	return fl
 }

@@ -31,12 +31,30 @@ type FileInfo struct {
 	ReadOnly        bool     // the File was opened with Options.ReadOnly
 	Recovery        Recovery // what Open found and dropped
 	// Differential says how this File saves large regions: "" when it saves them
-	// whole; "kernel tracking" when changed blocks are found through the kernel's
+	// whole; "kernel tracking" when changed blocks can be found through the kernel's
 	// written-page tracking; "hashing (why)" when by hashing every block. Regions the
-	// engine stopped tracking as dense writers are counted in Hashed.
+	// engine does not track now (see Detection for why) are counted in Hashed.
 	Differential string
 	Tracked      int // registered differential regions tracked by the kernel now
 	Hashed       int // registered differential regions whose changes are found by hashing now
+	// TrackingMisses counts the writes the kernel's tracking did not report that this
+	// File found since it opened (Options.ScrubSaves); a region with one is hashed
+	// from then on.
+	TrackingMisses int
+	// Detection says, for each registered differential region (by name), how its
+	// changed blocks are found.
+	Detection []RegionDetection
+}
+
+// RegionDetection says how a registered differential region finds its changed blocks.
+type RegionDetection struct {
+	Name    string
+	Tracked bool // by the kernel's written-page tracking, now
+	// Why it is not tracked now ("new region", "dense writer", "hashing costs less",
+	// pinned memory in the process, a missed write...), or why its last save did not
+	// trust the tracker's report; "" otherwise.
+	Why    string
+	Misses int // writes the kernel's tracking did not report, found in this region
 }
 
 // SessionInfo describes the last writer that opened the file.
@@ -48,6 +66,9 @@ type SessionInfo struct {
 	Differential bool       // it saved large regions by blocks
 	BlockSize    int        // of those blocks
 	Tracking     bool       // the kernel's written-page tracking was available to it
+	// TrackingMisses counts the writes its tracking did not report that it found (the
+	// regions concerned were hashed from then on).
+	TrackingMisses int
 }
 
 // Info returns facts about the file.
@@ -88,16 +109,20 @@ func (f *File) Info() (fi FileInfo, err error) {
 		} else {
 			fi.Differential = "kernel tracking"
 		}
+		fi.TrackingMisses = int(f.diff.misses.Load())
 		for _, c := range f.registeredList() {
 			if c.diff == nil {
 				continue
 			}
-			if c.diff.tracked.Load() {
+			r := c.diff.reported()
+			if r.tracked {
 				fi.Tracked++
 			} else {
 				fi.Hashed++
 			}
+			fi.Detection = append(fi.Detection, RegionDetection{Name: c.name, Tracked: r.tracked, Why: r.why.String(), Misses: r.misses})
 		}
+		sort.Slice(fi.Detection, func(i, j int) bool { return fi.Detection[i].Name < fi.Detection[j].Name })
 	}
 	return fi, nil
 }

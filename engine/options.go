@@ -53,8 +53,11 @@ type Options struct {
 	// Differential makes a save of a large region (16 blocks or more) write only the
 	// blocks that changed since the region's previous version, plus a block map; a full
 	// version is written now and then so that a restore never reads an unbounded chain.
-	// Which blocks changed is told by the kernel's written-page tracking where it works
-	// (Linux 6.7+, userfaultfd allowed) and by hashing every block elsewhere. See
+	// Which blocks changed is found by hashing every block, or by the kernel's
+	// written-page tracking (Linux 6.7+, userfaultfd allowed) where the engine measures
+	// it to cost less; a save whose process has memory pinned for devices (which the
+	// kernel writes without telling) hashes every block, and ScrubSaves checks the
+	// tracking. FileInfo.Detection says which way each region goes, and why. See
 	// docs/FORMAT.md ("Differential saves") for the rules.
 	Differential bool
 
@@ -65,6 +68,13 @@ type Options struct {
 	// NoTracking makes differential saves find changed blocks by hashing every block,
 	// never by the kernel's written-page tracking.
 	NoTracking bool
+
+	// ScrubSaves bounds the tracked saves of a region after which each of its blocks has
+	// been checked by hashing: every tracked save also hashes 1/ScrubSaves of the
+	// region's blocks and compares those the kernel did not report as written with the
+	// previous version, to catch writes the kernel cannot see (through memory pinned for
+	// a device). 0 means 256; a negative value turns the check off.
+	ScrubSaves int
 
 	// Remote, when not nil, copies saved versions to a store (an S3 bucket, a shared
 	// directory) in the background, so that a job can restart on other nodes: see
@@ -83,6 +93,12 @@ type Options struct {
 	// firstReserve, when set, replaces the virtual range each of the two files reserves
 	// when it opens (tests cross into a larger one sooner).
 	firstReserve int64
+	// trackAlways tracks every differential region the kernel can track, whatever the
+	// cost model says (tests of the tracking path).
+	trackAlways bool
+	// costs, when set, replaces what the cost model measures (tests of its decisions,
+	// which measurements on a loaded machine make unpredictable).
+	costs *detectCosts
 }
 
 const (
@@ -96,6 +112,17 @@ const (
 	parallelThreshold = 4 << 20 // saves of at least this many bytes use the workers
 	heldMin           = 1 << 20 // held-back slots below this never force a durable point
 )
+
+// scrubSaves is ScrubSaves with its default: 0 for no scrub.
+func (o *Options) scrubSaves() int {
+	switch {
+	case o.ScrubSaves < 0:
+		return 0
+	case o.ScrubSaves == 0:
+		return defaultScrubSaves
+	}
+	return o.ScrubSaves
+}
 
 // withDefaults returns a copy of o with the zero values replaced, or an error.
 func (o *Options) withDefaults() (Options, error) {

@@ -658,6 +658,9 @@ func sessionInfo(s index.Session) *SessionInfo {
 			si.BlockSize = 1 << sh
 		}
 		si.Tracking = s.Flags&index.SessionTracking != 0
+		if s.Flags&index.SessionMissed != 0 {
+			si.TrackingMisses = max(1, int(s.Flags>>16))
+		}
 	}
 	return si
 }

@@ -270,29 +270,18 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 // blocksIntact checks the blocks a blocks slot holds against their hashes, and a full
 // slot's table against its hash.
 func blocksIntact(payload []byte, t *trailer) bool {
-	lay := &t.Blocks
 	if t.Kind == trailerFull && xxhash.Sum64(t.Table) != t.Hash {
 		return false
 	}
-	off := int64(0)
-	prev := int64(-1)
-	nb := blockCount(lay.RegionLen, lay.Shift)
-	for i := int64(0); i < lay.K; i++ {
-		blk := i
-		if t.Kind == trailerDelta {
-			blk = int64(binary.LittleEndian.Uint32(t.Index[4*i:]))
-			if blk <= prev || blk >= nb {
-				return false
-			}
-			prev = blk
-		}
-		l := blockLen(blk, lay.Shift, lay.RegionLen)
-		if off+l > int64(len(payload)) || xxhash.Sum64(payload[off:off+l]) != binary.LittleEndian.Uint64(t.Table[8*i:]) {
-			return false
-		}
-		off += l
+	if int64(len(payload)) != t.Blocks.Payload {
+		return false
 	}
-	return off == int64(len(payload))
+	return walkBlocks(t, func(i, b, off, l int64) error {
+		if xxhash.Sum64(payload[off:off+l]) != binary.LittleEndian.Uint64(t.Table[8*i:]) {
+			return errMismatch
+		}
+		return nil
+	}) == nil
 }
 
 // blockTable returns the block hashes of version v (stored by blocks), or nil when it
@@ -306,20 +295,17 @@ func blockTable(data []byte, seed uint32, v *found, base []uint64, lastVer uint6
 	}
 	nb := blockCount(v.lay.RegionLen, v.lay.Shift)
 	tb := make([]uint64, nb)
-	if t.Kind == trailerFull {
-		for i := range tb {
-			tb[i] = binary.LittleEndian.Uint64(t.Table[8*i:])
+	if t.Kind == trailerDelta {
+		if v.lay.Base != lastVer || len(base) != int(nb) {
+			return nil
 		}
-		return tb
+		copy(tb, base)
 	}
-	if v.lay.Base != lastVer || len(base) != int(nb) {
+	err := walkBlocks(&t, func(i, b, off, l int64) error {
+		tb[b] = binary.LittleEndian.Uint64(t.Table[8*i:])
 		return nil
-	}
-	copy(tb, base)
-	for i := int64(0); i < v.lay.K; i++ {
-		tb[binary.LittleEndian.Uint32(t.Index[4*i:])] = binary.LittleEndian.Uint64(t.Table[8*i:])
-	}
-	if xxhash.Sum64(tableAsBytes(tb)) != v.hash {
+	})
+	if err != nil || xxhash.Sum64(tableAsBytes(tb)) != v.hash {
 		return nil
 	}
 	return tb

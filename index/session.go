@@ -13,7 +13,7 @@ type Session struct {
 	Policy  uint64
 	Time    int64
 	Keep    uint64
-	Flags   uint32 // SessionDifferential, SessionTracking, block shift << 8
+	Flags   uint32 // SessionDifferential, SessionTracking, SessionMissed, block shift << 8, misses << 16
 }
 
 // Session flags.
@@ -22,6 +22,12 @@ const (
 	SessionDifferential = 1 << 0
 	// SessionTracking: the kernel's written-page tracking was available to it.
 	SessionTracking = 1 << 1
+	// SessionMissed: the kernel's tracking missed writes of the writer's regions (they
+	// were found by hashing, and those regions hashed from then on); bits 16..31 of the
+	// flags count them, up to SessionMissesMax.
+	SessionMissed = 1 << 2
+	// SessionMissesMax is the most misses the flags count.
+	SessionMissesMax = 1<<16 - 1
 )
 
 // Record returns the session as a record.

@@ -42,11 +42,12 @@ Times are local (--utc for UTC); --json prints the same facts for programs.`,
 }
 
 type writerJSON struct {
-	PID          int    `json:"pid"`
-	Opened       string `json:"opened"`
-	Sync         string `json:"sync"`
-	KeepVersions int    `json:"keep_versions"`
-	Differential string `json:"differential,omitempty"`
+	PID            int    `json:"pid"`
+	Opened         string `json:"opened"`
+	Sync           string `json:"sync"`
+	KeepVersions   int    `json:"keep_versions"`
+	Differential   string `json:"differential,omitempty"`
+	TrackingMisses int    `json:"tracking_misses,omitempty"`
 }
 
 type infoJSON struct {
@@ -88,7 +89,7 @@ func runInfo(e *env, o infoOptions) int {
 			WriterActive: active, Recovery: mkRecoveryJSON(fi.Recovery),
 		}
 		if w := fi.LastWriter; w != nil {
-			out.LastWriter = &writerJSON{w.PID, jsonTime(w.Opened), w.Sync.String(), w.KeepVersions, differential(w)}
+			out.LastWriter = &writerJSON{w.PID, jsonTime(w.Opened), w.Sync.String(), w.KeepVersions, differential(w), w.TrackingMisses}
 		}
 		if err := writeJSON(e.stdout, out); err != nil {
 			return e.fail(err)
@@ -161,7 +162,10 @@ func differential(w *engine.SessionInfo) string {
 	}
 	how := "changed blocks found by hashing every block"
 	if w.Tracking {
-		how = "changed pages told by the kernel (userfaultfd + PAGEMAP_SCAN), hashing for dense writers"
+		how = "changed pages told by the kernel (userfaultfd + PAGEMAP_SCAN) where that costs less than hashing every block and no memory is pinned"
+	}
+	if m := w.TrackingMisses; m > 0 {
+		how += fmt.Sprintf("; the kernel did not report %d write(s) that hashing then found (writes through pinned memory: io_uring, RDMA, a GPU; those regions were hashed from then on, and versions saved before each was found may lack it)", m)
 	}
 	return fmt.Sprintf("%s blocks, %s", humanSize(int64(w.BlockSize)), how)
 }

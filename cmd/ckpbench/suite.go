@@ -595,13 +595,14 @@ func (b *bar) Finish() {
 // diffFractions are the shares of pages the differential section writes between saves.
 var diffFractions = []float64{0.001, 0.01, 0.1, 0.5, 1}
 
-// diffPlan lists the differential runs: full saves and tracked differential saves at
-// every share, hashed differential saves at 1% and 100%.
+// diffPlan lists the differential runs: full saves and differential saves (tracked
+// where the engine chooses) at every share, hashed differential saves at 1% and 100%,
+// tracked saves without the scrub at 1%.
 func diffPlan(o *options, dir string) []bench.DiffConfig {
 	var out []bench.DiffConfig
 	for _, fr := range diffFractions {
-		for _, m := range []bench.DiffMode{bench.DiffFull, bench.DiffTracking, bench.DiffHashing} {
-			if m == bench.DiffHashing && fr != 0.01 && fr != 1 {
+		for _, m := range []bench.DiffMode{bench.DiffFull, bench.DiffTracking, bench.DiffHashing, bench.DiffNoScrub} {
+			if m == bench.DiffHashing && fr != 0.01 && fr != 1 || m == bench.DiffNoScrub && fr != 0.01 {
 				continue
 			}
 			out = append(out, bench.DiffConfig{Dir: dir, Size: o.diffSizeBytes, Fraction: fr, Saves: o.diffSaves,
