@@ -150,13 +150,13 @@ func S3Remote(loc, endpoint string, insecure bool) (*Remote, error) {
 	}, nil
 }
 
-// Upload measures the remote tier's upload throughput: cfg.Saves versions of cfg.Size
-// bytes (different bytes each time) are saved into a local file and synced; the file
-// is then opened with a remote tier on r, which uploads them all (the versions a store
-// lacks), and flushed. The time runs from that Open until Flush returns, so it
-// measures the uploads alone, not the local saves nor the disk writes they leave
-// behind. The Result holds one latency, that time, for cfg.Saves versions
-// (Config.Regions) of cfg.Size bytes.
+// Upload measures a save's way to the store as a program sees it: a File opened with a
+// remote tier on a fresh store of r (default options: every version is uploaded and
+// kept) saves cfg.Saves versions of cfg.Size bytes, different bytes each time, then
+// Flush waits until every one is committed (its manifest created). The time runs from
+// the first SaveAll until Flush returns: the local saves, the uploads that run behind
+// them and the commit order are all in it. The Result holds one latency, that time,
+// for cfg.Saves versions (Config.Regions) of cfg.Size bytes.
 func Upload(cfg Config, r *Remote) (*Result, error) {
 	dir, err := os.MkdirTemp(cfg.Dir, "run-")
 	if err != nil {
@@ -167,32 +167,23 @@ func Upload(cfg Config, r *Remote) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, "bench.ckp")
-	f, err := engine.Open(path, nil)
-	if err != nil {
-		return nil, err
-	}
-	region := make([]byte, cfg.Size)
-	if _, err := f.Register("upload", region); err != nil {
-		f.Close()
-		return nil, err
-	}
-	for i := 0; i < cfg.Saves; i++ {
-		fillRegion(region, 0, i+1)
-		if err := f.SaveAll(); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	if err := f.Close(); err != nil { // synced
-		return nil, err
-	}
-	start := time.Now()
-	f, err = engine.Open(path, &engine.Options{Remote: &engine.Remote{Store: st, Keep: cfg.Saves + 1, MaxPending: int64(cfg.Size) * int64(cfg.Saves+1)}})
+	f, err := engine.Open(filepath.Join(dir, "bench.ckp"), &engine.Options{Remote: &engine.Remote{Store: st}})
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	region := make([]byte, cfg.Size)
+	fillRegion(region, 0, 0)
+	if _, err := f.Register("upload", region); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	for i := 0; i < cfg.Saves; i++ {
+		fillRegion(region, 0, i+1)
+		if err := f.SaveAll(); err != nil {
+			return nil, err
+		}
+	}
 	if err := f.Flush(context.Background()); err != nil {
 		return nil, err
 	}

@@ -88,6 +88,7 @@ type Tier struct {
 	err      error                 // a permanent failure not reported yet
 	errMore  int                   // further failures since err (reported with it)
 	stopping bool                  // Close has begun: nothing more is queued
+	prepared bool                  // the store was asked to prepare for creates
 	ckpts    map[string]*storeCkpt // this rank's committed versions, by segment
 	refs     map[string]int        // data keys named by committed versions whose keys are known
 	inUse    map[string]int        // data keys of unfinished uploads
@@ -238,6 +239,14 @@ func (t *Tier) Published(vs []Sealed, registered []string) bool {
 	defer t.mu.Unlock()
 	if t.stopping {
 		return false
+	}
+	if len(vs) > 0 && !t.prepared {
+		// The store's work before its first create (store.Preparer) runs now, beside
+		// the save, rather than in the first upload's way.
+		t.prepared = true
+		if p, ok := t.st.(store.Preparer); ok {
+			t.wg.Go(func() { _ = p.Prepare(t.ctx) })
+		}
 	}
 	for _, v := range vs {
 		if r := t.required[v.Num]; len(r) != len(registered) || !equalStrings(r, registered) {

@@ -525,7 +525,8 @@ func TestRemoteOptions(t *testing.T) {
 
 // TestRemoteDamagedNotUploaded: a version whose local bytes no longer match their
 // hash is not uploaded (each block is checked before it is sent): the upload fails
-// with ErrRemote wrapping ErrCorrupt, and the store never shows the version.
+// with ErrRemote wrapping ErrCorrupt, and the store never shows the version. The data
+// object goes to S3 unsigned (store.WithVerifiedContent): the check is the tier's.
 func TestRemoteDamagedNotUploaded(t *testing.T) {
 	srv := s3test.Start(t)
 	st := s3Store(t, srv, srv.NewBucket(t), "run")

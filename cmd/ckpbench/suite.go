@@ -629,7 +629,7 @@ func planRemote(o *options, add func(string, bench.Variant, string, bench.Config
 	with := func(run func(bench.Config, *bench.Remote) (*bench.Result, error)) func(bench.Config) (*bench.Result, error) {
 		return func(c bench.Config) (*bench.Result, error) { return run(c, t) }
 	}
-	up := bench.Config{Size: size, Saves: max(2, (128<<20)/size)}
+	up := bench.Config{Size: size, Saves: 8}
 	if o.saves > 0 {
 		up.Saves = o.saves
 	}

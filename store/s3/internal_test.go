@@ -29,8 +29,9 @@ type plain struct{ r io.Reader }
 func (p plain) Read(b []byte) (int, error) { return p.r.Read(b) }
 
 // TestCompleteConditional checks the condition on CompleteMultipartUpload alone,
-// without the HEAD that Create asks first: completing an upload onto an existing key
-// fails with ErrExists, leaves the object as it was and no upload behind.
+// without the HEAD that Create asks after a failure: completing an upload onto an
+// existing key fails with ErrExists, leaves the object as it was and no upload behind,
+// with signed and with unsigned parts.
 func TestCompleteConditional(t *testing.T) {
 	srv := s3test.Start(t)
 	s := newInternal(t, srv, "c")
@@ -38,13 +39,14 @@ func TestCompleteConditional(t *testing.T) {
 	ctx := t.Context()
 	const size = 11 << 20 // three parts
 	first := bytes.Repeat([]byte{'1'}, size)
-	for _, r := range []io.Reader{bytes.NewReader(first), plain{bytes.NewReader(first)}} {
-		name := fmt.Sprintf("k%T", r)
-		if err := s.createMultipart(ctx, name, r, size); err != nil {
+	for i, r := range []io.Reader{bytes.NewReader(first), plain{bytes.NewReader(first)}, bytes.NewReader(first)} {
+		unsigned := i == 2
+		name := fmt.Sprintf("k%T-%v", r, unsigned)
+		if err := s.createMultipart(ctx, name, r, size, unsigned); err != nil {
 			t.Fatalf("first upload: %v", err)
 		}
 		second := bytes.Repeat([]byte{'2'}, size)
-		err := s.createMultipart(ctx, name, bytes.NewReader(second), size)
+		err := s.createMultipart(ctx, name, bytes.NewReader(second), size, unsigned)
 		if err = s.fail(ctx, "create", name, err); !errors.Is(err, store.ErrExists) {
 			t.Fatalf("second upload = %v, want ErrExists", err)
 		}
@@ -69,7 +71,7 @@ func TestCompleteConditional(t *testing.T) {
 func TestStreamSizeAtPartBoundary(t *testing.T) {
 	srv := s3test.Start(t)
 	s := newInternal(t, srv, "b")
-	s.partSz = 5 << 20
+	s.partSz, s.single = 5<<20, 5<<20
 	ctx := t.Context()
 	const size = 10 << 20
 	data := bytes.Repeat([]byte{'x'}, size+1)

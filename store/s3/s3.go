@@ -6,27 +6,36 @@
 //
 // Create writes with If-None-Match: *, which AWS S3 (since August 2024), MinIO and
 // versitygw honour on PutObject and on CompleteMultipartUpload, answering 412
-// (store.ErrExists) when the key exists. Objects up to DefaultPartSize go in one PUT
-// (minio-go's PutObject with SetMatchETagExcept("*")). Larger ones are uploaded in
-// parts by this package, with minio.Core, and the condition is sent with the
-// completion: the parts are invisible until then, so a large Create is as atomic as a
-// small one. (minio-go v7.4.1's PutObject would send the header with a single PUT but
-// drop it from CompleteMultipartUpload, silently replacing an existing object; a
-// canary test watches for a fix.)
+// (store.ErrExists) when the key exists. Objects up to SinglePutMax go in one PUT
+// (minio-go's PutObject with SetMatchETagExcept("*")): one request, where parts
+// would cost three more and, on a file-system-backed server, a copy of the whole
+// object to join them. Larger ones are uploaded in parts of DefaultPartSize by this
+// package, with minio.Core, and the condition is sent with the completion: the parts
+// are invisible until then, so a large Create is as atomic as a small one. (minio-go
+// v7.4.1's PutObject would send the header with a single PUT but drop it from
+// CompleteMultipartUpload, silently replacing an existing object; a canary test
+// watches for a fix.)
 //
-// Before uploading, Create asks whether the object exists (HEAD): an existing key
-// then costs no upload. It also gives a clean ErrExists where the conditional PUT
-// may not: a server that refuses a request before reading its body may close the
-// connection under the client, which then sees a broken pipe (a transient error)
-// instead of the 412, and a retried Create then gets ErrExists from the HEAD.
-// versitygw does this. Zero-byte objects are sent without a body for the same reason.
+// A server may refuse a conditional PUT of an existing key before reading its body
+// and close the connection: the client then sees a broken connection (a transient
+// error) instead of the 412. versitygw does this. So when a Create fails with a
+// transient error, it asks whether the object exists (HEAD) and answers ErrExists if
+// so. Zero-byte objects are sent without a body for the same reason.
+//
+// A Create or Put whose context comes from store.WithVerifiedContent (the caller
+// checks the bytes against its own hashes whenever it reads them) sends its payload
+// unsigned over plain HTTP instead of with a SHA-256 of every byte computed by both
+// ends (over HTTPS, minio-go never signs payloads): a single PUT as UNSIGNED-PAYLOAD
+// with a CRC32C trailer that the server checks, the parts of a larger object as
+// UNSIGNED-PAYLOAD. The requests themselves stay signed.
 //
 // A server that accepts If-None-Match but ignores it would let two Creates both win.
 // So before the first Create the store probes the server, once: it creates a scratch
 // key under the prefix twice with the condition, and if the second succeeds, Create
 // fails from then on with store.ErrUnsupported. Put, Get, List and Delete work on any
 // server. The scratch key is deleted; one left behind by a killed process is named
-// with store.TempPrefix, so List never shows it.
+// with store.TempPrefix, so List never shows it. Prepare runs the probe ahead of the
+// first Create (store.Preparer).
 //
 // # Errors and retries
 //
@@ -207,6 +216,7 @@ type s3Store struct {
 	endpoint string // scheme://host:port, for messages
 	pageSize int    // List's page size; 0: the server's (1000); tests set it
 	partSz   int64  // the part size of uploads; 0: DefaultPartSize; tests set it
+	single   int64  // the largest single-PUT Create; 0: SinglePutMax; tests set it
 
 	probeMu  sync.Mutex
 	probed   bool  // the conditional-create probe has given an answer
@@ -297,11 +307,9 @@ var invalidCodes = []string{"InvalidBucketName", "KeyTooLongError", "InvalidArgu
 	"ExistingObjectIsDirectory", "ObjectParentIsFile"}
 
 // Create writes the object with If-None-Match: *, after the once-only probe that the
-// server honours it. It asks first whether the object exists (a HEAD request), so that
-// a Create of an existing key costs no upload and answers ErrExists cleanly: a server
-// may refuse a conditional PUT before reading its body and close the connection, and
-// the client then sees a broken connection, a transient error, instead of the 412
-// (versitygw does). A retried Create then gets ErrExists from the HEAD.
+// server honours it. When the PUT fails with a transient error, it asks whether the
+// object exists (a HEAD request), so that a server that refused the PUT of an existing
+// key by closing the connection (versitygw does) still gives ErrExists.
 func (s *s3Store) Create(ctx context.Context, key string, r io.Reader, size int64) error {
 	if err := s.checkKey(key); err != nil {
 		return err
@@ -360,14 +368,8 @@ func (s *s3Store) write(ctx context.Context, mode int, key string, r io.Reader, 
 		if err := s.checkConditional(ctx); err != nil {
 			return err
 		}
-		_, err := s.client.StatObject(ctx, s.bucket, s.object(key), minio.StatObjectOptions{})
-		if err == nil {
-			return fmt.Errorf("%w: %s: %s %q", store.ErrExists, s, op, key)
-		}
-		if err := s.fail(ctx, op, key, err); !errors.Is(err, store.ErrNotExist) {
-			return err
-		}
 	}
+	unsigned := store.VerifiedContent(ctx) && size > 0
 	opts := minio.PutObjectOptions{ContentType: contentType, PartSize: uint64(s.partSize())}
 	if mode != modePut {
 		opts.SetMatchETagExcept("*") // minio-go sends it with PutObject only
@@ -377,16 +379,34 @@ func (s *s3Store) write(ctx context.Context, mode int, key string, r io.Reader, 
 		// No body at all: a request with a header and an empty signed payload.
 		opts.DisableContentSha256 = true
 		_, err = s.core.PutObject(ctx, s.bucket, s.object(key), bytes.NewReader(nil), 0, emptyMD5, emptySHA256, opts)
-	case mode != modePut && size > s.partSize():
-		err = s.createMultipart(ctx, key, in, size)
+	case size <= s.singleMax() && unsigned:
+		// UNSIGNED-PAYLOAD, with a CRC32C of the bytes sent as a trailer that the server
+		// checks. (Client.PutObject would drop the trailer: the checksum-algorithm
+		// header it adds first turns it off.)
+		opts.DisableContentSha256, opts.Checksum = true, minio.ChecksumCRC32C
+		_, err = s.core.PutObject(ctx, s.bucket, s.object(key), in, size, "", "", opts)
+	case size <= s.singleMax():
+		opts.DisableMultipart = true
+		_, err = s.client.PutObject(ctx, s.bucket, s.object(key), in, size, opts)
+	case mode != modePut:
+		err = s.createMultipart(ctx, key, in, size, unsigned)
 	default:
+		opts.DisableContentSha256 = unsigned
 		_, err = s.client.PutObject(ctx, s.bucket, s.object(key), in, size, opts)
 	}
 	if br != nil && br.Err() != nil {
 		return s.bodyError(ctx, op, key, br.Err())
 	}
 	if err != nil {
-		return s.fail(ctx, op, key, err)
+		err = s.fail(ctx, op, key, err)
+		if mode == modeCreate && !store.IsPermanent(err) && ctx.Err() == nil {
+			// The server may have refused the PUT of an existing key by closing the
+			// connection: ask.
+			if _, serr := s.client.StatObject(ctx, s.bucket, s.object(key), minio.StatObjectOptions{}); serr == nil {
+				return fmt.Errorf("%w: %s: %s %q", store.ErrExists, s, op, key)
+			}
+		}
+		return err
 	}
 	return nil
 }
@@ -410,9 +430,13 @@ func (s *s3Store) bodyError(ctx context.Context, op, key string, err error) erro
 
 const contentType = "application/octet-stream"
 
-// DefaultPartSize is the size of the parts of a multipart upload, minio-go's default:
-// objects up to this size are uploaded with a single PUT.
+// DefaultPartSize is the size of the parts of a multipart upload, minio-go's default.
 const DefaultPartSize = 16 << 20
+
+// SinglePutMax is the largest object Create and Put send in a single PUT; larger ones
+// go in parts. The remote tier runs several uploads at once, so parts add requests
+// more than they add parallelism.
+const SinglePutMax = 64 << 20
 
 func (s *s3Store) partSize() int64 {
 	if s.partSz > 0 {
@@ -421,13 +445,20 @@ func (s *s3Store) partSize() int64 {
 	return DefaultPartSize
 }
 
+func (s *s3Store) singleMax() int64 {
+	if s.single > 0 {
+		return s.single
+	}
+	return SinglePutMax
+}
+
 // createMultipart uploads a large object in parts and completes the upload with
 // If-None-Match: *, so that it appears only if no object exists under key.
 // minio-go's PutObject cannot do this: it drops the condition from its
 // CompleteMultipartUpload request (its completeUploadOpts rebuilds the options).
 // src is an *io.SectionReader, whose parts are read in parallel, or a stream read
 // part by part.
-func (s *s3Store) createMultipart(ctx context.Context, key string, src io.Reader, size int64) (err error) {
+func (s *s3Store) createMultipart(ctx context.Context, key string, src io.Reader, size int64, unsigned bool) (err error) {
 	name := s.object(key)
 	partSize := max(s.partSize(), (size+maxParts-1)/maxParts)
 	nparts := int((size + partSize - 1) / partSize)
@@ -455,7 +486,7 @@ func (s *s3Store) createMultipart(ctx context.Context, key string, src io.Reader
 		errOnce.Do(func() { firstErr = err; cancel() })
 	}
 	upload := func(i int, data io.Reader, n int64) {
-		p, err := s.core.PutObjectPart(uctx, s.bucket, name, uploadID, i+1, data, n, minio.PutObjectPartOptions{})
+		p, err := s.core.PutObjectPart(uctx, s.bucket, name, uploadID, i+1, data, n, minio.PutObjectPartOptions{DisableContentSha256: unsigned})
 		if err != nil {
 			fail(err)
 			return
@@ -531,6 +562,10 @@ const (
 	streamWorkers = 2
 )
 
+// Prepare probes the server's conditional creates now, if that was not done yet
+// (store.Preparer), so that the first Create does not wait for it.
+func (s *s3Store) Prepare(ctx context.Context) error { return s.checkConditional(ctx) }
+
 // checkConditional probes, once, that the server honours If-None-Match: * (see the
 // package documentation). A transient failure of the probe is returned and the probe
 // tried again by the next Create.
@@ -542,7 +577,9 @@ func (s *s3Store) checkConditional(ctx context.Context) error {
 	}
 	key := store.TempPrefix + "probe-" + randomHex(8)
 	defer func() {
-		// Best-effort: a scratch key left behind is invisible to List.
+		// Best-effort: a scratch key left behind is invisible to List. (Not in the
+		// background: on a file-system-backed server, deleting the last key under a
+		// prefix removes its directories, which would race with a Create under it.)
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		s.client.RemoveObject(dctx, s.bucket, s.object(key), minio.RemoveObjectOptions{})

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,6 +95,7 @@ func TestLargeCreateRace(t *testing.T) {
 	}
 	srv := s3test.Start(t)
 	s := mustNew(t, config(srv, srv.Bucket(), "p"))
+	s3.SetSizes(s, 5<<20, 5<<20)
 	ctx := t.Context()
 	const writers, size = 3, 20 << 20
 	errs := make([]error, writers)
@@ -286,12 +288,30 @@ func TestRestart(t *testing.T) {
 
 // proxy puts a reverse proxy in front of srv whose responses modify may change.
 func proxy(t *testing.T, srv *s3test.Server, modify func(*http.Response) error) string {
+	return proxyWith(t, srv, func(*http.Request) {}, modify)
+}
+
+// requestProxy puts a reverse proxy in front of srv that hands every request to
+// change before forwarding it.
+func requestProxy(t *testing.T, srv *s3test.Server, change func(*http.Request)) string {
+	return proxyWith(t, srv, change, nil)
+}
+
+// proxyWith puts a reverse proxy in front of srv: change may change each request,
+// modify (if not nil) each response.
+func proxyWith(t *testing.T, srv *s3test.Server, change func(*http.Request), modify func(*http.Response) error) string {
 	u, err := url.Parse(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ModifyResponse = modify
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.Out.Host = r.In.Host // the signature covers the Host header
+			change(r.Out)
+		},
+		ModifyResponse: modify,
+	}
 	ts := httptest.NewServer(rp)
 	t.Cleanup(ts.Close)
 	return ts.Listener.Addr().String()
@@ -488,5 +508,151 @@ func TestKeyConflictVersitygw(t *testing.T) {
 		if err := s.Create(ctx, k, strings.NewReader("y"), 1); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("Create(%q) = %v, want ErrInvalid", k, err)
 		}
+	}
+}
+
+// TestVerifiedContent: a Create whose context says the caller verifies the bytes
+// (store.WithVerifiedContent) sends its payload unsigned, in one PUT or in parts,
+// and is still a conditional create that stores exactly those bytes; without the
+// hint, payloads are signed.
+func TestVerifiedContent(t *testing.T) {
+	srv := s3test.Start(t)
+	var mu sync.Mutex
+	var seen []string // the payload signature of each PUT with a body
+	addr := requestProxy(t, srv, func(r *http.Request) {
+		if r.Method == http.MethodPut && r.ContentLength != 0 {
+			mu.Lock()
+			seen = append(seen, r.Header.Get("X-Amz-Content-Sha256"))
+			mu.Unlock()
+		}
+	})
+	cfg := config(srv, srv.Bucket(), "v")
+	cfg.Endpoint = addr
+	s := mustNew(t, cfg)
+	s3.SetSizes(s, 5<<20, 6<<20)
+	vctx := store.WithVerifiedContent(t.Context())
+	for _, tc := range []struct {
+		name     string
+		ctx      context.Context
+		size     int
+		want     string // the signature of every request that sends the payload
+		requests int
+	}{
+		{"signed", t.Context(), 3 << 20, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", 1},
+		{"unsigned", vctx, 3 << 20, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", 1},
+		{"unsigned parts", vctx, 11 << 20, "UNSIGNED-PAYLOAD", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := bytes.Repeat([]byte(tc.name), tc.size/len(tc.name)+1)[:tc.size]
+			mu.Lock()
+			seen = nil
+			mu.Unlock()
+			if err := s.Create(tc.ctx, tc.name, bytes.NewReader(data), int64(len(data))); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			got := seen
+			mu.Unlock()
+			if len(got) != tc.requests {
+				t.Errorf("%d PUTs with a body, want %d", len(got), tc.requests)
+			}
+			for _, g := range got {
+				if g != tc.want {
+					t.Errorf("payload sent as %q, want %q", g, tc.want)
+				}
+			}
+			if err := s.Create(tc.ctx, tc.name, bytes.NewReader(data), int64(len(data))); !errors.Is(err, store.ErrExists) {
+				t.Fatalf("second Create = %v, want ErrExists", err)
+			}
+			rc, err := s.Get(t.Context(), tc.name, 0, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(back, data) {
+				t.Fatalf("read back %d bytes (%v), want the %d written", len(back), err, len(data))
+			}
+		})
+	}
+}
+
+// TestVerifiedContentDamaged: bytes of an unsigned single PUT damaged on the way to
+// the server fail its checksum: the Create fails (a transient error, which a retry
+// cures) and no object appears.
+func TestVerifiedContentDamaged(t *testing.T) {
+	srv := s3test.Start(t)
+	var damage atomic.Bool
+	damage.Store(true)
+	addr := requestProxy(t, srv, func(r *http.Request) {
+		if r.Method == http.MethodPut && r.ContentLength > 1<<20 && damage.Load() {
+			r.Body = &flipper{r: r.Body, at: 1 << 20}
+		}
+	})
+	cfg := config(srv, srv.Bucket(), "d")
+	cfg.Endpoint = addr
+	s := mustNew(t, cfg)
+	ctx := store.WithVerifiedContent(t.Context())
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<17) // 2 MiB
+	err := s.Create(ctx, "k", bytes.NewReader(data), int64(len(data)))
+	if err == nil || store.IsPermanent(err) {
+		t.Fatalf("Create of damaged bytes = %v, want a transient error", err)
+	}
+	t.Logf("Create of damaged bytes: %v", err)
+	if _, err := s.Get(t.Context(), "k", 0, -1); !errors.Is(err, store.ErrNotExist) {
+		t.Fatalf("Get after the damaged Create = %v, want ErrNotExist", err)
+	}
+	damage.Store(false)
+	if err := s.Create(ctx, "k", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("Create again, undamaged: %v", err)
+	}
+}
+
+// flipper flips one bit of the byte at offset at of the stream it reads.
+type flipper struct {
+	r   io.ReadCloser
+	at  int64
+	pos int64
+}
+
+func (f *flipper) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if f.at >= f.pos && f.at < f.pos+int64(n) {
+		p[f.at-f.pos] ^= 1
+	}
+	f.pos += int64(n)
+	return n, err
+}
+
+func (f *flipper) Close() error { return f.r.Close() }
+
+// TestPrepare: Prepare runs the probe of conditional creates ahead of the first
+// Create, which then sends one conditional request, its own.
+func TestPrepare(t *testing.T) {
+	srv := s3test.Start(t)
+	var conditional atomic.Int32
+	addr := requestProxy(t, srv, func(r *http.Request) {
+		if r.Header.Get("If-None-Match") != "" {
+			conditional.Add(1)
+		}
+	})
+	cfg := config(srv, srv.Bucket(), "p")
+	cfg.Endpoint = addr
+	s := mustNew(t, cfg)
+	p, ok := s.(store.Preparer)
+	if !ok {
+		t.Fatal("the S3 store is not a store.Preparer")
+	}
+	if err := p.Prepare(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := conditional.Load(); n != 2 {
+		t.Fatalf("Prepare sent %d conditional requests, want the probe's 2", n)
+	}
+	if err := s.Create(t.Context(), "k", strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := conditional.Load(); n != 3 {
+		t.Fatalf("%d conditional requests after a Create, want 3: the probe runs once", n)
 	}
 }
