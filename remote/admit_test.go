@@ -12,16 +12,19 @@ import (
 	"github.com/ckp-go/ckp/store"
 )
 
-// heldCreates holds every Create of a data object until release is closed: a store
-// that has become slow.
+// heldCreates holds every Create of a key that held matches until release is closed:
+// a store that has become slow.
 type heldCreates struct {
 	store.Store
-	hold    chan struct{} // non-nil: hold
+	held    func(key string) bool // nil: hold nothing
 	release chan struct{}
 }
 
+// dataObject matches the keys of data objects.
+func dataObject(key string) bool { return strings.HasPrefix(key, "d/") }
+
 func (s *heldCreates) Create(ctx context.Context, key string, body io.Reader, size int64) error {
-	if s.hold != nil && strings.HasPrefix(key, "d/") {
+	if s.held != nil && s.held(key) {
 		select {
 		case <-s.release:
 		case <-ctx.Done():
@@ -49,7 +52,7 @@ func TestAdmitCountsDeltas(t *testing.T) {
 	if err := w.f.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	st.hold, st.release = make(chan struct{}), make(chan struct{})
+	st.held, st.release = dataObject, make(chan struct{})
 	for v := 2; v <= 6; v++ {
 		w.regions[0][v*4096] ^= 0xff // one block changed: a delta of 4 KiB
 		if err := w.f.SaveAll(); err != nil {

@@ -302,7 +302,7 @@ func (t *Tier) worker() {
 		if it == nil {
 			return
 		}
-		t.finish(it, t.process(it))
+		t.process(it)
 	}
 }
 
@@ -328,7 +328,37 @@ func (t *Tier) take() *item {
 	return it
 }
 
-func (t *Tier) process(it *item) error {
+// process works an item and finishes it. Its life and the bytes of a version stored
+// whole come first; what follows waits for the checkpoint's previous item, and with
+// background workers that wait (then the manifest) runs on a goroutine of its own when
+// it would hold the worker, which then takes the next item: a version waiting for its
+// turn to commit keeps no other version from being sent. The commits keep their order:
+// each still waits for the item queued before it.
+func (t *Tier) process(it *item) {
+	if err := t.beforePrev(it); err != nil {
+		t.finish(it, err)
+		return
+	}
+	if t.cfg.workers > 0 && it.prev != nil && !isDone(it.prev) {
+		t.wg.Go(func() { t.finish(it, t.afterPrev(it)) })
+		return
+	}
+	t.finish(it, t.afterPrev(it))
+}
+
+// isDone reports whether an item is finished.
+func isDone(it *item) bool {
+	select {
+	case <-it.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// beforePrev is the part of an item's work that needs no earlier item: the life it is
+// committed in, the bytes of a version stored whole.
+func (t *Tier) beforePrev(it *item) error {
 	if t.isAbandoned(it) {
 		return errAbandoned
 	}
@@ -343,10 +373,15 @@ func (t *Tier) process(it *item) error {
 	if it.kind == itemUpload && it.v.Shift == 0 {
 		err := t.uploadWhole(it)
 		t.sent(it) // the slot's bytes are no longer needed
-		if err != nil {
-			return err
-		}
+		return err
 	}
+	return nil
+}
+
+// afterPrev is the part of an item's work that waits for the checkpoint's previous
+// item: the blocks of a version stored by blocks (what they are depends on the base
+// committed before), the manifest.
+func (t *Tier) afterPrev(it *item) error {
 	if it.prev != nil {
 		select {
 		case <-it.prev.done:
@@ -623,7 +658,7 @@ func (t *Tier) drain(ctx context.Context) error {
 		t.queue[0] = nil
 		t.queue = t.queue[1:]
 		t.mu.Unlock()
-		t.finish(it, t.process(it))
+		t.process(it)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
