@@ -7,50 +7,32 @@ import (
 	"github.com/ckp-go/ckp/remote"
 )
 
-// Importing versions from the store (package remote): a restart on another node, a
-// restore of a version only the store holds, Pull. Each version is fetched straight
-// into a new slot of the data file (remote.Incoming.Fill checks its bytes against its
-// hashes), then the rest of the slot is written as a save writes it, and the slots are
-// published by rewriting the index (rewriteIndex), keeping the version numbers.
+// Importing versions from the store (package remote): a restore of versions only the
+// store holds (fetchrestore.go), Pull. Each version is fetched into a new slot of the
+// data file (remote.Incoming.Fill checks its bytes against its hashes as they arrive),
+// then the rest of the slot is written as a save writes it, keeping the version's
+// number, hash and time.
 
-// importVersions brings the versions in into the local file as one transaction.
-func (f *File) importVersions(ctx context.Context, in []remote.Incoming) (err error) {
+// importVersions brings the versions in into the local file, which holds none of their
+// checkpoints (Pull's new file), as one transaction appended to the index (Close makes
+// it durable).
+func (f *File) importVersions(ctx context.Context, in []remote.Incoming) error {
+	fs := make([]fetched, len(in))
 	f.mu.Lock()
-	txn := f.nextTxn
-	f.nextTxn++
-	f.mu.Unlock()
-	plan := indexPlan{add: map[*ckptState]version{}}
-	defer func() {
-		if err != nil { // give the slots back
-			f.mu.Lock()
-			for _, x := range plan.add {
-				f.alloc.free(x.slot())
-			}
-			f.mu.Unlock()
-		}
-	}()
 	for i := range in {
-		x, err := f.importSlot(ctx, &in[i], txn, uint32(len(in)))
-		if err != nil {
-			return errf(err, "version %d of %q", in[i].Num, in[i].Name)
-		}
-		f.mu.Lock()
-		plan.add[f.stateFor(in[i].Name)] = x
-		f.mu.Unlock()
+		fs[i] = fetched{i: i, st: f.stateFor(in[i].Name), in: in[i]}
 	}
-	f.syncMu.Lock()
-	defer f.syncMu.Unlock()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.rewriteIndex(plan)
+	f.mu.Unlock()
+	defer f.giveBack(fs)
+	if err := f.fetchAll(ctx, fs, true); err != nil {
+		return err
+	}
+	return f.publishFetched(fs)
 }
 
-// importSlot allocates a slot in the data file for version in, fetches its payload into
-// it and writes the rest of the slot (block table, padding, name, trailer) as a save
-// does, with the version's number, hash and time, transaction txn of txnSize versions.
-// Nothing is published: the caller publishes the slot (rewriteIndex) or gives it back
-// (f.alloc.free).
-func (f *File) importSlot(ctx context.Context, in *remote.Incoming, txn uint64, txnSize uint32) (v version, err error) {
+// allocImport allocates the slot of version in, transaction txn, growing the data file
+// as a save does: the version it returns is not filled yet (fillImport).
+func (f *File) allocImport(in *remote.Incoming, txn uint64) (version, error) {
 	n := in.Length
 	// A version stored by blocks comes in as a full version stored by blocks: its
 	// hash and table are the store's, and later deltas may build on it.
@@ -61,6 +43,7 @@ func (f *File) importSlot(ctx context.Context, in *remote.Incoming, txn uint64, 
 		need = lay.footprint(len(in.Name))
 	}
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	off, size := f.alloc.alloc(need, payloadAlign(n))
 	if n >= hugeAlign && !f.opts.NoHugePages && !f.huge && f.data.SetHugePages(true) == nil {
 		f.huge = true // 2 MiB folios: one fault per 2 MiB of the import (hugeFolios may undo it)
@@ -75,29 +58,33 @@ func (f *File) importSlot(ctx context.Context, in *remote.Incoming, txn uint64, 
 	}
 	if gerr != nil {
 		f.alloc.free(extent{off, off + size})
-		f.mu.Unlock()
 		return version{}, gerr
 	}
-	f.mu.Unlock()
-	defer func() {
-		if err != nil {
-			f.mu.Lock()
-			f.alloc.free(extent{off, off + size})
-			f.mu.Unlock()
-		}
-	}()
-	data := f.data.Bytes()
-	// Each piece's pages are faulted in before the GET writes them, on as many
-	// goroutines as GETs run, so the GET does not fault page by page.
-	populate := func(o, k int64) { _ = f.data.Populate(off+o, k) }
-	if err := in.Fill(ctx, data[off:off+n], populate); err != nil {
-		return version{}, err
-	}
-	v = version{num: in.Num, off: off, length: n, hash: in.Hash, time: in.Time, txn: txn, size: size}
+	v := version{num: in.Num, off: off, length: n, hash: in.Hash, time: in.Time, txn: txn, size: size}
 	if in.Shift > 0 {
 		v.blocks, v.lay = true, lay
 	}
-	return v, f.finishSlot(&v, in, txnSize, in.Name)
+	return v, nil
+}
+
+// fillImport fetches the payload of version in into the slot of v (allocImport), checked
+// against its hashes, and writes the rest of the slot.
+func (f *File) fillImport(ctx context.Context, v *version, in *remote.Incoming, txnSize uint32) error {
+	data := f.data.Bytes()
+	// The bytes are written to the file (pwrite), block by block from a buffer they
+	// were checked in: the slot's pages are written once, not zeroed and faulted in
+	// through the mapping first (which cost as much as the transfer).
+	fd := f.data.OSFile()
+	write := func(p []byte, off int64) error {
+		if _, err := fd.WriteAt(p, v.off+off); err != nil {
+			return fileErr("write", f.path, err)
+		}
+		return nil
+	}
+	if err := in.Fill(ctx, data[v.off:v.off+v.length], write); err != nil {
+		return err
+	}
+	return f.finishSlot(v, in, txnSize, in.Name)
 }
 
 // finishSlot writes the rest of an imported slot after its payload, in place: the

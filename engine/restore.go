@@ -10,7 +10,6 @@ import (
 	"github.com/ckp-go/ckp/crc"
 	"github.com/ckp-go/ckp/internal/base"
 	"github.com/ckp-go/ckp/remote"
-	"github.com/ckp-go/ckp/store"
 )
 
 // restore copies version v of each checkpoint in cs into its region. The caller holds
@@ -23,13 +22,14 @@ func (f *File) restore(cs []*Checkpoint, v int) (err error) {
 	if err := f.resolveAll(cs, v, vs); err != nil {
 		return err
 	}
-	return f.restoreVersions(cs, vs)
+	return f.restoreVersions(cs, vs, nil)
 }
 
 // restoreVersions copies version vs[i] into the region of cs[i], all of them verified
-// first. The versions are in the index, or slots fetched from the store and not yet
-// published (remoteRestore).
-func (f *File) restoreVersions(cs []*Checkpoint, vs []version) (err error) {
+// first, except those whose checked[i] says the caller just checked them (checked may
+// be nil). The versions are in the index, or slots fetched from the store
+// (fetchRestore).
+func (f *File) restoreVersions(cs []*Checkpoint, vs []version, checked []bool) (err error) {
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	data := f.data.Bytes()
@@ -61,6 +61,9 @@ func (f *File) restoreVersions(cs []*Checkpoint, vs []version) (err error) {
 	hashes := make([]uint64, len(cs))
 	for i, c := range cs {
 		ver := &vs[i]
+		if checked != nil && checked[i] {
+			continue
+		}
 		if p := plans[i]; p != nil {
 			b.addRuns(p.runs, data, nil, p.tb, p.shift)
 			continue
@@ -295,83 +298,6 @@ type damaged struct {
 
 func (d *damaged) Error() string { return d.err.Error() }
 func (d *damaged) Unwrap() error { return d.err }
-
-// fetchRestore restores version nums[i] of each cs[i]: the local copy when it checks
-// out (and, with sameBytes, holds the bytes of the store's copy: a local version of
-// that number may be of an abandoned life), else the store's, fetched through lookup
-// into a free slot and checked. With rewind the restored versions become each
-// checkpoint's newest (see rewind).
-func (f *File) fetchRestore(ctx context.Context, cs []*Checkpoint, nums []uint64,
-	lookup func(ctx context.Context, c *Checkpoint, num uint64) (remote.Incoming, error), sameBytes bool, localErr error, rewind bool) error {
-	t := f.tier
-	ctx, cancel := context.WithTimeout(ctx, t.Settings().Timeout())
-	defer cancel()
-	fetched := map[*ckptState]version{}
-	defer func() {
-		if len(fetched) > 0 {
-			f.mu.Lock()
-			for _, x := range fetched {
-				f.alloc.free(x.slot())
-			}
-			f.mu.Unlock()
-		}
-	}()
-	src := make([]version, len(cs))
-	for i, c := range cs {
-		f.mu.Lock()
-		lv, lerr := c.st.resolve(int(nums[i]))
-		f.mu.Unlock()
-		local := lerr == nil && lv.length == int64(len(c.region)) && f.checkReadable(c.st, &lv, len(c.name)) == nil
-		if local && !sameBytes {
-			src[i] = lv
-			continue
-		}
-		in, err := lookup(ctx, c, nums[i])
-		switch {
-		case err == nil && in.Fill == nil:
-			err = errf(ErrVersion, "version %d of %q is not in %s", nums[i], c.name, t.Settings().Store())
-		case err != nil && (errors.Is(err, ErrCorrupt) || errors.Is(err, store.ErrNotExist)):
-			err = &damaged{i, err}
-		}
-		if local && err == nil && in.Hash == lv.hash {
-			src[i] = lv // the local copy holds the bytes the store's does
-			continue
-		}
-		if err != nil {
-			if errors.Is(err, ErrVersion) && lerr == nil && lv.length != int64(len(c.region)) {
-				return errf(ErrSize, "version %d of %q holds %d bytes, the region has %d", lv.num, c.name, lv.length, len(c.region))
-			}
-			if errors.Is(err, ErrVersion) && localErr != nil {
-				return fmt.Errorf("%w (local copy: %v)", err, localErr)
-			}
-			return err
-		}
-		if in.Length != int64(len(c.region)) {
-			return errf(ErrSize, "version %d of %q holds %d bytes, the region has %d", in.Num, c.name, in.Length, len(c.region))
-		}
-		f.mu.Lock()
-		txn := f.nextTxn
-		f.nextTxn++
-		f.mu.Unlock()
-		x, err := f.importSlot(ctx, &in, txn, 1)
-		if err != nil {
-			err = fmt.Errorf("%w: %s: fetch version %d of %q: %w", ErrRemote, t.Settings().Store(), nums[i], c.name, err)
-			if errors.Is(err, ErrCorrupt) || errors.Is(err, store.ErrNotExist) {
-				return &damaged{i, err}
-			}
-			return err
-		}
-		fetched[c.st] = x
-		src[i] = x
-	}
-	if rewind {
-		if err := f.rewind(cs, nums, fetched); err != nil {
-			return err
-		}
-		fetched = nil // the index lists them now
-	}
-	return f.restoreVersions(cs, src)
-}
 
 // unionVersions returns the numbers of s's kept versions and of committed, merged,
 // ascending, without repeats. Caller holds f.mu.

@@ -302,50 +302,8 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 		return ErrClosed
 	}
 	recs := f.recBuf[:0]
-	keep := f.opts.KeepVersions
 	for _, c := range cs {
-		s := c.st
-		if !s.named {
-			recs = append(recs, index.NameRecords(s.id, s.name)...)
-		}
-		n := int64(len(c.region))
-		c.slot.rec = int64(len(recs))
-		fp := footprint(n, len(s.name))
-		var flags uint8
-		if c.slot.blocks {
-			fp = c.slot.lay.footprint(len(s.name))
-			flags = index.FlagBlocks
-		}
-		recs = append(recs, index.Record{
-			Kind:    index.KindVersion,
-			Flags:   flags,
-			Ckpt:    s.id,
-			Version: c.slot.ver,
-			Offset:  uint64(c.slot.off),
-			Length:  uint64(n),
-			Hash:    c.slot.hash,
-			Time:    now,
-			Txn:     txn,
-			Slack:   uint32(c.slot.size - fp),
-		})
-		if c.slot.blocks {
-			recs = append(recs, blocksRecord(s.id, c.slot.ver, txn, &c.slot.lay))
-		}
-		if old := s.n(); keep > 0 && old+1 > keep {
-			// After this version is added, the newest keep remain: the version record
-			// says how many of the oldest go (one, in a steady hot loop); a drop record
-			// says it when that number does not fit.
-			d := old + 1 - keep
-			if d <= math.MaxUint16 {
-				recs[c.slot.rec].Aux = uint16(d)
-			} else {
-				first := c.slot.ver // the first version kept
-				if d < old {
-					first = s.at(d).num
-				}
-				recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: s.id, Version: first})
-			}
-		}
+		recs = f.versionRecords(recs, c.st, &c.slot, int64(len(c.region)), now, txn)
 	}
 	recs[len(recs)-1].Flags |= index.FlagCommit
 	start := f.log.records
@@ -360,24 +318,7 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 	f.recBuf = recs[:0]
 	end := f.log.records
 	for _, c := range cs {
-		s := c.st
-		if !s.named {
-			s.named = true
-			f.live += int64(index.NameRecordCount(len(s.name)))
-		}
-		s.push(start+c.slot.rec, c.slot.ver)
-		f.live += recordsOf(c.slot.blocks)
-		f.liveBytes += c.slot.size
-		if keep > 0 && s.n() > keep {
-			for _, rec := range s.dropOldest(s.n() - keep) {
-				d := f.decodeVersion(rec, len(s.name))
-				f.live -= recordsOf(d.blocks)
-				f.liveBytes -= d.size
-				f.freeDropped(&d, end)
-			}
-		}
-		f.unsynced = addRange(f.unsynced, extent{c.slot.off, c.slot.off + c.slot.size})
-		c.slot.size = 0 // published: no longer ours to free
+		f.applyVersion(c.st, &c.slot, start, end)
 	}
 	f.pubSeq++
 	f.dirty = true
@@ -390,6 +331,77 @@ func (f *File) publish(cs []*Checkpoint, txn uint64, now int64, durable bool) er
 		f.heldTooMuch.Store(true)
 	}
 	return nil
+}
+
+// versionRecords appends the records that add the version in slot p (n bytes, saved
+// at time now, transaction txn) to s: its name's records the first time, its VERSION
+// record (p.rec: where, counted from the transaction's first record), its BLOCKS
+// record, and what retention drops. Caller holds f.mu.
+func (f *File) versionRecords(recs []index.Record, s *ckptState, p *slotPlan, n, now int64, txn uint64) []index.Record {
+	if !s.named {
+		recs = append(recs, index.NameRecords(s.id, s.name)...)
+	}
+	p.rec = int64(len(recs))
+	fp := footprint(n, len(s.name))
+	var flags uint8
+	if p.blocks {
+		fp = p.lay.footprint(len(s.name))
+		flags = index.FlagBlocks
+	}
+	recs = append(recs, index.Record{
+		Kind:    index.KindVersion,
+		Flags:   flags,
+		Ckpt:    s.id,
+		Version: p.ver,
+		Offset:  uint64(p.off),
+		Length:  uint64(n),
+		Hash:    p.hash,
+		Time:    now,
+		Txn:     txn,
+		Slack:   uint32(p.size - fp),
+	})
+	if p.blocks {
+		recs = append(recs, blocksRecord(s.id, p.ver, txn, &p.lay))
+	}
+	if keep, old := f.opts.KeepVersions, s.n(); keep > 0 && old+1 > keep {
+		// After this version is added, the newest keep remain: the version record
+		// says how many of the oldest go (one, in a steady hot loop); a drop record
+		// says it when that number does not fit.
+		d := old + 1 - keep
+		if d <= math.MaxUint16 {
+			recs[p.rec].Aux = uint16(d)
+		} else {
+			first := p.ver // the first version kept
+			if d < old {
+				first = s.at(d).num
+			}
+			recs = append(recs, index.Record{Kind: index.KindDrop, Ckpt: s.id, Version: first})
+		}
+	}
+	return recs
+}
+
+// applyVersion makes the version of slot p, whose records versionRecords wrote into a
+// transaction that starts at record start and ends before end, the newest of s:
+// retention drops the oldest, and the slot joins the unsynced data. Caller holds f.mu.
+func (f *File) applyVersion(s *ckptState, p *slotPlan, start, end int64) {
+	if !s.named {
+		s.named = true
+		f.live += int64(index.NameRecordCount(len(s.name)))
+	}
+	s.push(start+p.rec, p.ver)
+	f.live += recordsOf(p.blocks)
+	f.liveBytes += p.size
+	if keep := f.opts.KeepVersions; keep > 0 && s.n() > keep {
+		for _, rec := range s.dropOldest(s.n() - keep) {
+			d := f.decodeVersion(rec, len(s.name))
+			f.live -= recordsOf(d.blocks)
+			f.liveBytes -= d.size
+			f.freeDropped(&d, end)
+		}
+	}
+	f.unsynced = addRange(f.unsynced, extent{p.off, p.off + p.size})
+	p.size = 0 // published: no longer ours to free
 }
 
 // addRange appends e to rs, merging it with the last range when they touch.

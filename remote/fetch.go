@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 
 	"github.com/ckp-go/ckp/crc"
@@ -13,19 +14,26 @@ import (
 	"github.com/ckp-go/ckp/store"
 )
 
-// Fetching versions from the store: parallel ranged GETs straight into their
-// destination (a slot of the data mapping, or a buffer), then a check of every block
-// against the manifest's hashes before anything uses the bytes.
+// Fetching versions from the store: parallel ranged GETs into their destination,
+// every block checked against the manifest's hashes before anything uses the bytes.
+// A destination is a buffer the bytes are read straight into, or a file written
+// through a small buffer per GET (Incoming.Fill's write): each block is read into the
+// buffer, checked there while it is in the cache, and written, so that the file's
+// pages are written once and never zeroed or faulted in first.
 
 const (
-	fetchPiece   = 8 << 20 // bytes per ranged GET (a multiple of the 1 MiB block)
+	fetchPiece   = 8 << 20 // bytes per ranged GET (a multiple of every block size)
 	fetchWorkers = 4       // GETs in flight per version
 )
 
-// fetchInto downloads the payload that m describes into dst (m.Length bytes) and
-// checks it. dst may be part of the data mapping: faults become base.ErrCorrupt. prepare,
-// if not nil, is called for each piece of dst before it is written (to pre-fault it).
-func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, prepare func(off, n int64), workers int) error {
+// fetchInto downloads the payload that m describes (m.Length bytes) into dst and checks
+// it. With write nil, the bytes are read straight into dst. Otherwise each piece is
+// handed to write (bytes p of the payload at off) from a buffer, checked block by block
+// before it is written, and dst is read only to check what could not be checked on the
+// way (a block cut by pieces, a version of one block): write must make the bytes
+// visible in dst. dst may be a mapping: faults become base.ErrCorrupt. It returns nil
+// only when every byte of dst matches the manifest's hashes.
+func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, write func(p []byte, off int64) error, workers int) error {
 	if int64(len(dst)) != m.Length {
 		return base.Errf(base.ErrInvalid, "fetch of %d bytes into %d", m.Length, len(dst))
 	}
@@ -45,43 +53,82 @@ func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, pre
 	shift := m.blockShift()
 	bs := int64(1) << shift
 	nb := max(int64(1), int64(len(m.Table)/8))
+	chunk := bs // what goes through the buffer at a time: a block, or a version of one
+	if len(m.Table) == 0 {
+		chunk = max(m.Length, 1)
+	}
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
-		// The blocks that lie within a piece are checked as soon as it has arrived,
+		// The blocks that lie within a piece are checked as soon as they have arrived,
 		// while other pieces are still coming; the rest at the end.
 		checked := make([]atomic.Bool, nb)
 		var firstBad atomic.Int64
 		firstBad.Store(-1)
+		check := func(p []byte, lo int64) {
+			if len(m.Table) == 0 {
+				return
+			}
+			for b := (lo + bs - 1) >> shift; ; b++ {
+				blo, bhi := b<<shift, min((b+1)<<shift, m.Length)
+				if blo >= m.Length || bhi > lo+int64(len(p)) {
+					break
+				}
+				if crc.Block(p[blo-lo:bhi-lo]) != binary.LittleEndian.Uint64(m.Table[8*b:]) {
+					firstBad.CompareAndSwap(-1, b)
+				}
+				checked[b].Store(true)
+			}
+		}
 		err := parallel(ctx, len(ps), workers, func(ctx context.Context, i int) (err error) {
 			p := ps[i]
 			defer base.Catch(&err)
 			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-			if prepare != nil && attempt == 0 {
-				prepare(p.off, p.n)
+			var buf *[]byte
+			if write != nil {
+				buf = chunkBufs.Get().(*[]byte)
+				defer chunkBufs.Put(buf)
+				if int64(cap(*buf)) < chunk {
+					*buf = make([]byte, chunk)
+				}
 			}
-			err = retry(ctx, p.n, func(ctx context.Context) error {
+			// A failed write is local: it ends the retries.
+			wctx, stop := context.WithCancel(ctx)
+			defer stop()
+			var werr error
+			err = retry(wctx, p.n, func(ctx context.Context) error {
 				rc, err := st.Get(ctx, p.key, p.objOff, p.n)
 				if err != nil {
 					return err
 				}
 				defer rc.Close()
-				_, err = io.ReadFull(rc, dst[p.off:p.off+p.n])
-				return err
+				if write == nil {
+					if _, err := io.ReadFull(rc, dst[p.off:p.off+p.n]); err != nil {
+						return err
+					}
+					check(dst[p.off:p.off+p.n], p.off)
+					return nil
+				}
+				for o := p.off; o < p.off+p.n; {
+					// Up to the next block boundary: a whole block, but where a piece
+					// cuts one.
+					end := min((o/chunk+1)*chunk, p.off+p.n)
+					b := (*buf)[:end-o]
+					if _, err := io.ReadFull(rc, b); err != nil {
+						return err
+					}
+					check(b, o)
+					if werr = write(b, o); werr != nil {
+						stop()
+						return werr
+					}
+					o = end
+				}
+				return nil
 			})
-			if err != nil || len(m.Table) == 0 {
-				return err
+			if werr != nil {
+				return werr
 			}
-			for b := (p.off + bs - 1) >> shift; ; b++ {
-				lo, hi := b<<shift, min((b+1)<<shift, m.Length)
-				if lo >= m.Length || hi > p.off+p.n {
-					break
-				}
-				if crc.Block(dst[lo:hi]) != binary.LittleEndian.Uint64(m.Table[8*b:]) {
-					firstBad.CompareAndSwap(-1, b)
-				}
-				checked[b].Store(true)
-			}
-			return nil
+			return err
 		})
 		if err != nil {
 			return err
@@ -101,6 +148,9 @@ func fetchInto(ctx context.Context, st store.Store, m *manifest, dst []byte, pre
 	}
 	return lastErr
 }
+
+// chunkBufs holds the buffers that fetches write through (a block each).
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, crc.BlockSize); return &b }}
 
 // checkRest checks p against its hash (and block table, for more than one block),
 // hashing the blocks not checked yet on every core. It returns the first bad block, or

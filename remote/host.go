@@ -69,8 +69,10 @@ type Incoming struct {
 	// Table is the block table (8 bytes little-endian per block): of the 1 MiB blocks
 	// of a version stored whole (nil for one of at most 1 MiB), or of its blocks.
 	Table []byte
-	// Fill writes the version's Length bytes into dst and checks them against the
-	// hashes; prepare, if not nil, is called for each piece of dst before it is
-	// written (to pre-fault it). dst may be a mapping: faults become ErrCorrupt.
-	Fill func(ctx context.Context, dst []byte, prepare func(off, n int64)) error
+	// Fill puts the version's Length bytes into dst and checks them against the
+	// hashes: read straight into dst when write is nil, else handed to write (bytes p
+	// at offset off of the version), each block checked before, which must make them
+	// visible in dst (a pwrite to the file that dst maps). dst may be a mapping:
+	// faults become ErrCorrupt.
+	Fill func(ctx context.Context, dst []byte, write func(p []byte, off int64) error) error
 }

@@ -775,9 +775,20 @@ func (t *Tier) Rewound(names []string, nums []uint64) {
 func (t *Tier) incoming(m *manifest) Incoming {
 	st, workers := t.st, t.fetchWorkers()
 	return Incoming{Name: m.Name, Num: m.Version, Length: m.Length, Hash: m.Hash, Time: m.Time, Shift: m.Shift, Table: m.Table,
-		Fill: func(ctx context.Context, dst []byte, prepare func(off, n int64)) error {
-			return fetchInto(ctx, st, m, dst, prepare, workers)
+		Fill: func(ctx context.Context, dst []byte, write func(p []byte, off int64) error) error {
+			return fetchInto(ctx, st, m, dst, write, workers)
 		}}
+}
+
+// Fetch runs fill(0..n-1), the fetches of n versions, several at once (each with its
+// own parallel GETs; one at a time on a tier without background workers); the first
+// error cancels the rest and is returned. t may be nil: a File without a remote tier
+// (Pull).
+func (t *Tier) Fetch(ctx context.Context, n int, fill func(ctx context.Context, i int) error) error {
+	if t == nil {
+		return parallel(ctx, n, fetchWorkers, fill)
+	}
+	return t.parallel(ctx, n, fetchWorkers, fill)
 }
 
 // fetchWorkers is the number of ranged GETs a fetch runs at once.
