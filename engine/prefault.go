@@ -13,9 +13,11 @@ import (
 // zeroing a page-cache page, ext4's bookkeeping for a first write, or a write-protect
 // fault after write-back): a copy into such pages runs at a fraction of memory speed.
 // While the program computes between saves, this goroutine works out where the next
-// saves will go (the allocator's plan for every registered region), makes sure the file
-// is allocated there, and pre-faults those pages with MADV_POPULATE_WRITE, which maps
-// them writable without changing their contents. It also keeps the index a little ahead.
+// saves will go (the allocator's plan for every registered region, and with a remote
+// tier and retention one slot more for the largest: an upload holds its version's slot
+// for a while), makes sure the file is allocated there, and pre-faults those pages with
+// MADV_POPULATE_WRITE, which maps them writable without changing their contents. It
+// also keeps the index a little ahead.
 //
 // A large save uses both cores; the prefaulter stops between two 2 MiB pieces as soon as
 // one starts and resumes after it.
@@ -127,6 +129,18 @@ func (p *prefaulter) round() {
 		}
 		p.needs = append(p.needs, footprint(n, len(c.name)))
 		p.aligns = append(p.aligns, payloadAlign(n))
+	}
+	if f.tier != nil && f.opts.KeepVersions > 0 && len(p.needs) > 0 {
+		// An upload holds its version's slot while the saves go on, so a save soon
+		// needs one slot more than the rotation of KeepVersions: have the largest
+		// ready too. (Keeping every version, each save takes a new slot anyway.)
+		k := 0
+		for i := range p.needs {
+			if p.needs[i] > p.needs[k] {
+				k = i
+			}
+		}
+		p.needs, p.aligns = append(p.needs, p.needs[k]), append(p.aligns, p.aligns[k])
 	}
 	var end int64
 	p.plan, p.scratch, end = f.alloc.plan(p.needs, p.aligns, p.scratch, p.plan[:0])
