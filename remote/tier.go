@@ -302,7 +302,9 @@ func (t *Tier) worker() {
 		if it == nil {
 			return
 		}
+		restore := background() // the saves first
 		t.process(it)
+		restore()
 	}
 }
 
@@ -340,7 +342,16 @@ func (t *Tier) process(it *item) {
 		return
 	}
 	if t.cfg.workers > 0 && it.prev != nil && !isDone(it.prev) {
-		t.wg.Go(func() { t.finish(it, t.afterPrev(it)) })
+		t.wg.Go(func() {
+			select { // waiting, it holds no thread of its own
+			case <-it.prev.done:
+			case <-t.ctx.Done():
+			}
+			restore := background()
+			err := t.afterPrev(it)
+			restore()
+			t.finish(it, err)
+		})
 		return
 	}
 	t.finish(it, t.afterPrev(it))
