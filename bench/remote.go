@@ -188,7 +188,7 @@ func Upload(cfg Config, r *Remote) (*Result, error) {
 		return nil, err
 	}
 	d := time.Since(start)
-	return &Result{Variant: "engine upload", Config: Config{Size: cfg.Size, Regions: cfg.Saves}, Lat: []time.Duration{d}, Wall: d}, f.Close()
+	return &Result{Variant: "engine save to commit", Config: Config{Size: cfg.Size, Regions: cfg.Saves}, Lat: []time.Duration{d}, Wall: d}, f.Close()
 }
 
 // UploadDirect is Upload's baseline: the same bytes written straight to r.
@@ -209,9 +209,10 @@ func UploadDirect(cfg Config, r *Remote) (*Result, error) {
 
 // RestoreNewNode measures a restart on a new node: a version of cfg.Size bytes is
 // saved through a remote tier on r; then, cfg.Saves times, a File is opened on a fresh
-// directory with the same store (which brings the version in) and restored into a
-// region. Each latency is one Open plus RestoreAll. Before each, the store's files
-// leave the page cache (Remote.Cold), as on a node that never read them.
+// directory with the same store and restored into a region (RestoreAll(0) fetches the
+// version from the store, which it alone holds). Each latency is one Open plus
+// RestoreAll. Before each, the store's files leave the page cache (Remote.Cold), as on
+// a node that never read them.
 func RestoreNewNode(cfg Config, r *Remote) (*Result, error) {
 	dir, err := os.MkdirTemp(cfg.Dir, "run-")
 	if err != nil {
