@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -530,7 +531,8 @@ func checkJobVersion(t *testing.T, st store.Store, jv int) {
 var importSizes = []int{24<<20 + 100, 4 << 10, 3 << 20}
 
 // TestRemoteImportChild is the child of TestRemoteKillImport: it opens its file with
-// the remote tier (bringing the store's versions in) and exits.
+// the remote tier and, with CKP_RI_JOB set, registers the checkpoints and calls
+// RestoreJob (which brings the store's versions in), then exits.
 func TestRemoteImportChild(t *testing.T) {
 	path := os.Getenv("CKP_RI_PATH")
 	spec, ok := storeSpecFromEnv()
@@ -547,6 +549,16 @@ func TestRemoteImportChild(t *testing.T) {
 			return err
 		}
 		fmt.Println("opened")
+		if os.Getenv("CKP_RI_JOB") != "" {
+			for i, n := range importSizes {
+				if _, err := f.Register(fmt.Sprintf("r%d", i), make([]byte, n)); err != nil {
+					return err
+				}
+			}
+			if _, err := f.RestoreJob(context.Background()); err != nil {
+				return err
+			}
+		}
 		return f.Close()
 	}()
 	fmt.Println("error", err)
@@ -554,16 +566,29 @@ func TestRemoteImportChild(t *testing.T) {
 }
 
 // TestRemoteKillImport kills a process while it brings versions from the store into a
-// fresh local file (a restart on a new node), many times: the local files always open
-// (with or without the remote tier), hold the imported versions of every checkpoint or
-// of none, byte-exact, and the next Open finishes the import.
+// fresh local file (a restart on a new node: Open, or Open and RestoreJob, which
+// fetches the versions and appends them to the index), many times: the local files
+// always open (with or without the remote tier), hold the imported versions of every
+// checkpoint or of none, byte-exact, and the next Open finishes the import.
 func TestRemoteKillImport(t *testing.T) {
 	kills := 10
 	if testing.Short() {
 		kills = 3
 	}
-	for _, spec := range []storeSpec{{kind: "dir", dir: t.TempDir()}, s3Spec(t)} {
-		t.Run(spec.kind, func(t *testing.T) {
+	for _, tc := range []struct {
+		spec storeSpec
+		env  []string
+	}{
+		{storeSpec{kind: "dir", dir: t.TempDir()}, nil},
+		{s3Spec(t), nil},
+		{storeSpec{kind: "dir", dir: t.TempDir()}, []string{"CKP_RI_JOB=1"}},
+	} {
+		spec := tc.spec
+		name := spec.kind
+		if tc.env != nil {
+			name += "/RestoreJob"
+		}
+		t.Run(name, func(t *testing.T) {
 			st := spec.mustOpen(t)
 			w := openRemoteWriter(t, filepath.Join(t.TempDir(), "src.ckp"), engine.Options{Remote: &engine.Remote{Store: st}}, importSizes...)
 			for v := 1; v <= 2; v++ {
@@ -576,7 +601,7 @@ func TestRemoteKillImport(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 17))
 			imported := 0
 			for k := 0; k < kills; k++ {
-				c := startChild(t, "TestRemoteImportChild", append(spec.env(), "CKP_RI_PATH="+path))
+				c := startChild(t, "TestRemoteImportChild", append(append(spec.env(), tc.env...), "CKP_RI_PATH="+path))
 				time.Sleep(time.Duration(20+r.IntN(200)) * time.Millisecond)
 				c.kill()
 				l := openRemoteWriter(t, path, engine.Options{}, importSizes...)
