@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"sync/atomic"
 
+	"github.com/ckp-go/ckp/internal/slot"
 	"github.com/ckp-go/ckp/mmapfile"
 )
 
@@ -121,12 +122,12 @@ func (p *prefaulter) round() {
 		if c.diff != nil {
 			if e := c.diff.expect.Load(); e > 0 {
 				p.needs = append(p.needs, e)
-				p.aligns = append(p.aligns, payloadAlign(e))
+				p.aligns = append(p.aligns, slot.PayloadAlign(e))
 				continue
 			}
 		}
-		p.needs = append(p.needs, footprint(n, len(c.name)))
-		p.aligns = append(p.aligns, payloadAlign(n))
+		p.needs = append(p.needs, slot.Footprint(n, len(c.name)))
+		p.aligns = append(p.aligns, slot.PayloadAlign(n))
 	}
 	var end int64
 	p.plan, p.scratch, end = f.alloc.plan(p.needs, p.aligns, p.scratch, p.plan[:0])
