@@ -435,8 +435,15 @@ func (f *File) rewind(cs []*Checkpoint, nums []uint64, fetched map[*ckptState]ve
 			return err
 		}
 	}
-	// Even with nothing to change locally, the store may still hold what a killed
+	// Even with nothing to change locally, the next save follows the restored version
+	// (Register numbered after the newest the store holds, which may be of a life the
+	// job abandoned on another node), and the store may still hold what a killed
 	// rewind left.
+	f.mu.Lock()
+	for i, c := range cs {
+		c.st.next = nums[i] + 1
+	}
+	f.mu.Unlock()
 	names := make([]string, len(cs))
 	for i, c := range cs {
 		names[i] = c.name
