@@ -3,6 +3,8 @@ package engine
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ckp-go/ckp/internal/slot"
 )
 
 func TestAllocatorReusesFreedSlotExactly(t *testing.T) {
@@ -107,7 +109,7 @@ func TestAllocatorNeverOverlaps(t *testing.T) {
 			continue
 		}
 		n := int64(r.IntN(3 << 20))
-		al := payloadAlign(n)
+		al := slot.PayloadAlign(n)
 		off, size := a.alloc(n+1, al)
 		if off%al != 0 || size < n+1 {
 			t.Fatalf("bad slot %d+%d for %d align %d", off, size, n, al)
@@ -154,7 +156,7 @@ func TestAllocatorClaimReplaysAllocation(t *testing.T) {
 			continue
 		}
 		n := int64(1 + r.IntN(3<<20))
-		off, size := a.alloc(n, payloadAlign(n))
+		off, size := a.alloc(n, slot.PayloadAlign(n))
 		if !b.claim(extent{off, off + size}) {
 			t.Fatalf("step %d: claim of a fresh slot [%d,%d) says it overlapped", i, off, off+size)
 		}

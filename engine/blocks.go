@@ -3,9 +3,10 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
-	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/ckp-go/ckp/internal/copier"
+	"github.com/ckp-go/ckp/internal/slot"
 )
 
 // Versions stored by blocks (Options.Differential). A region of at least minDiffBlocks
@@ -19,22 +20,10 @@ import (
 // found in detect.go. docs/FORMAT.md has the bytes.
 
 const (
-	minBlockShift     = 12 // 4 KiB: a page, the granularity of kernel tracking
-	maxBlockShift     = 21 // 2 MiB: one piece of the copy engine
 	defaultBlockShift = 12
 	minDiffBlocks     = 16 // smaller regions are saved whole
 	maxChain          = 64 // deltas after a full version, at most
 )
-
-var littleEndian = func() bool {
-	x := uint16(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()
-
-// blockLen is the length of block b of a region of n bytes.
-func blockLen(b int64, shift uint8, n int64) int64 {
-	return min(int64(1)<<shift, n-b<<shift)
-}
 
 // chainOf returns the versions v reads, oldest first: the full version its chain
 // starts from, then every delta up to v.
@@ -81,14 +70,14 @@ func (f *File) chainLocked(s *ckptState, v *version) ([]version, error) {
 
 // blockTrailer reads and checks the trailer of a version stored by blocks against its
 // index record.
-func (f *File) blockTrailer(data []byte, v *version, nameLen int) (trailer, error) {
+func (f *File) blockTrailer(data []byte, v *version, nameLen int) (slot.Trailer, error) {
 	end := v.off + v.footprint(nameLen)
-	if v.off < dataHeaderSize || end > int64(len(data)) || end < v.off {
-		return trailer{}, errf(ErrCorrupt, "version %d lies beyond the end of the data file", v.num)
+	if v.off < slot.HeaderSize || end > int64(len(data)) || end < v.off {
+		return slot.Trailer{}, errf(ErrCorrupt, "version %d lies beyond the end of the data file", v.num)
 	}
-	t, ok := readTrailer(data[v.off+pad8(v.lay.Payload):end], f.seed)
-	if !ok || t.Kind == trailerClassic || t.Blocks != v.lay || t.Version != v.num || t.Txn != v.txn || t.Hash != v.hash {
-		return trailer{}, errf(ErrCorrupt, "version %d: block trailer does not match the index", v.num)
+	t, ok := slot.ReadTrailer(data[v.off+pad8(v.lay.Payload):end], f.seed)
+	if !ok || t.Kind == slot.KindClassic || t.Blocks != v.lay || t.Version != v.num || t.Txn != v.txn || t.Hash != v.hash {
+		return slot.Trailer{}, errf(ErrCorrupt, "version %d: block trailer does not match the index", v.num)
 	}
 	return t, nil
 }
@@ -112,10 +101,10 @@ func (f *File) assembleTable(chain []version, nameLen int, where bool) (table []
 		if err != nil {
 			return nil, nil, err
 		}
-		if ci == 0 && t.Kind != trailerFull || ci > 0 && t.Kind != trailerDelta {
+		if ci == 0 && t.Kind != slot.KindFull || ci > 0 && t.Kind != slot.KindDelta {
 			return nil, nil, errf(ErrCorrupt, "version %d: chain of deltas is broken", v.num)
 		}
-		err = walkBlocks(&t, func(i, b, off, l int64) error {
+		err = t.Walk(func(i, b, off, l int64) error {
 			table[b] = binary.LittleEndian.Uint64(t.Table[8*i:])
 			if where {
 				src[b] = v.off + off
@@ -126,84 +115,10 @@ func (f *File) assembleTable(chain []version, nameLen int, where bool) (table []
 			return nil, nil, err
 		}
 	}
-	if xxhash.Sum64(tableAsBytes(table)) != last.hash {
+	if xxhash.Sum64(slot.TableBytes(table)) != last.hash {
 		return nil, nil, errf(ErrCorrupt, "version %d: its block map does not match its hash", last.num)
 	}
 	return table, src, nil
-}
-
-// walkBlocks calls fn for each block the slot of trailer t holds (t from readTrailer, of
-// a version stored by blocks), in the order of its payload: i is the block's place in
-// the slot (its hash is t.Table[8*i:]), b its number in the region, off where its bytes
-// start in the payload and l their length. Before trusting the list it checks what any
-// reader must: a delta's block numbers increase and lie inside the region, and the
-// blocks fill the payload exactly. It returns fn's first error, or an error wrapping
-// ErrCorrupt when the list is bad.
-func walkBlocks(t *trailer, fn func(i, b, off, l int64) error) error {
-	lay := &t.Blocks
-	nb := blockCount(lay.RegionLen, lay.Shift)
-	off, prev := int64(0), int64(-1)
-	for i := int64(0); i < lay.K; i++ {
-		b := i
-		if t.Kind == trailerDelta {
-			b = int64(binary.LittleEndian.Uint32(t.Index[4*i:]))
-			if b <= prev || b >= nb {
-				return errf(ErrCorrupt, "version %d: block list out of order", t.Version)
-			}
-			prev = b
-		}
-		l := blockLen(b, lay.Shift, lay.RegionLen)
-		if off+l > lay.Payload {
-			return errf(ErrCorrupt, "version %d: blocks overrun the payload", t.Version)
-		}
-		if err := fn(i, b, off, l); err != nil {
-			return err
-		}
-		off += l
-	}
-	if off != lay.Payload {
-		return errf(ErrCorrupt, "version %d: blocks do not fill the payload", t.Version)
-	}
-	return nil
-}
-
-// blockRun is a run of blocks of a version whose bytes are consecutive in the data
-// file.
-type blockRun struct {
-	data, region int64 // where the run starts in the data file and in the region
-	n            int64 // bytes
-	b0, b1       int64 // blocks [b0, b1)
-}
-
-// blockRuns coalesces the per-block sources of a version into runs.
-func blockRuns(src []int64, shift uint8, n int64) []blockRun {
-	var runs []blockRun
-	for b := int64(0); b < int64(len(src)); b++ {
-		l := blockLen(b, shift, n)
-		if k := len(runs) - 1; k >= 0 && runs[k].b1 == b && runs[k].data+runs[k].n == src[b] {
-			runs[k].n += l
-			runs[k].b1++
-			continue
-		}
-		runs = append(runs, blockRun{data: src[b], region: b << shift, n: l, b0: b, b1: b + 1})
-	}
-	return runs
-}
-
-// tableAsBytes returns table as the little-endian bytes a version's hash is defined
-// over, aliasing it where the machine is little-endian.
-func tableAsBytes(table []uint64) []byte {
-	if len(table) == 0 {
-		return nil
-	}
-	if littleEndian {
-		return unsafe.Slice((*byte)(unsafe.Pointer(&table[0])), 8*len(table))
-	}
-	b := make([]byte, 0, 8*len(table))
-	for _, x := range table {
-		b = binary.LittleEndian.AppendUint64(b, x)
-	}
-	return b
 }
 
 // readBlocks assembles version v (stored by blocks; chain from chainOf) into dst, a
@@ -220,25 +135,25 @@ func (f *File) readBlocks(chain []version, nameLen int, dst []byte) (err error) 
 	if int64(len(dst)) != v.length {
 		return errf(ErrSize, "version %d holds %d bytes, the region has %d", v.num, v.length, len(dst))
 	}
-	runs := blockRuns(src, v.lay.Shift, v.length)
-	tb := tableAsBytes(table)
+	runs := copier.Runs(src, v.lay.Shift, v.length)
+	tb := slot.TableBytes(table)
 	data := f.data.Bytes()
 	f.batchMu.Lock()
 	defer f.batchMu.Unlock()
 	b := &f.batchBuf
-	b.reset(jobCopy)
-	b.addRuns(runs, data, dst, tb, v.lay.Shift)
-	f.pool.run(b)
-	if err := b.err(); err != nil {
+	b.Reset(copier.Copy)
+	b.AddRuns(runs, data, dst, tb, v.lay.Shift)
+	f.pool.Run(b)
+	if err := b.Err(); err != nil {
 		return err
 	}
-	b.reset(jobVerify)
-	b.add(job{src: dst, table: tb, shift: v.lay.Shift})
-	f.pool.run(b)
-	if err := b.err(); err != nil {
+	b.Reset(copier.Verify)
+	b.Add(copier.Job{Src: dst, Table: tb, Shift: v.lay.Shift})
+	f.pool.Run(b)
+	if err := b.Err(); err != nil {
 		return err
 	}
-	if b.bad.Load() {
+	if b.Mismatch() {
 		return fmt.Errorf("%w", errMismatch)
 	}
 	return nil
@@ -254,11 +169,11 @@ func (f *File) checkBlockSlot(v *version, nameLen int) error {
 	if err != nil {
 		return err
 	}
-	if t.Kind == trailerFull && xxhash.Sum64(t.Table) != v.hash {
+	if t.Kind == slot.KindFull && xxhash.Sum64(t.Table) != v.hash {
 		return errf(ErrCorrupt, "version %d: block table does not match its hash", v.num)
 	}
 	payload := data[v.off : v.off+t.Blocks.Payload]
-	return walkBlocks(&t, func(i, b, off, l int64) error {
+	return t.Walk(func(i, b, off, l int64) error {
 		if xxhash.Sum64(payload[off:off+l]) != binary.LittleEndian.Uint64(t.Table[8*i:]) {
 			return errf(ErrCorrupt, "version %d: block %d does not match its hash", v.num, b)
 		}
@@ -268,7 +183,7 @@ func (f *File) checkBlockSlot(v *version, nameLen int) error {
 
 // fillBlocks copies what c's save stores by blocks into its slot: the whole region for
 // a full version, the changed blocks for a delta; then the block numbers and hashes.
-// The trailer's header, name and fixed part come after (writeBlockTrailer).
+// The trailer's header, name and fixed part come after (slot.WriteBlockTrailer).
 func (f *File) fillBlocks(data []byte, c *Checkpoint) error {
 	d := c.diff
 	lay := &c.slot.lay
@@ -276,8 +191,8 @@ func (f *File) fillBlocks(data []byte, c *Checkpoint) error {
 	n := int64(len(region))
 	dst := data[c.slot.off : c.slot.off+lay.Payload]
 	t0 := c.slot.off + pad8(lay.Payload)
-	tr := data[t0 : t0+trailerFixed+lay.extLen(len(c.name))]
-	idx, hashes := blockParts(tr, lay)
+	tr := data[t0 : t0+slot.Fixed+lay.ExtLen(len(c.name))]
+	idx, hashes := slot.BlockParts(tr, lay)
 	if d.p.fused {
 		// Copy and hash in one pass; the version's hash follows from the table.
 		f.copyHashBlocks(dst, region, hashes, d.shift)
@@ -291,9 +206,9 @@ func (f *File) fillBlocks(data []byte, c *Checkpoint) error {
 		}
 		return nil
 	}
-	if !lay.delta() {
+	if !lay.Delta() {
 		f.copyRegion(dst, region)
-		copy(hashes, tableAsBytes(d.table))
+		copy(hashes, slot.TableBytes(d.table))
 		return nil
 	}
 	// Runs of consecutive changed blocks are copied together.
@@ -319,42 +234,42 @@ func (f *File) fillBlocks(data []byte, c *Checkpoint) error {
 // copyHashBlocks copies src to dst and writes the xxhash64 of each block (1<<shift
 // bytes) of src into table, little-endian: in one pass, on both cores when large.
 func (f *File) copyHashBlocks(dst, src, table []byte, shift uint8) {
-	if len(src) < parallelThreshold || f.pool.n == 0 {
+	if len(src) < copier.Threshold || f.pool.Helpers() == 0 {
 		bs := 1 << shift
 		for b, off := 0, 0; off < len(src); b, off = b+1, off+bs {
 			end := min(off+bs, len(src))
-			binary.LittleEndian.PutUint64(table[8*b:], copyHash(dst[off:end], src[off:end]))
+			binary.LittleEndian.PutUint64(table[8*b:], copier.CopyHash(dst[off:end], src[off:end]))
 		}
 		return
 	}
-	f.runSaveJob(jobSave, job{src: src, dst: dst, table: table, shift: shift})
+	f.runSaveJob(copier.Save, copier.Job{Src: src, Dst: dst, Table: table, Shift: shift})
 }
 
 // copyRegion copies src to dst, on both cores when large.
 func (f *File) copyRegion(dst, src []byte) {
-	if len(src) < parallelThreshold || f.pool.n == 0 {
+	if len(src) < copier.Threshold || f.pool.Helpers() == 0 {
 		copy(dst, src)
 		return
 	}
-	f.runSaveJob(jobCopy, job{src: src, dst: dst})
+	f.runSaveJob(copier.Copy, copier.Job{Src: src, Dst: dst})
 }
 
 // runSaveJob runs one job of a save on the workers, counted as a save in progress.
-func (f *File) runSaveJob(kind jobKind, j job) {
+func (f *File) runSaveJob(kind copier.Kind, j copier.Job) {
 	f.activeSaves(1)
 	defer f.activeSaves(-1)
 	f.batchMu.Lock()
 	defer f.batchMu.Unlock()
 	b := &f.batchBuf
-	b.reset(kind)
-	b.add(j)
-	f.pool.run(b)
+	b.Reset(kind)
+	b.Add(j)
+	f.pool.Run(b)
 }
 
 // blockPlan is where the blocks of a version stored by blocks are in the data file,
 // with the hash each must have.
 type blockPlan struct {
-	runs  []blockRun
+	runs  []copier.Run
 	tb    []byte // block hashes, little-endian, by block
 	shift uint8
 }
@@ -370,15 +285,15 @@ func (f *File) planBlocks(s *ckptState, v *version, nameLen int) (*blockPlan, er
 	if err != nil {
 		return nil, err
 	}
-	return &blockPlan{runs: blockRuns(src, v.lay.Shift, v.length), tb: tableAsBytes(table), shift: v.lay.Shift}, nil
+	return &blockPlan{runs: copier.Runs(src, v.lay.Shift, v.length), tb: slot.TableBytes(table), shift: v.lay.Shift}, nil
 }
 
 // check verifies every block of the plan in data, one after the other.
 func (p *blockPlan) check(data []byte) error {
 	for _, r := range p.runs {
 		bs := int64(1) << p.shift
-		for o, b := int64(0), r.b0; o < r.n; o, b = o+bs, b+1 {
-			if xxhash.Sum64(data[r.data+o:r.data+min(o+bs, r.n)]) != binary.LittleEndian.Uint64(p.tb[8*b:]) {
+		for o, b := int64(0), r.B0; o < r.N; o, b = o+bs, b+1 {
+			if xxhash.Sum64(data[r.Data+o:r.Data+min(o+bs, r.N)]) != binary.LittleEndian.Uint64(p.tb[8*b:]) {
 				return errMismatch
 			}
 		}

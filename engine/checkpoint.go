@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/ckp-go/ckp/internal/slot"
 )
 
 // Checkpoint is a named memory region registered on a File. Each Save appends a new
@@ -36,20 +38,20 @@ type slotPlan struct {
 	hash      uint64
 	rec       int64       // its VERSION record, relative to the transaction's first
 	blocks    bool        // stored by blocks (differential): lay describes the slot
-	lay       blockLayout // set by prepareDiff
+	lay       slot.Layout // set by prepareDiff
 }
 
 // need returns the slot bytes and alignment the save in progress needs.
 func (c *Checkpoint) need() (size, align int64) {
 	if c.slot.blocks {
 		l := &c.slot.lay
-		if l.delta() {
-			return l.footprint(len(c.name)), payloadAlign(max(l.Payload, 1))
+		if l.Delta() {
+			return l.Footprint(len(c.name)), slot.PayloadAlign(max(l.Payload, 1))
 		}
-		return l.footprint(len(c.name)), payloadAlign(l.RegionLen)
+		return l.Footprint(len(c.name)), slot.PayloadAlign(l.RegionLen)
 	}
 	n := int64(len(c.region))
-	return footprint(n, len(c.name)), payloadAlign(n)
+	return slot.Footprint(n, len(c.name)), slot.PayloadAlign(n)
 }
 
 // VersionInfo describes one kept version of a checkpoint.
@@ -152,7 +154,7 @@ func (f *File) Register(name string, region []byte) (*Checkpoint, error) {
 	} else {
 		f.regStale = true // rebuilt when next needed
 	}
-	if len(region) >= hugeAlign {
+	if len(region) >= slot.HugeAlign {
 		f.nhuge++
 	}
 	f.hugeFolios()
@@ -278,7 +280,7 @@ func (c *Checkpoint) Unregister() error {
 	c.diff.close()
 	f.nreg--
 	f.regStale = true
-	if len(c.region) >= hugeAlign {
+	if len(c.region) >= slot.HugeAlign {
 		f.nhuge--
 	}
 	f.hugeFolios()

@@ -9,6 +9,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/ckp-go/ckp/index"
+	"github.com/ckp-go/ckp/internal/slot"
 )
 
 // forgeIndex decodes every record of the index at path, lets edit change them, and
@@ -46,7 +47,7 @@ func forgeIndex(t *testing.T, path string, edit func(i int, r *index.Record)) {
 }
 
 // craftShortDelta writes a file whose delta v2 claims 2 blocks (0 and 5, 4096 bytes
-// each) in a payload of 4097 bytes: every CRC verifies, readTrailer and the replay accept
+// each) in a payload of 4097 bytes: every CRC verifies, slot.ReadTrailer and the replay accept
 // it (the payload is within [(K-1)*B, K*B]), and the data file ends right after the slot.
 func craftShortDelta(t *testing.T) string {
 	path := apiPath(t)
@@ -64,13 +65,13 @@ func craftShortDelta(t *testing.T) string {
 	seed := f.seed
 	apiNoErr(t, f.Close(), "Close")
 
-	lay := blockLayout{RegionLen: int64(len(region)), Shift: 12, Base: 1, K: 2, Payload: 4097}
-	buf := make([]byte, pad8(lay.Payload)+lay.footprint(1))
+	lay := slot.Layout{RegionLen: int64(len(region)), Shift: 12, Base: 1, K: 2, Payload: 4097}
+	buf := make([]byte, pad8(lay.Payload)+lay.Footprint(1))
 	tr := buf[pad8(lay.Payload):]
-	idx, hashes := blockParts(tr, &lay)
+	idx, hashes := slot.BlockParts(tr, &lay)
 	idx[0], idx[4] = 0, 5
 	binary.LittleEndian.PutUint64(hashes, xxhash.Sum64(region[:4096])) // block 0 is intact
-	writeBlockTrailer(tr, seed, &trailer{Hash: v2.Hash, Length: uint64(lay.Payload), Version: 2, Txn: v2.Txn, TxnCount: 1}, &lay, "r")
+	slot.WriteBlockTrailer(tr, seed, &slot.Trailer{Hash: v2.Hash, Length: uint64(lay.Payload), Version: 2, Txn: v2.Txn, TxnCount: 1}, &lay, "r")
 	apiPatchFile(t, path, v2.Offset+pad8(lay.Payload), tr)
 	if err := os.Truncate(path, v2.Offset+int64(len(buf))); err != nil {
 		t.Fatal(err)
@@ -143,17 +144,17 @@ func craftShortDeltaAtLimit(t *testing.T) (string, *Options) {
 	seed := f.seed
 	apiNoErr(t, f.Close(), "Close")
 
-	lay := blockLayout{RegionLen: int64(len(region)), Shift: 21, Base: 1, K: 2, Payload: 2<<20 + 1}
-	fp := lay.footprint(1)
+	lay := slot.Layout{RegionLen: int64(len(region)), Shift: 21, Base: 1, K: 2, Payload: 2<<20 + 1}
+	fp := lay.Footprint(1)
 	p := int64(maxSize) - fp
 	if p%8 != 0 {
 		t.Fatalf("offset %d", p)
 	}
 	tr := make([]byte, fp-pad8(lay.Payload))
-	idx, hashes := blockParts(tr, &lay)
+	idx, hashes := slot.BlockParts(tr, &lay)
 	idx[0], idx[4] = 0, 5
 	binary.LittleEndian.PutUint64(hashes, xxhash.Sum64(region[:2<<20]))
-	writeBlockTrailer(tr, seed, &trailer{Hash: v2.Hash, Length: uint64(lay.Payload), Version: 2, Txn: v2.Txn, TxnCount: 1}, &lay, "r")
+	slot.WriteBlockTrailer(tr, seed, &slot.Trailer{Hash: v2.Hash, Length: uint64(lay.Payload), Version: 2, Txn: v2.Txn, TxnCount: 1}, &lay, "r")
 	if err := os.Truncate(path, maxSize); err != nil {
 		t.Fatal(err)
 	}

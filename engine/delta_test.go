@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/ckp-go/ckp/dirty"
+	"github.com/ckp-go/ckp/internal/detect"
+	"github.com/ckp-go/ckp/internal/slot"
 )
 
 // Tests of differential saves (Options.Differential): random write patterns against a
@@ -151,7 +153,7 @@ func diffModel(t *testing.T, noTracking bool, keep int) {
 		model[v.Version] = [2][]byte{bytes.Clone(big), bytes.Clone(small)}
 		if v.Delta {
 			deltas++
-			if v.Base != v.Version-1 || v.Changed > fullShare {
+			if v.Base != v.Version-1 || v.Changed > detect.FullShare {
 				t.Fatalf("version %d: delta on %d, %.2f changed", v.Version, v.Base, v.Changed)
 			}
 		}
@@ -242,7 +244,7 @@ func TestDifferentialPathsAgree(t *testing.T) {
 // the choices depend on the machine's load (TestDetectPolicy has the choices for any).
 func TestDifferentialDetectionRule(t *testing.T) {
 	diffTracking(t)
-	f := apiOpen(t, apiPath(t), &Options{Differential: true, costs: &detectCosts{Fault: 1000, Scan: 20, Hash: 200, HashW: 400, Track: 100}})
+	f := apiOpen(t, apiPath(t), &Options{Differential: true, costs: &detect.Costs{Fault: 1000, Scan: 20, Hash: 200, HashW: 400, Track: 100}})
 	region := diffRegion(16 << 20)
 	c := apiReg(t, f, "r", region)
 	r := rand.New(rand.NewPCG(1, 2))
@@ -277,11 +279,11 @@ func TestDifferentialDetectionRule(t *testing.T) {
 		t.Fatalf("after a dense save: %+v", s)
 	}
 	saves := 0
-	for ; saves < 3*maxWait && !state().Tracked; saves++ {
+	for ; saves < 3*detect.MaxWait && !state().Tracked; saves++ {
 		onePage()
 		apiNoErr(t, c.Save(), "sparse Save")
 	}
-	if !state().Tracked || saves < densityWindow {
+	if !state().Tracked || saves < detect.DensityWindow {
 		t.Fatalf("tracked again after %d sparse saves: %+v", saves, state())
 	}
 	// Still exact after the switches.
@@ -372,7 +374,7 @@ func TestDifferentialRetention(t *testing.T) {
 	}
 	fi := must(f.Info())
 	// Two full versions of each region and two chains of deltas at most.
-	if bound := int64(2*(n+64<<10)) + 2*20*2*(24<<10) + dataHeaderSize; fi.DataUsed > bound {
+	if bound := int64(2*(n+64<<10)) + 2*20*2*(24<<10) + slot.HeaderSize; fi.DataUsed > bound {
 		t.Fatalf("data file uses %d bytes, bound %d", fi.DataUsed, bound)
 	}
 	// Compact the index: pinned versions must survive it.

@@ -1,17 +1,19 @@
 package engine
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/ckp-go/ckp/dirty"
+	"github.com/ckp-go/ckp/internal/base"
+	"github.com/ckp-go/ckp/internal/copier"
+	"github.com/ckp-go/ckp/internal/detect"
+	"github.com/ckp-go/ckp/internal/slot"
 )
 
 // Differential saves (Options.Differential) store a large region by blocks (blocks.go).
@@ -44,29 +46,23 @@ import (
 //     ckp info reads). Versions saved between the unreported write and the save that
 //     found it lack that write; Info names them.
 //
-// Which way costs less differs by machine (detectPolicy): tracking makes the program pay
-// a fault on its first write to each page after a save (dirty.FaultCost, times
-// faultScale: about a microsecond here, 25 on some virtual machines) and the save a
-// scan; hashing costs the save a pass over every block. The engine measures what each
-// costs where it runs (the least of the last measurements: a preempted save only takes
-// longer) and tracks a region while tracking is expected to cost less: it starts at
-// trackMargin of hashing's cost and stops at 1/trackMargin. A new region is hashed
-// until its writes have been seen; a region whose saves are full copies anyway (more
-// than fullShare of its blocks change) is never tracked. The costs of copying the
-// changed blocks, or the whole region, are the same either way and are left out.
+// Which way costs less differs by machine: tracking makes the program pay a fault on its
+// first write to each page after a save (dirty.FaultCost: about a microsecond here, 25
+// on some virtual machines) and the save a scan; hashing costs the save a pass over
+// every block. The engine measures what each costs where it runs, and the cost model
+// of package internal/detect decides, after each save, whether the region is tracked
+// until the next (its doc says how).
 //
 // A full version is written when there is no base (the first save, another size or
 // block size, a base that cannot be read), when the chain of deltas since the last full
 // version reaches maxChain, when the chain's payload with this delta would outweigh
-// the region, when more than fullShare of the blocks changed, right after a save that
+// the region, when more than detect.FullShare of the blocks changed, right after a save that
 // changed that much (copied and hashed in one pass, with no first pass), and when no
 // room would be left under MaxSize for the full version the chain needs next
 // (docs/FORMAT.md has the whole rule).
 
-const (
-	fullShare         = 0.25 // more blocks changed than this: a full version
-	defaultScrubSaves = 256  // every block is checked within this many tracked saves
-)
+// defaultScrubSaves: every block is checked within this many tracked saves.
+const defaultScrubSaves = 256
 
 // diffFile is the differential state of a File as a whole.
 type diffFile struct {
@@ -80,83 +76,8 @@ type diffFile struct {
 // Checkpoint's lock).
 type diffReport struct {
 	tracked bool
-	why     reason // why not tracked, or why the last save did not trust the tracker
+	why     detect.Reason // why not tracked, or why the last save did not trust the tracker
 	misses  int
-}
-
-// reason says why a region is not tracked, or why its last save did not trust the
-// tracker's report. It is put into words only when asked (Info), so that a save
-// allocates nothing.
-type reason struct {
-	kind                    reasonKind
-	text                    string  // rText; rUntracked and rDistrust when pins says nothing
-	pins                    pinSeen // rUntracked, rDistrust
-	rho, fault, track, hash float64 // rDense, rCostly, rCheaper: the policy's figures
-	wait                    int     // rWait
-}
-
-type reasonKind uint8
-
-const (
-	rNone      reasonKind = iota
-	rText                 // text says it all: tracking unavailable, a missed write
-	rNew                  // a new region
-	rDense                // a dense writer
-	rCostly               // tracking stopped: it costs more than hashing
-	rCheaper              // tracking not started: hashing costs less
-	rWait                 // tracking stopped paying off, waiting to try again
-	rUntracked            // not tracked while memory is pinned
-	rDistrust             // the last save did not trust the report (pins, a failed scan)
-)
-
-func (r reason) String() string {
-	switch r.kind {
-	case rText:
-		return r.text
-	case rNew:
-		return "new region: hashed until its writes have been seen"
-	case rDense:
-		return fmt.Sprintf("dense writer: %.0f%% of its pages written between saves, so its saves are full copies; tracking would add a fault per page", 100*r.rho)
-	case rCostly:
-		return fmt.Sprintf("tracking costs more than hashing: with %.1f%% of its pages written between saves and %.1f µs a fault, %.0f ns a page against %.0f", 100*r.rho, r.fault/1000, r.track, r.hash)
-	case rCheaper:
-		return fmt.Sprintf("hashing costs less: with %.1f%% of its pages written between saves and %.1f µs a fault, tracking would cost %.0f ns a page against %.0f", 100*r.rho, r.fault/1000, r.track, r.hash)
-	case rWait:
-		return fmt.Sprintf("tracking stopped paying off: tried again in %d saves at the earliest", r.wait)
-	case rUntracked:
-		return "not tracked: " + r.why()
-	case rDistrust:
-		return "tracker's report not trusted: " + r.why()
-	}
-	return ""
-}
-
-func (r reason) why() string {
-	if r.text != "" {
-		return r.text
-	}
-	return r.pins.String()
-}
-
-// pinSeen is what dirty.ReadPins said: pinned or locked memory, or an error.
-type pinSeen struct {
-	pins dirty.Pins
-	err  error
-}
-
-func readPins() pinSeen {
-	p, err := dirty.ReadPins()
-	return pinSeen{p, err}
-}
-
-// bad reports whether the tracker's report cannot be trusted for what was seen.
-func (p pinSeen) bad() bool { return p.err != nil || !p.pins.None() }
-
-func (p pinSeen) String() string {
-	if p.err != nil {
-		return p.err.Error()
-	}
-	return p.pins.Why()
 }
 
 // diffState is the differential bookkeeping of one registered checkpoint. It is used
@@ -175,19 +96,19 @@ type diffState struct {
 	trk     *dirty.Tracker // live kernel tracking, or nil
 	repMu   sync.Mutex     // guards report
 	report  diffReport
-	expect  atomic.Int64 // slot bytes the next save likely needs (0: a full version), for the prefaulter
-	noTrack string       // why the kernel never tracks this region (here, or after a miss), or ""
-	why     reason       // why not tracked now, or why the last save did not trust the report
-	busy    bool         // the last save changed more than fullShare of the blocks
-	misses  int          // writes the kernel did not report, caught in this region
-	exactAt uint64       // the last version whose save read every block (so holds every write)
+	expect  atomic.Int64  // slot bytes the next save likely needs (0: a full version), for the prefaulter
+	noTrack string        // why the kernel never tracks this region (here, or after a miss), or ""
+	why     detect.Reason // why not tracked now, or why the last save did not trust the report
+	busy    bool          // the last save changed more than detect.FullShare of the blocks
+	misses  int           // writes the kernel did not report, caught in this region
+	exactAt uint64        // the last version whose save read every block (so holds every write)
 
-	pol      detectPolicy
-	cost     measured // what scanning, hashing and Track cost this region; faults: dirty.FaultCost
-	pinned   pinSeen  // at the tracker's last scan or at Track (if bad, its next report is not trusted)
-	scrub    int      // tracked saves that check every block (Options.ScrubSaves); 0: no scrub
-	scrubAt  int64    // first block of the next scrub window
-	distrust int      // tracked saves in a row whose report was not trusted
+	pol      detect.Policy
+	cost     detect.Measured // what scanning, hashing and Track cost this region; faults: dirty.FaultCost
+	pinned   detect.PinSeen  // at the tracker's last scan or at Track (if bad, its next report is not trusted)
+	scrub    int             // tracked saves that check every block (Options.ScrubSaves); 0: no scrub
+	scrubAt  int64           // first block of the next scrub window
+	distrust int             // tracked saves in a row whose report was not trusted
 
 	// The save in progress.
 	p diffPlan
@@ -211,7 +132,7 @@ type diffPlan struct {
 	allReported bool   // ... every page of the region (after a restore, a failed save)
 	miss        int64  // a block the scrub found changed that the tracker did not report, or -1
 	hash        uint64 // the version's hash
-	lay         blockLayout
+	lay         slot.Layout
 }
 
 // newDiffState returns the bookkeeping for a region of n bytes called name, or nil when
@@ -222,7 +143,6 @@ func (f *File) newDiffState(name string, n int) *diffState {
 	}
 	d := &diffState{name: name, shift: f.blockShift, nblk: blockCount(int64(n), f.blockShift),
 		pages: int64(max(1, n/dirty.PageSize())), scrub: f.opts.scrubSaves()}
-	d.pol.since = -1
 	d.p.miss = -1
 	switch {
 	case f.opts.NoTracking:
@@ -234,9 +154,9 @@ func (f *File) newDiffState(name string, n int) *diffState {
 			d.noTrack = err.Error()
 		}
 	}
-	d.why = reason{kind: rNew}
+	d.why = detect.Reason{Kind: detect.New}
 	if d.noTrack != "" {
-		d.why = reason{kind: rText, text: d.noTrack}
+		d.why = detect.Reason{Kind: detect.Text, Text: d.noTrack}
 	}
 	d.publish()
 	return d
@@ -306,7 +226,7 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 	}
 	if fullFirst(d.table != nil, d.chain, limit, d.busy, deltaOnly) {
 		// A full version, known before reading the region: no base, the chain is
-		// at its limit, or the region changed more than fullShare of its blocks last
+		// at its limit, or the region changed more than detect.FullShare of its blocks last
 		// time (a dense writer, likely to do it again). Copy and hash in one pass, as a
 		// whole save does. The tracker's report is consumed (the save reads every page)
 		// and kept in the marks: finishDiff checks it against what changed.
@@ -314,7 +234,7 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 			d.p.tracked = f.scan(d) && !reloaded
 		}
 		d.p.full, d.p.fused, d.p.fresh = true, true, d.table == nil
-		d.p.lay = blockLayout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
+		d.p.lay = slot.Layout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
 		c.slot.blocks, c.slot.lay = true, d.p.lay
 		return nil
 	}
@@ -324,7 +244,7 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 		lo, hi := d.scrubWindow()
 		t0 := time.Now()
 		k := f.hashMarked(c, lo, hi)
-		d.cost.hashW.add(time.Since(t0), max(1, k<<d.shift/int64(dirty.PageSize())))
+		d.cost.HashW.Add(time.Since(t0), max(1, k<<d.shift/int64(dirty.PageSize())))
 		all = false
 		d.p.tracked = true
 		d.p.miss = d.scrubCheck(lo, hi)
@@ -337,7 +257,7 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 	if all {
 		t0 := time.Now()
 		f.hashBlocks(region, d.shift, d.hbuf, 0, d.nblk)
-		d.cost.hash.add(time.Since(t0), d.pages)
+		d.cost.Hash.Add(time.Since(t0), d.pages)
 	}
 	// Changed blocks.
 	var payload int64
@@ -360,7 +280,7 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 					d.changed = append(d.changed, uint32(b))
 					d.old = append(d.old, d.table[b])
 					d.table[b] = h
-					payload += blockLen(b, d.shift, n)
+					payload += base.BlockLen(b, d.shift, n)
 				}
 			}
 		}
@@ -368,13 +288,13 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 		d.p.full = fullAfter(d.chainB, payload, n, k, d.nblk, deltaOnly, func() bool { return f.roomAfter(c, payload, k) })
 	}
 	if d.p.full {
-		d.p.lay = blockLayout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
+		d.p.lay = slot.Layout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
 	} else {
 		// A delta may hold no block at all: nothing changed, the version is its base's
 		// bytes under a new number.
-		d.p.lay = blockLayout{RegionLen: n, Shift: d.shift, Base: newest.num, K: int64(len(d.changed)), Payload: payload}
+		d.p.lay = slot.Layout{RegionLen: n, Shift: d.shift, Base: newest.num, K: int64(len(d.changed)), Payload: payload}
 	}
-	d.p.hash = xxhash.Sum64(tableAsBytes(d.table))
+	d.p.hash = xxhash.Sum64(slot.TableBytes(d.table))
 	c.slot.blocks = true
 	c.slot.lay = d.p.lay
 	return nil
@@ -383,7 +303,7 @@ func (f *File) prepareDiff(c *Checkpoint, deltaOnly bool) error {
 // fullFirst reports whether a save is a full version known before the region is read
 // (so copied and hashed in one pass): there is no base, or, unless the save must be a
 // delta (deltaOnly), the chain holds limit deltas or the last save changed more than
-// fullShare of the blocks (busy).
+// detect.FullShare of the blocks (busy).
 func fullFirst(haveBase bool, chain, limit int, busy, deltaOnly bool) bool {
 	return !haveBase || !deltaOnly && (chain >= limit || busy)
 }
@@ -391,47 +311,47 @@ func fullFirst(haveBase bool, chain, limit int, busy, deltaOnly bool) bool {
 // fullAfter reports whether a save that found k of nblk blocks changed, payload bytes
 // of a region of n, is a full version rather than a delta: unless it must be a delta,
 // when the chain's payload (chainB) with this one would outweigh the region, when more
-// than fullShare of the blocks changed, or when room (asked last: it may take the
+// than detect.FullShare of the blocks changed, or when room (asked last: it may take the
 // File's lock) says no room would be left under MaxSize for the next full version.
 func fullAfter(chainB, payload, n, k, nblk int64, deltaOnly bool, room func() bool) bool {
-	return !deltaOnly && (chainB+payload > n || float64(k) > fullShare*float64(nblk) || !room())
+	return !deltaOnly && (chainB+payload > n || float64(k) > detect.FullShare*float64(nblk) || !room())
 }
 
 // scan takes the tracker's report into d.mark and reports whether it can be trusted:
 // the scan worked, and no memory of the process was pinned at the previous scan (or at
 // Track) nor when this one began. Why not goes into d.why.
 func (f *File) scan(d *diffState) bool {
-	before := readPins()
+	before := detect.ReadPins()
 	t0 := time.Now()
 	pages, err := d.trk.Written(d.markRange)
 	took := time.Since(t0)
-	after := readPins()
+	after := detect.ReadPins()
 	d.p.scanned, d.p.pages = true, pages
 	d.p.allReported = pages >= d.trk.Pages()
 	if !d.p.allReported {
 		// (A scan that re-protects every page, after a restore, costs what Track does.)
-		d.cost.scan.add(took, d.pages)
+		d.cost.Scan.Add(took, d.pages)
 	}
-	why := reason{kind: rDistrust}
+	why := detect.Reason{Kind: detect.Distrust}
 	switch {
 	case err != nil:
-		why.text = "the kernel's scan failed (" + err.Error() + "): every block hashed, and the region tracked anew"
+		why.Text = "the kernel's scan failed (" + err.Error() + "): every block hashed, and the region tracked anew"
 		d.close()
-	case d.pinned.bad():
-		why.pins = d.pinned
-	case before.bad():
-		why.pins = before
+	case d.pinned.Bad():
+		why.Pins = d.pinned
+	case before.Bad():
+		why.Pins = before
 	default:
-		why.kind = rNone
+		why.Kind = detect.None
 	}
 	// Pins alive during this scan may have been written after it re-protected their
 	// pages: the next report is not trusted either.
 	d.pinned = after
-	if before.bad() {
+	if before.Bad() {
 		d.pinned = before
 	}
 	d.why = why
-	if why.kind != rNone {
+	if why.Kind != detect.None {
 		d.distrust++
 		return false
 	}
@@ -479,22 +399,6 @@ func (d *diffState) markRange(start, end int) {
 // marked reports whether the tracker reported block b.
 func (d *diffState) marked(b int64) bool { return d.mark[b>>6]&(1<<(b&63)) != 0 }
 
-// hashBytes views hashes as the bytes the hash jobs write (little-endian each; see
-// fromHashBytes).
-func hashBytes(hashes []uint64) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(&hashes[0])), 8*len(hashes))
-}
-
-// fromHashBytes turns hashes[lo:hi], written as little-endian bytes through hb (their
-// hashBytes view), into numbers: nothing to do on a little-endian machine.
-func fromHashBytes(hashes []uint64, hb []byte, lo, hi int64) {
-	if !littleEndian {
-		for b := lo; b < hi; b++ {
-			hashes[b] = binary.LittleEndian.Uint64(hb[8*b:])
-		}
-	}
-}
-
 // hashMarked hashes into d.hbuf the blocks the tracker reported and the blocks [lo, hi)
 // (the scrub's window), on both cores when they add up to a lot, and returns about how
 // many blocks it hashed (the window's reported ones counted twice).
@@ -506,11 +410,11 @@ func (f *File) hashMarked(c *Checkpoint, lo, hi int64) int64 {
 	for _, m := range d.mark {
 		count += int64(bits.OnesCount64(m))
 	}
-	if count<<d.shift < parallelThreshold || f.pool.n == 0 {
+	if count<<d.shift < copier.Threshold || f.pool.Helpers() == 0 {
 		d.eachRun(lo, hi, func(from, to int64) {
 			for b := from; b < to; b++ {
 				s := b << d.shift
-				d.hbuf[b] = xxhash.Sum64(region[s : s+blockLen(b, d.shift, n)])
+				d.hbuf[b] = xxhash.Sum64(region[s : s+base.BlockLen(b, d.shift, n)])
 			}
 		})
 		return count
@@ -518,13 +422,13 @@ func (f *File) hashMarked(c *Checkpoint, lo, hi int64) int64 {
 	f.batchMu.Lock()
 	defer f.batchMu.Unlock()
 	bt := &f.batchBuf
-	bt.reset(jobHash)
-	hb := hashBytes(d.hbuf)
+	bt.Reset(copier.Hash)
+	hb := slot.HashBytes(d.hbuf)
 	d.eachRun(lo, hi, func(from, to int64) {
-		bt.add(job{src: region[from<<d.shift : min(to<<d.shift, n)], table: hb[8*from : 8*to], shift: d.shift})
+		bt.Add(copier.Job{Src: region[from<<d.shift : min(to<<d.shift, n)], Table: hb[8*from : 8*to], Shift: d.shift})
 	})
-	f.pool.run(bt)
-	fromHashBytes(d.hbuf, hb, 0, d.nblk)
+	f.pool.Run(bt)
+	slot.FromHashBytes(d.hbuf, hb, 0, d.nblk)
 	return count
 }
 
@@ -580,21 +484,21 @@ func windowBits(base, lo, hi int64) uint64 {
 func (f *File) hashBlocks(region []byte, shift uint8, out []uint64, lo, hi int64) {
 	n := int64(len(region))
 	from, to := lo<<shift, min(hi<<shift, n)
-	if to-from < parallelThreshold || f.pool.n == 0 {
+	if to-from < copier.Threshold || f.pool.Helpers() == 0 {
 		for b := lo; b < hi; b++ {
 			s := b << shift
-			out[b] = xxhash.Sum64(region[s : s+blockLen(b, shift, n)])
+			out[b] = xxhash.Sum64(region[s : s+base.BlockLen(b, shift, n)])
 		}
 		return
 	}
 	f.batchMu.Lock()
 	defer f.batchMu.Unlock()
 	bt := &f.batchBuf
-	bt.reset(jobHash)
-	ob := hashBytes(out)
-	bt.add(job{src: region[from:to], table: ob[8*lo : 8*hi], shift: shift})
-	f.pool.run(bt)
-	fromHashBytes(out, ob, lo, hi)
+	bt.Reset(copier.Hash)
+	ob := slot.HashBytes(out)
+	bt.Add(copier.Job{Src: region[from:to], Table: ob[8*lo : 8*hi], Shift: shift})
+	f.pool.Run(bt)
+	slot.FromHashBytes(out, ob, lo, hi)
 }
 
 // newestOf decodes the newest kept version of s.
@@ -673,7 +577,7 @@ func (f *File) finishDiff(c *Checkpoint, published bool) {
 		}
 		d.table, d.hbuf = d.hbuf, d.table
 	}
-	d.busy = !p.fresh && float64(changed) > fullShare*float64(d.nblk)
+	d.busy = !p.fresh && float64(changed) > detect.FullShare*float64(d.nblk)
 	d.tableOf = c.slot.ver
 	if p.full {
 		d.chain, d.chainB = 0, 0
@@ -683,7 +587,7 @@ func (f *File) finishDiff(c *Checkpoint, published bool) {
 		d.chainB += p.lay.Payload
 		// The next delta is likely about as large: the prefaulter readies that much
 		// (with room to spare), not a whole region.
-		d.expect.Store(p.lay.footprint(len(c.name)) * 5 / 4)
+		d.expect.Store(p.lay.Footprint(len(c.name)) * 5 / 4)
 	}
 	if p.miss >= 0 {
 		f.missed(c, p.miss, c.slot.ver)
@@ -696,9 +600,9 @@ func (f *File) finishDiff(c *Checkpoint, published bool) {
 	// changed.
 	switch {
 	case p.scanned && d.trk != nil && !p.allReported:
-		d.pol.observe(float64(p.pages) / float64(d.trk.Pages()))
+		d.pol.Observe(float64(p.pages) / float64(d.trk.Pages()))
 	case !p.fresh:
-		d.pol.observe(float64(changed) / float64(d.nblk))
+		d.pol.Observe(float64(changed) / float64(d.nblk))
 	}
 	f.chooseDetection(c)
 }
@@ -718,7 +622,7 @@ func (f *File) missed(c *Checkpoint, b int64, found uint64) {
 	if found == 0 {
 		d.noTrack = fmt.Sprintf("the kernel did not report a write (block %d, found by the scrub; versions from %d on may lack it): hashed for the rest of this File's life", b, d.exactAt+1)
 	}
-	d.why = reason{kind: rText, text: d.noTrack}
+	d.why = detect.Reason{Kind: detect.Text, Text: d.noTrack}
 	f.diff.misses.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -737,28 +641,28 @@ func (f *File) chooseDetection(c *Checkpoint) {
 	d := c.diff
 	if d.noTrack != "" {
 		d.close()
-		d.why = reason{kind: rText, text: d.noTrack}
+		d.why = detect.Reason{Kind: detect.Text, Text: d.noTrack}
 		return
 	}
-	if d.trk != nil && d.distrust >= 2 && d.pinned.bad() {
+	if d.trk != nil && d.distrust >= 2 && d.pinned.Bad() {
 		// Pins outlast the saves: every report is distrusted, so the faults buy
 		// nothing. Hashed until the pins are gone.
 		d.close()
-		d.why = reason{kind: rUntracked, pins: d.pinned}
+		d.why = detect.Reason{Kind: detect.Untracked, Pins: d.pinned}
 		return
 	}
 	fault, err := dirty.FaultCost()
 	if err != nil {
 		d.noTrack = err.Error()
 		d.close()
-		d.why = reason{kind: rText, text: d.noTrack}
+		d.why = detect.Reason{Kind: detect.Text, Text: d.noTrack}
 		return
 	}
-	costs := d.cost.costs(faultScale * float64(fault.Nanoseconds()))
+	costs := d.cost.Costs(detect.FaultScale * float64(fault.Nanoseconds()))
 	if f.opts.costs != nil {
 		costs = *f.opts.costs
 	}
-	track, why := d.pol.decide(costs, d.scrub, d.trk != nil)
+	track, why := d.pol.Decide(costs, d.scrub, d.trk != nil)
 	if f.opts.trackAlways {
 		track = true
 	}
@@ -770,172 +674,23 @@ func (f *File) chooseDetection(c *Checkpoint) {
 		// Track from now on, unless memory is pinned (its reports would not be
 		// trusted): the region holds exactly this version's bytes (the caller does not
 		// write it during a save).
-		before := readPins()
-		if before.bad() {
-			d.why = reason{kind: rUntracked, pins: before}
+		before := detect.ReadPins()
+		if before.Bad() {
+			d.why = detect.Reason{Kind: detect.Untracked, Pins: before}
 			return
 		}
 		t0 := time.Now()
 		t, err := dirty.Track(c.region)
 		if err != nil {
 			d.noTrack = err.Error()
-			d.why = reason{kind: rText, text: d.noTrack}
+			d.why = detect.Reason{Kind: detect.Text, Text: d.noTrack}
 			return
 		}
-		d.cost.track.add(time.Since(t0), d.pages)
+		d.cost.Track.Add(time.Since(t0), d.pages)
 		// Pins alive while Track armed the pages: its first report is not trusted.
-		d.pinned = readPins()
-		d.trk, d.why, d.distrust = t, reason{}, 0
+		d.pinned = detect.ReadPins()
+		d.trk, d.why, d.distrust = t, detect.Reason{}, 0
 	}
-}
-
-// detectCosts are what change detection costs on this machine, in nanoseconds per page
-// of the region.
-type detectCosts struct {
-	Fault float64 // the first write to a protected page, paid by the program
-	Scan  float64 // the tracker's scan (PAGEMAP_SCAN), per page of the region
-	Hash  float64 // hashing every block (in one pass, on both cores)
-	HashW float64 // hashing the blocks of the pages written, scattered: per page hashed
-	Track float64 // write-protecting the region (Track), once per switch to tracking
-}
-
-// defaultCosts stand in until measured: the first saves of a region measure Hash, and
-// Track and Scan are measured when it is first tracked.
-var defaultCosts = detectCosts{Fault: 1000, Scan: 40, Hash: 250, HashW: 500, Track: 100}
-
-// measured is what a region's saves measured of the costs the policy weighs.
-type measured struct{ scan, hash, hashW, track samples }
-
-// costs returns the estimates, with the fault cost given.
-func (m *measured) costs(fault float64) detectCosts {
-	return detectCosts{Fault: fault, Scan: m.scan.estimate(defaultCosts.Scan), Hash: m.hash.estimate(defaultCosts.Hash),
-		HashW: m.hashW.estimate(defaultCosts.HashW), Track: m.track.estimate(defaultCosts.Track)}
-}
-
-// samples are the last measurements of one cost, in nanoseconds per page. The estimate
-// is their least: a save slowed by another process, or preempted, only ever takes
-// longer, and the policy must not change its mind for one such save.
-type samples struct {
-	v [8]float64
-	n int
-}
-
-// add records d spent on pages pages.
-func (s *samples) add(d time.Duration, pages int64) {
-	s.v[s.n%len(s.v)] = float64(d.Nanoseconds()) / float64(max(pages, 1))
-	s.n++
-}
-
-// estimate returns the least of the samples, def when there are none.
-func (s *samples) estimate(def float64) float64 {
-	if s.n == 0 {
-		return def
-	}
-	e := s.v[0]
-	for _, x := range s.v[1:min(s.n, len(s.v))] {
-		e = min(e, x)
-	}
-	return e
-}
-
-// The policy's parameters.
-const (
-	// faultScale turns dirty.FaultCost, timed on a few scratch pages whose page tables
-	// stay in cache, into what a program's faults cost, scattered over a large region:
-	// 0.9-1.15 µs against 0.74 here (1 GiB, 0.1% to 10% of its pages written, quiet).
-	faultScale    = 1.5
-	densityWindow = 4   // saves whose densities the estimate looks at
-	trackMargin   = 0.8 // tracking starts when expected to cost this much of hashing or less, stops at 1/trackMargin
-	trackHorizon  = 8   // saves over which starting to track must repay Track
-	maxWait       = 64  // saves a region waits, at most, before tracking is tried again
-)
-
-// detectPolicy is the cost model's state for one region: the densities of its last
-// saves, and how long to wait before trying to track again. It does no I/O: decide is a
-// function of what it is told, and a test drives it with any machine's costs.
-type detectPolicy struct {
-	recent [densityWindow]float64 // share of the region written before each of the last saves
-	seen   int                    // saves observed
-	wait   int                    // saves to wait before tracking may start again
-	fails  int                    // tracking stopped soon after it started, so many times in a row
-	since  int                    // seen when tracking last started; -1: never
-}
-
-// observe records that a share rho of the region's pages was written before a save
-// (blocks changed, for a hashed region).
-func (p *detectPolicy) observe(rho float64) {
-	p.recent[p.seen%densityWindow] = min(max(rho, 0), 1)
-	p.seen++
-	if p.wait > 0 {
-		p.wait--
-	}
-}
-
-// density is the share of pages the next save is expected to find written: the most of
-// the last saves (a writer that is sometimes dense pays for tracking when it is).
-func (p *detectPolicy) density() float64 {
-	var m float64
-	for i := 0; i < min(p.seen, densityWindow); i++ {
-		m = max(m, p.recent[i])
-	}
-	return m
-}
-
-// expected returns what tracking and hashing are expected to cost per save, in
-// nanoseconds per page of the region, at density rho with the scrub checking 1/scrub
-// of the blocks per save. Copying the changed blocks costs the same either way and is
-// left out. Tracking: the program's faults, the scan, the hashing of the pages written
-// and of the scrub's window. Hashing: every page.
-func expected(c detectCosts, rho float64, scrub int) (track, hash float64) {
-	track = rho*(c.Fault+c.HashW) + c.Scan
-	if scrub > 0 {
-		track += c.Hash / float64(scrub) // a run of blocks: hashed as fast as every block
-	}
-	return track, c.Hash
-}
-
-// decide returns whether the region should be tracked until its next save (tracked:
-// whether it is now), and why not.
-func (p *detectPolicy) decide(c detectCosts, scrub int, tracked bool) (bool, reason) {
-	if p.seen == 0 {
-		return false, reason{kind: rNew}
-	}
-	rho := p.density()
-	t, h := expected(c, rho, scrub)
-	figures := reason{rho: rho, fault: c.Fault, track: t, hash: h}
-	switch {
-	case rho > fullShare:
-		p.stop(tracked)
-		figures.kind = rDense
-		return false, figures
-	case tracked && t < h/trackMargin:
-		return true, reason{}
-	case tracked:
-		p.stop(true)
-		figures.kind = rCostly
-		return false, figures
-	case p.wait > 0:
-		return false, reason{kind: rWait, wait: p.wait}
-	case t+c.Track/trackHorizon > trackMargin*h:
-		figures.kind = rCheaper
-		return false, figures
-	}
-	p.since = p.seen
-	return true, reason{}
-}
-
-// stop notes that tracking stops (when it ran): the next try waits, twice as long after
-// each time tracking did not last.
-func (p *detectPolicy) stop(tracked bool) {
-	if !tracked {
-		return
-	}
-	if p.since >= 0 && p.seen-p.since < 2*densityWindow {
-		p.fails = min(p.fails+1, 4)
-	} else {
-		p.fails = 0
-	}
-	p.wait = min(maxWait, densityWindow<<p.fails)
 }
 
 // roomAfter reports whether, after a delta of k blocks and payload bytes, the data file
@@ -946,16 +701,16 @@ func (p *detectPolicy) stop(tracked bool) {
 func (f *File) roomAfter(c *Checkpoint, payload, k int64) bool {
 	d := c.diff
 	n := int64(len(c.region))
-	full := blockLayout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
-	delta := blockLayout{RegionLen: n, Shift: d.shift, Base: 1, K: k, Payload: payload}
-	need := full.footprint(len(c.name)) + payloadAlign(n) + delta.footprint(len(c.name)) + payloadAlign(max(payload, 1))
+	full := slot.Layout{RegionLen: n, Shift: d.shift, K: d.nblk, Payload: n}
+	delta := slot.Layout{RegionLen: n, Shift: d.shift, Base: 1, K: k, Payload: payload}
+	need := full.Footprint(len(c.name)) + slot.PayloadAlign(n) + delta.Footprint(len(c.name)) + slot.PayloadAlign(max(payload, 1))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.opts.MaxSize-f.alloc.end >= need {
 		return true
 	}
 	// Near the limit: place the delta and then the full version as the allocator would.
-	_, _, end := f.alloc.plan([]int64{delta.footprint(len(c.name)), full.footprint(len(c.name))},
-		[]int64{payloadAlign(max(payload, 1)), payloadAlign(n)}, nil, nil)
+	_, _, end := f.alloc.plan([]int64{delta.Footprint(len(c.name)), full.Footprint(len(c.name))},
+		[]int64{slot.PayloadAlign(max(payload, 1)), slot.PayloadAlign(n)}, nil, nil)
 	return end <= f.opts.MaxSize
 }

@@ -6,9 +6,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ckp-go/ckp/internal/detect"
 )
 
-// Tests of the cost model that chooses between tracking and hashing (detectPolicy), on
+// Tests of the cost model that chooses between tracking and hashing (detect.Policy), on
 // its own: it does no I/O, so any machine's costs can be fed to it. The simulation
 // below runs the engine's rules (fullFirst, fullAfter, the policy) over saves of a
 // region as ckpbench's differential section does, with the costs of this machine and
@@ -47,9 +49,8 @@ func simulate(m simMachine, pages int, rho float64, warmup, saves int) (diff, fu
 	n := float64(pages)
 	written := max(1, int(rho*n))
 	w := float64(written)
-	costs := detectCosts{Fault: m.fault, Scan: m.scan, Hash: m.hash, HashW: m.hashW, Track: m.track}
-	var pol detectPolicy
-	pol.since = -1
+	costs := detect.Costs{Fault: m.fault, Scan: m.scan, Hash: m.hash, HashW: m.hashW, Track: m.track}
+	var pol detect.Policy
 	haveBase, busy, tracked := false, false, false
 	chain, chainB := 0, 0
 	for i := 0; i < warmup+saves; i++ {
@@ -81,7 +82,7 @@ func simulate(m simMachine, pages int, rho float64, warmup, saves int) (diff, fu
 		}
 		fresh := !haveBase
 		haveBase = true
-		busy = !fresh && float64(changed) > fullShare*n
+		busy = !fresh && float64(changed) > detect.FullShare*n
 		if isFull {
 			chain, chainB = 0, 0
 		} else {
@@ -89,9 +90,9 @@ func simulate(m simMachine, pages int, rho float64, warmup, saves int) (diff, fu
 			chainB += written
 		}
 		if !fresh {
-			pol.observe(float64(changed) / n)
+			pol.Observe(float64(changed) / n)
 		}
-		track, _ := pol.decide(costs, defaultScrubSaves, tracked)
+		track, _ := pol.Decide(costs, defaultScrubSaves, tracked)
 		if track && !tracked {
 			save += n * m.track
 		}
@@ -186,20 +187,20 @@ func TestDetectGoalsGrid(t *testing.T) {
 
 // TestDetectPolicy: the decisions themselves.
 func TestDetectPolicy(t *testing.T) {
-	cheap := detectCosts{Fault: 1000, Scan: 40, Hash: 150, HashW: 300, Track: 120}
+	cheap := detect.Costs{Fault: 1000, Scan: 40, Hash: 150, HashW: 300, Track: 120}
 	dear := cheap
 	dear.Fault = 25000
-	newPol := func(rhos ...float64) *detectPolicy {
-		p := &detectPolicy{since: -1}
+	newPol := func(rhos ...float64) *detect.Policy {
+		p := &detect.Policy{}
 		for _, r := range rhos {
-			p.observe(r)
+			p.Observe(r)
 		}
 		return p
 	}
 	type tc struct {
 		name    string
-		p       *detectPolicy
-		c       detectCosts
+		p       *detect.Policy
+		c       detect.Costs
 		tracked bool
 		want    bool
 		why     string
@@ -215,7 +216,7 @@ func TestDetectPolicy(t *testing.T) {
 		{"tracked, density rose past the break-even", newPol(0.01, 0.2), cheap, true, false, "tracking costs more"},
 		{"tracked, still paying", newPol(0.01, 0.05), cheap, true, true, ""},
 	} {
-		got, r := c.p.decide(c.c, defaultScrubSaves, c.tracked)
+		got, r := c.p.Decide(c.c, defaultScrubSaves, c.tracked)
 		why := r.String()
 		if got != c.want || !strings.Contains(why, c.why) || (c.why == "") != (why == "") {
 			t.Errorf("%s: decide = %v, %q; want %v, %q", c.name, got, why, c.want, c.why)
@@ -225,30 +226,30 @@ func TestDetectPolicy(t *testing.T) {
 	p := newPol(0.01)
 	var waits []int
 	for round := 0; round < 4; round++ {
-		if ok, why := p.decide(cheap, defaultScrubSaves, false); !ok {
+		if ok, why := p.Decide(cheap, defaultScrubSaves, false); !ok {
 			t.Fatalf("round %d: not started: %v", round, why)
 		}
-		p.observe(0.5)
-		if ok, _ := p.decide(cheap, defaultScrubSaves, true); ok {
+		p.Observe(0.5)
+		if ok, _ := p.Decide(cheap, defaultScrubSaves, true); ok {
 			t.Fatalf("round %d: dense, still tracked", round)
 		}
 		saves := 0
 		for {
-			p.observe(0.01)
+			p.Observe(0.01)
 			saves++
-			if ok, _ := p.decide(cheap, defaultScrubSaves, false); ok {
+			if ok, _ := p.Decide(cheap, defaultScrubSaves, false); ok {
 				break
 			}
 		}
 		waits = append(waits, saves)
 	}
 	for i := 1; i < len(waits); i++ {
-		if waits[i] <= waits[i-1] && waits[i] < maxWait {
+		if waits[i] <= waits[i-1] && waits[i] < detect.MaxWait {
 			t.Fatalf("waits before tracking again: %v, want growing", waits)
 		}
 	}
-	if waits[len(waits)-1] > maxWait+1 {
-		t.Fatalf("waits %v exceed %d", waits, maxWait)
+	if waits[len(waits)-1] > detect.MaxWait+1 {
+		t.Fatalf("waits %v exceed %d", waits, detect.MaxWait)
 	}
 }
 
@@ -332,20 +333,20 @@ func TestEachRun(t *testing.T) {
 // TestSamples: a cost's estimate is the least of its last 8 measurements, so one slow
 // save (preempted) does not move it, and it follows a lasting change within 8 saves.
 func TestSamples(t *testing.T) {
-	var s samples
-	if e := s.estimate(7); e != 7 {
+	var s detect.Samples
+	if e := s.Estimate(7); e != 7 {
 		t.Fatalf("no samples: %v", e)
 	}
 	for _, ns := range []int64{400, 100, 5000, 120} {
-		s.add(time.Duration(ns)*time.Microsecond, 1000)
+		s.Add(time.Duration(ns)*time.Microsecond, 1000)
 	}
-	if e := s.estimate(7); e != 100 {
+	if e := s.Estimate(7); e != 100 {
 		t.Fatalf("estimate %v, want 100", e)
 	}
 	for i := 0; i < 8; i++ {
-		s.add(300*time.Microsecond, 1000)
+		s.Add(300*time.Microsecond, 1000)
 	}
-	if e := s.estimate(7); e != 300 {
+	if e := s.Estimate(7); e != 300 {
 		t.Fatalf("after 8 slower saves: %v, want 300", e)
 	}
 }

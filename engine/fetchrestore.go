@@ -6,17 +6,14 @@ import (
 	"fmt"
 
 	"github.com/ckp-go/ckp/index"
+	"github.com/ckp-go/ckp/internal/copier"
 	"github.com/ckp-go/ckp/remote"
 	"github.com/ckp-go/ckp/store"
 )
 
-// Restoring versions only the store holds: their copies are fetched at once into new
-// slots, checked as they arrive (import.go), the verified scratch window: no byte
-// reaches a region before every version is checked, and none is checked twice. A
-// rewind's version of a checkpoint the local file never had (RestoreJob on a new node)
-// then stays as a save's would: appended to the index, no rewrite, no fsync on the
-// restore's path (the store holds it durably; the sync policy's next durable point
-// covers it).
+// Restoring versions only the store holds (docs/REMOTE.md, "Fetching"): their new
+// slots are the checked scratch window; RestoreJob on a new node keeps them by an
+// append to the index, as a save's.
 
 // fetched is a version of a restore that comes from the store.
 type fetched struct {
@@ -42,10 +39,7 @@ func (f *File) fetchRestore(ctx context.Context, cs []*Checkpoint, nums []uint64
 	for _, c := range cs {
 		total += len(c.region)
 	}
-	if total >= parallelThreshold {
-		// A large restore wants every core from its first request: uploads and the
-		// prefaulter (on a new node still filling what Open and Register asked for)
-		// leave them to it, as they do for a large save.
+	if total >= copier.Threshold { // uploads and the prefaulter leave it the cores
 		f.activeSaves(1)
 		defer f.activeSaves(-1)
 	}
@@ -173,13 +167,9 @@ func (f *File) fetchAll(ctx context.Context, fs []fetched, keep bool) error {
 // appended to the index, as a save publishes its versions: they become the newest
 // versions of their checkpoints. When that fails, their slots stay the caller's to give
 // back. Under SyncAsync their write-back starts at once; otherwise the policy's next
-// durable point covers them.
+// durable point covers them. The caller's File is open (f.begin, or Pull's own).
 func (f *File) publishFetched(fs []fetched) error {
 	f.mu.Lock()
-	if f.closed.Load() {
-		f.mu.Unlock()
-		return ErrClosed
-	}
 	recs := f.recBuf[:0]
 	plans := make([]slotPlan, len(fs))
 	var touched []*Checkpoint // the registered ones

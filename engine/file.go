@@ -18,6 +18,8 @@ import (
 
 	"github.com/ckp-go/ckp/dirty"
 	"github.com/ckp-go/ckp/index"
+	"github.com/ckp-go/ckp/internal/copier"
+	"github.com/ckp-go/ckp/internal/slot"
 	"github.com/ckp-go/ckp/mmapfile"
 	"github.com/ckp-go/ckp/remote"
 )
@@ -37,7 +39,7 @@ type File struct {
 	session       uint64 // this writer's random id in its trailers (never 0)
 	blockShift    uint8  // log2 of Options.BlockSize
 	format        uint32 // the data file's format version
-	pool          *pool
+	pool          *copier.Pool
 	clock         clock
 	tier          *remote.Tier // the remote tier (package remote), nil without Options.Remote
 
@@ -61,7 +63,7 @@ type File struct {
 	regNamesOf  int
 	regNamesFor **Checkpoint
 	regStale    bool // regList must be rebuilt (see registeredList)
-	nhuge       int  // registered regions of hugeAlign bytes or more
+	nhuge       int  // registered regions of slot.HugeAlign bytes or more
 	alloc       allocator
 	nextTxn     uint64
 	saveSeq     uint64 // saves allocated so far (SyncEvery counts them)
@@ -79,7 +81,7 @@ type File struct {
 	stopBg   chan struct{}
 	bgDone   sync.WaitGroup
 	pf       *prefaulter
-	batchBuf batch // the batch of the save in progress (guarded by batchMu)
+	batchBuf copier.Batch // the batch of the save in progress (guarded by batchMu)
 	batchMu  sync.Mutex
 	recBuf   []index.Record // records of the transaction being published (guarded by mu)
 	pins     pins           // slots the remote tier reads (guarded by mu)
@@ -174,7 +176,7 @@ func Open(path string, opts *Options) (*File, error) {
 		f.closeFiles()
 		return nil, err
 	}
-	f.pool = newPool(o.Workers)
+	f.pool = copier.NewPool(o.Workers)
 	if !f.ro {
 		f.stopBg = make(chan struct{})
 		if !o.NoPrefault {
@@ -230,7 +232,7 @@ func (f *File) open() (err error) {
 		}
 	}
 	hdr := f.data.Bytes()
-	fresh := len(hdr) == 0 || (len(hdr) >= dataHeaderLen && allZero(hdr[:dataHeaderLen]))
+	fresh := len(hdr) == 0 || (len(hdr) >= slot.HeaderLen && allZero(hdr[:slot.HeaderLen]))
 	idxInfo, idxErr := os.Stat(f.idxPath)
 	if fresh {
 		if idxErr == nil && idxInfo.Size() > index.HeaderSize {
@@ -245,12 +247,12 @@ func (f *File) open() (err error) {
 		}
 		return f.create()
 	}
-	h, err := decodeDataHeader(hdr)
+	h, err := slot.DecodeHeader(hdr)
 	if err != nil {
 		return fmt.Errorf("%w (%s)", err, f.path)
 	}
 	f.fileID = h.FileID
-	f.seed = trailerSeed(h.FileID)
+	f.seed = slot.Seed(h.FileID)
 	f.format = h.Version
 	if idxErr != nil {
 		if errors.Is(idxErr, fs.ErrNotExist) {
@@ -346,7 +348,7 @@ func (f *File) create() error {
 	if _, err := rand.Read(f.fileID[:]); err != nil {
 		return fmt.Errorf("ckp: random file id: %w", err)
 	}
-	f.seed = trailerSeed(f.fileID)
+	f.seed = slot.Seed(f.fileID)
 	now := time.Now().UnixNano()
 	if err := f.writeIndexFile(f.idxPath, index.Header{FileID: f.fileID, Created: now}, nil, true); err != nil {
 		return err
@@ -360,7 +362,7 @@ func (f *File) create() error {
 	if err != nil {
 		return errf(ErrCorrupt, "%s: %v", f.idxPath, err)
 	}
-	if err := f.data.Grow(dataHeaderSize); err != nil {
+	if err := f.data.Grow(slot.HeaderSize); err != nil {
 		return fileErr("grow", f.path, err)
 	}
 	// Format 1 unless versions stored by blocks may be written: a build that reads only
@@ -369,7 +371,7 @@ func (f *File) create() error {
 	if f.opts.Differential {
 		f.format = FormatVersion
 	}
-	encodeDataHeader(f.data.Bytes(), dataHeader{FileID: f.fileID, Created: now, Version: f.format})
+	slot.EncodeHeader(f.data.Bytes(), slot.Header{FileID: f.fileID, Created: now, Version: f.format})
 	if err := f.data.Sync(); err != nil {
 		return fmt.Errorf("ckp: sync %s: %w", f.path, err)
 	}
@@ -377,7 +379,7 @@ func (f *File) create() error {
 		return err
 	}
 	f.log = logState{pos: index.HeaderSize, crc: seed, synced: index.HeaderSize}
-	f.alloc.reset(dataHeaderSize, nil)
+	f.alloc.reset(slot.HeaderSize, nil)
 	f.nextTxn = 1
 	f.nextID = 1
 	return f.beginSession()
@@ -436,7 +438,7 @@ func (f *File) beginSession() error {
 	if _, err := rand.Read(r8[:]); err != nil {
 		return fmt.Errorf("ckp: random session id: %w", err)
 	}
-	f.session = binary.LittleEndian.Uint64(r8[:])&sessionMask | 1
+	f.session = binary.LittleEndian.Uint64(r8[:])&slot.SessionMask | 1
 	return f.appendSession(time.Now().UnixNano())
 }
 
@@ -523,7 +525,7 @@ func (f *File) Close() error {
 func (f *File) closeFiles() error {
 	var err error
 	if f.pool != nil {
-		f.pool.close()
+		f.pool.Close()
 	}
 	if f.idx != nil {
 		err = f.idx.Close()
@@ -636,10 +638,10 @@ func openErr(path string, err error) error {
 }
 
 // upgradeFormat rewrites the data header with the current format version, durably.
-func (f *File) upgradeFormat(h dataHeader) error {
+func (f *File) upgradeFormat(h slot.Header) error {
 	h.Version = FormatVersion
-	encodeDataHeader(f.data.Bytes(), h)
-	if err := f.data.SyncRange(0, dataHeaderSize); err != nil {
+	slot.EncodeHeader(f.data.Bytes(), h)
+	if err := f.data.SyncRange(0, slot.HeaderSize); err != nil {
 		return fileErr("sync", f.path, err)
 	}
 	f.format = FormatVersion

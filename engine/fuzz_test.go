@@ -11,6 +11,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/ckp-go/ckp/crc"
+	"github.com/ckp-go/ckp/internal/slot"
 )
 
 // fuzzSeedFiles makes a small valid pair of files and returns their bytes.
@@ -155,55 +156,55 @@ func FuzzOpen(f *testing.F) {
 // version stored by blocks (full or delta).
 func FuzzTrailer(f *testing.F) {
 	b := make([]byte, 256)
-	writeTrailer(b, 7, &trailer{Hash: 1, Length: 3 << 20, Version: 2, Txn: 3, TxnCount: 1}, "name")
+	slot.WriteTrailer(b, 7, &slot.Trailer{Hash: 1, Length: 3 << 20, Version: 2, Txn: 3, TxnCount: 1}, "name")
 	f.Add(b, uint32(7))
-	for _, lay := range []blockLayout{
+	for _, lay := range []slot.Layout{
 		{RegionLen: 5*4096 + 3, Shift: 12, K: 6, Payload: 5*4096 + 3},
 		{RegionLen: 9 * 4096, Shift: 12, Base: 4, K: 2, Payload: 2 * 4096},
 		{RegionLen: 9 * 4096, Shift: 12, Base: 4},
 	} {
-		b := make([]byte, trailerFixed+lay.extLen(3))
-		idx, hashes := blockParts(b, &lay)
+		b := make([]byte, slot.Fixed+lay.ExtLen(3))
+		idx, hashes := slot.BlockParts(b, &lay)
 		for i := range lay.K {
 			if idx != nil {
 				binary.LittleEndian.PutUint32(idx[4*i:], uint32(2*i+1))
 			}
 			binary.LittleEndian.PutUint64(hashes[8*i:], uint64(i)*77)
 		}
-		writeBlockTrailer(b, 9, &trailer{Hash: 5, Length: uint64(lay.Payload), Version: 5, Txn: 8, TxnCount: 2}, &lay, "abc")
+		slot.WriteBlockTrailer(b, 9, &slot.Trailer{Hash: 5, Length: uint64(lay.Payload), Version: 5, Txn: 8, TxnCount: 2}, &lay, "abc")
 		f.Add(b, uint32(9))
 	}
 	f.Fuzz(func(t *testing.T, b []byte, seed uint32) {
-		tr, ok := readTrailer(b, seed)
+		tr, ok := slot.ReadTrailer(b, seed)
 		if !ok {
 			return
 		}
 		if len(tr.Name) == 0 || len(tr.Name) > MaxNameLen {
 			t.Fatalf("accepted an inconsistent trailer: %+v", tr)
 		}
-		if tr.Kind == trailerClassic {
+		if tr.Kind == slot.KindClassic {
 			if len(tr.Table) != crc.TableSize(int64(tr.Length)) {
 				t.Fatalf("accepted an inconsistent trailer: %+v", tr)
 			}
-			out := make([]byte, trailerLen(int64(tr.Length), len(tr.Name)))
-			copy(out[trailerFixed:], tr.Table)
-			writeTrailer(out, seed, &tr, string(tr.Name))
-			if !bytes.Equal(out[:trailerFixed], b[:trailerFixed]) {
+			out := make([]byte, slot.TrailerLen(int64(tr.Length), len(tr.Name)))
+			copy(out[slot.Fixed:], tr.Table)
+			slot.WriteTrailer(out, seed, &tr, string(tr.Name))
+			if !bytes.Equal(out[:slot.Fixed], b[:slot.Fixed]) {
 				t.Fatalf("trailer does not round-trip")
 			}
 			return
 		}
 		lay := tr.Blocks
 		if lay.K < 0 || lay.K > blockCount(lay.RegionLen, lay.Shift) || len(tr.Table) != int(8*lay.K) ||
-			(tr.Kind == trailerDelta) != (tr.Index != nil) || int64(tr.Length) != lay.Payload {
+			(tr.Kind == slot.KindDelta) != (tr.Index != nil) || int64(tr.Length) != lay.Payload {
 			t.Fatalf("accepted an inconsistent block trailer: %+v", tr)
 		}
-		out := make([]byte, trailerFixed+lay.extLen(len(tr.Name)))
-		idx, hashes := blockParts(out, &lay)
+		out := make([]byte, slot.Fixed+lay.ExtLen(len(tr.Name)))
+		idx, hashes := slot.BlockParts(out, &lay)
 		copy(idx, tr.Index)
 		copy(hashes, tr.Table)
-		writeBlockTrailer(out, seed, &tr, &lay, string(tr.Name))
-		if !bytes.Equal(out[:trailerFixed], b[:trailerFixed]) {
+		slot.WriteBlockTrailer(out, seed, &tr, &lay, string(tr.Name))
+		if !bytes.Equal(out[:slot.Fixed], b[:slot.Fixed]) {
 			t.Fatalf("block trailer does not round-trip")
 		}
 	})
@@ -211,20 +212,20 @@ func FuzzTrailer(f *testing.F) {
 
 // FuzzDataHeader decodes arbitrary bytes as a data file header.
 func FuzzDataHeader(f *testing.F) {
-	b := make([]byte, dataHeaderLen)
-	encodeDataHeader(b, dataHeader{FileID: [16]byte{3}, Created: 5})
+	b := make([]byte, slot.HeaderLen)
+	slot.EncodeHeader(b, slot.Header{FileID: [16]byte{3}, Created: 5})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		h, err := decodeDataHeader(b)
+		h, err := slot.DecodeHeader(b)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("%v", err)
 			}
 			return
 		}
-		out := make([]byte, dataHeaderLen)
-		encodeDataHeader(out, h)
-		if !bytes.Equal(out, b[:dataHeaderLen]) {
+		out := make([]byte, slot.HeaderLen)
+		slot.EncodeHeader(out, h)
+		if !bytes.Equal(out, b[:slot.HeaderLen]) {
 			t.Fatal("header does not round-trip")
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 
 	"github.com/ckp-go/ckp/crc"
+	"github.com/ckp-go/ckp/internal/slot"
 	"github.com/ckp-go/ckp/remote"
 )
 
@@ -94,7 +95,7 @@ func (h fileHost) Blocks(id uint64) (table []uint64, src []int64, err error) {
 		return table, src, nil
 	}
 	data := f.data.Bytes()
-	t0 := v.off + pad8(v.length) + trailerFixed
+	t0 := v.off + pad8(v.length) + slot.Fixed
 	if t0+ts > int64(len(data)) {
 		return nil, nil, errf(ErrCorrupt, "version %d of %q lies beyond the end of the data file", v.num, p.s.name)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime/debug"
 
+	"github.com/ckp-go/ckp/internal/slot"
 	"github.com/ckp-go/ckp/remote"
 )
 
@@ -36,16 +37,16 @@ func (f *File) allocImport(in *remote.Incoming, txn uint64) (version, error) {
 	n := in.Length
 	// A version stored by blocks comes in as a full version stored by blocks: its
 	// hash and table are the store's, and later deltas may build on it.
-	var lay blockLayout
-	need := footprint(n, len(in.Name))
+	var lay slot.Layout
+	need := slot.Footprint(n, len(in.Name))
 	if in.Shift > 0 {
-		lay = blockLayout{RegionLen: n, Shift: in.Shift, K: blockCount(n, in.Shift), Payload: n}
-		need = lay.footprint(len(in.Name))
+		lay = slot.Layout{RegionLen: n, Shift: in.Shift, K: blockCount(n, in.Shift), Payload: n}
+		need = lay.Footprint(len(in.Name))
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	off, size := f.alloc.alloc(need, payloadAlign(n))
-	if n >= hugeAlign && !f.opts.NoHugePages && !f.huge && f.data.SetHugePages(true) == nil {
+	off, size := f.alloc.alloc(need, slot.PayloadAlign(n))
+	if n >= slot.HugeAlign && !f.opts.NoHugePages && !f.huge && f.data.SetHugePages(true) == nil {
 		f.huge = true // 2 MiB folios: one fault per 2 MiB of the import (hugeFolios may undo it)
 	}
 	var gerr error
@@ -100,16 +101,16 @@ func (f *File) finishSlot(v *version, in *remote.Incoming, txnSize uint32, name 
 	}
 	t0 := v.off + pad8(payload)
 	clear(data[v.off+payload : t0])
-	t := trailer{Hash: v.hash, Length: uint64(payload), Version: v.num, Txn: v.txn, Time: v.time, TxnCount: txnSize, Session: f.session}
+	t := slot.Trailer{Hash: v.hash, Length: uint64(payload), Version: v.num, Txn: v.txn, Time: v.time, TxnCount: txnSize, Session: f.session}
 	if v.blocks {
-		tr := data[t0 : t0+trailerFixed+v.lay.extLen(len(name))]
-		_, hashes := blockParts(tr, &v.lay)
+		tr := data[t0 : t0+slot.Fixed+v.lay.ExtLen(len(name))]
+		_, hashes := slot.BlockParts(tr, &v.lay)
 		copy(hashes, in.Table)
-		writeBlockTrailer(tr, f.seed, &t, &v.lay, name)
+		slot.WriteBlockTrailer(tr, f.seed, &t, &v.lay, name)
 		return nil
 	}
-	copy(data[t0+trailerFixed:], in.Table)
-	writeTrailer(data[t0:t0+trailerLen(v.length, len(name))], f.seed, &t, name)
+	copy(data[t0+slot.Fixed:], in.Table)
+	slot.WriteTrailer(data[t0:t0+slot.TrailerLen(v.length, len(name))], f.seed, &t, name)
 	return nil
 }
 
@@ -144,7 +145,7 @@ func (f *File) trailerTxnSize(v *version, nameLen int) (n uint32) {
 	if v.blocks {
 		payload = v.lay.Payload
 	}
-	t, ok := readTrailer(data[v.off+pad8(payload):end], f.seed)
+	t, ok := slot.ReadTrailer(data[v.off+pad8(payload):end], f.seed)
 	if !ok {
 		return 0
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ckp-go/ckp/crc"
+	"github.com/ckp-go/ckp/internal/slot"
 	"github.com/ckp-go/ckp/mmapfile"
 )
 
@@ -94,7 +95,7 @@ func (f *File) Info() (fi FileInfo, err error) {
 		Recovery:        f.recovered,
 		LastWriter:      f.lastSession,
 	}
-	if h, err := decodeDataHeader(f.data.Bytes()); err == nil {
+	if h, err := slot.DecodeHeader(f.data.Bytes()); err == nil {
 		fi.Created = time.Unix(0, h.Created)
 	}
 	for _, s := range f.byID {
@@ -325,7 +326,7 @@ func (f *File) usedEnd() int64 {
 	if !f.ro {
 		return f.alloc.end
 	}
-	end := int64(dataHeaderSize)
+	end := int64(slot.HeaderSize)
 	for _, s := range f.byID {
 		for _, rec := range s.recs[s.head:] {
 			end = max(end, f.slotOf(rec, len(s.name)).end)
@@ -341,7 +342,7 @@ func (f *File) copyOut(s *ckptState, v *version, nameLen int) (buf []byte, err e
 	defer catch(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	data := f.data.Bytes()
-	if end := v.off + v.footprint(nameLen); end > int64(len(data)) || v.off < dataHeaderSize {
+	if end := v.off + v.footprint(nameLen); end > int64(len(data)) || v.off < slot.HeaderSize {
 		return nil, errf(ErrCorrupt, "version %d lies beyond the end of the data file", v.num)
 	}
 	buf = make([]byte, v.length)

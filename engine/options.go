@@ -4,6 +4,8 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/ckp-go/ckp/internal/base"
+	"github.com/ckp-go/ckp/internal/detect"
 	"github.com/ckp-go/ckp/remote"
 )
 
@@ -98,7 +100,7 @@ type Options struct {
 	trackAlways bool
 	// costs, when set, replaces what the cost model measures (tests of its decisions,
 	// which measurements on a loaded machine make unpredictable).
-	costs *detectCosts
+	costs *detect.Costs
 }
 
 const (
@@ -109,7 +111,6 @@ const (
 	indexChunk        = 1 << 20
 	defaultPerm       = 0o600
 	maxWorkers        = 64
-	parallelThreshold = 4 << 20 // saves of at least this many bytes use the workers
 	heldMin           = 1 << 20 // held-back slots below this never force a durable point
 )
 
@@ -149,8 +150,8 @@ func (o *Options) withDefaults() (Options, error) {
 		r.ChunkSize = defaultChunk
 	}
 	if r.BlockSize != 0 {
-		if r.BlockSize < 1<<minBlockShift || r.BlockSize > 1<<maxBlockShift || r.BlockSize&(r.BlockSize-1) != 0 {
-			return r, errf(ErrInvalid, "BlockSize %d: a power of two from %d to %d", r.BlockSize, 1<<minBlockShift, 1<<maxBlockShift)
+		if r.BlockSize < 1<<base.MinBlockShift || r.BlockSize > 1<<base.MaxBlockShift || r.BlockSize&(r.BlockSize-1) != 0 {
+			return r, errf(ErrInvalid, "BlockSize %d: a power of two from %d to %d", r.BlockSize, 1<<base.MinBlockShift, 1<<base.MaxBlockShift)
 		}
 	}
 	if r.Workers == 0 {

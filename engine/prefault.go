@@ -3,8 +3,10 @@ package engine
 import (
 	"errors"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 
+	"github.com/ckp-go/ckp/internal/slot"
 	"github.com/ckp-go/ckp/mmapfile"
 )
 
@@ -123,23 +125,18 @@ func (p *prefaulter) round() {
 		if c.diff != nil {
 			if e := c.diff.expect.Load(); e > 0 {
 				p.needs = append(p.needs, e)
-				p.aligns = append(p.aligns, payloadAlign(e))
+				p.aligns = append(p.aligns, slot.PayloadAlign(e))
 				continue
 			}
 		}
-		p.needs = append(p.needs, footprint(n, len(c.name)))
-		p.aligns = append(p.aligns, payloadAlign(n))
+		p.needs = append(p.needs, slot.Footprint(n, len(c.name)))
+		p.aligns = append(p.aligns, slot.PayloadAlign(n))
 	}
 	if f.tier != nil && f.opts.KeepVersions > 0 && len(p.needs) > 0 {
 		// An upload holds its version's slot while the saves go on, so a save soon
 		// needs one slot more than the rotation of KeepVersions: have the largest
 		// ready too. (Keeping every version, each save takes a new slot anyway.)
-		k := 0
-		for i := range p.needs {
-			if p.needs[i] > p.needs[k] {
-				k = i
-			}
-		}
+		k := slices.Index(p.needs, slices.Max(p.needs))
 		p.needs, p.aligns = append(p.needs, p.needs[k]), append(p.aligns, p.aligns[k])
 	}
 	var end int64

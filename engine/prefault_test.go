@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckp-go/ckp/internal/slot"
 	"github.com/ckp-go/ckp/store"
 )
 
@@ -44,7 +45,7 @@ func TestPrefaultSpareSlotWithTier(t *testing.T) {
 		// The rotation's next slot lies at the frontier (retention gave it back there);
 		// the spare one after it.
 		f.mu.Lock()
-		want := f.alloc.end + 2*footprint(size, 1)
+		want := f.alloc.end + 2*slot.Footprint(size, 1)
 		f.mu.Unlock()
 		wait := 10 * time.Second // for what the prefaulter does on its own
 		if !tc.spare {

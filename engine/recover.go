@@ -10,6 +10,7 @@ import (
 	"github.com/ckp-go/ckp/crc"
 	"github.com/ckp-go/ckp/index"
 	"github.com/ckp-go/ckp/internal/base"
+	"github.com/ckp-go/ckp/internal/slot"
 )
 
 // Recovery: Open replays the committed transactions of the index into the in-memory
@@ -119,7 +120,7 @@ func (f *File) rebuildFreeSpace() {
 	}
 	merged := true
 	f.liveBytes = 0
-	f.alloc.resetStream(dataHeaderSize, func() (extent, bool) {
+	f.alloc.resetStream(slot.HeaderSize, func() (extent, bool) {
 		best := -1
 		for k, c := range cs {
 			if c.i < c.s.held() && (best < 0 || c.next.off < cs[best].next.off) {
@@ -153,7 +154,7 @@ func (f *File) rebuildFreeSpace() {
 			f.liveBytes += e.end - e.off
 		}
 	}
-	f.alloc.reset(dataHeaderSize, used)
+	f.alloc.reset(slot.HeaderSize, used)
 }
 
 // droppedRecords counts the record slots after the valid prefix that hold anything:
@@ -170,7 +171,7 @@ func droppedRecords(tail []byte) int64 {
 // number of records to replay at most (already cut by the caller).
 func (f *File) replay(recs []byte, seed uint32) (*replay, index.Result, error) {
 	rp := &replay{f: f, names: make(map[uint32]string), track: !f.ro, total: int64(len(recs)) / index.RecordSize}
-	f.alloc.reset(dataHeaderSize, nil)
+	f.alloc.reset(slot.HeaderSize, nil)
 	f.liveBytes = 0
 	res, err := index.Scan(recs, seed, rp.apply)
 	f.replayLeft = 0
@@ -272,7 +273,7 @@ func (rp *replay) applyOne(r *index.Record) bool {
 		return false
 	}
 	e := recordSlot(r, nil, len(s.name))
-	if int64(r.Offset) < dataHeaderSize || r.Offset%8 != 0 || r.Offset > 1<<60 || e.end > rp.f.opts.MaxSize || e.end < int64(r.Offset) {
+	if int64(r.Offset) < slot.HeaderSize || r.Offset%8 != 0 || r.Offset > 1<<60 || e.end > rp.f.opts.MaxSize || e.end < int64(r.Offset) {
 		return false
 	}
 	f := rp.f
@@ -360,17 +361,17 @@ func (rp *replay) bind(s *ckptState) {
 // recordSlot is the slot of the version of VERSION record r; blk is its BLOCKS record
 // when it is stored by blocks, else nil.
 func recordSlot(r, blk *index.Record, nameLen int) extent {
-	size := footprint(int64(r.Length), nameLen)
+	size := slot.Footprint(int64(r.Length), nameLen)
 	if blk != nil {
 		lay := layoutOf(r, blk)
-		size = lay.footprint(nameLen)
+		size = lay.Footprint(nameLen)
 	}
 	return extent{int64(r.Offset), int64(r.Offset) + size + int64(r.Slack)}
 }
 
 // layoutOf is the block layout of VERSION record r from its BLOCKS record blk.
-func layoutOf(r, blk *index.Record) blockLayout {
-	return blockLayout{RegionLen: int64(r.Length), Shift: uint8(blk.Aux), Base: blk.Hash, K: int64(blk.Length), Payload: int64(blk.Offset)}
+func layoutOf(r, blk *index.Record) slot.Layout {
+	return slot.Layout{RegionLen: int64(r.Length), Shift: uint8(blk.Aux), Base: blk.Hash, K: int64(blk.Length), Payload: int64(blk.Offset)}
 }
 
 // maxLength bounds a version's length in a record we trust: 1 PiB.
@@ -492,7 +493,7 @@ func (rp *replay) check(txn []index.Record) string {
 				}
 			}
 			end := recordSlot(r, blk, len(name)).end
-			if int64(r.Offset) < dataHeaderSize || r.Offset%8 != 0 || r.Offset > 1<<60 || end > f.opts.MaxSize || end < int64(r.Offset) {
+			if int64(r.Offset) < slot.HeaderSize || r.Offset%8 != 0 || r.Offset > 1<<60 || end > f.opts.MaxSize || end < int64(r.Offset) {
 				return fmt.Sprintf("version %d of %q has a slot outside the file (offset %d)", r.Version, name, r.Offset)
 			}
 			if r.Aux > 0 {
@@ -545,14 +546,14 @@ func (rp *replay) checkBlocks(r, blk *index.Record, name string, last uint64, co
 	if blk.Txn != r.Txn {
 		return bad("BLOCKS record of another transaction")
 	}
-	if lay.Shift < minBlockShift || lay.Shift > maxBlockShift {
+	if lay.Shift < base.MinBlockShift || lay.Shift > base.MaxBlockShift {
 		return bad(fmt.Sprintf("block size 2^%d", lay.Shift))
 	}
 	n := blockCount(lay.RegionLen, lay.Shift)
 	if lay.K < 0 || lay.K > n || (lay.K == 0) != (lay.Payload == 0) || lay.Payload > lay.K<<lay.Shift || (lay.K > 0 && lay.Payload < (lay.K-1)<<lay.Shift) {
 		return bad(fmt.Sprintf("%d blocks in %d payload bytes", lay.K, lay.Payload))
 	}
-	if !lay.delta() {
+	if !lay.Delta() {
 		if lay.K != n || lay.Payload != lay.RegionLen {
 			return bad("full version without every block")
 		}
@@ -636,11 +637,11 @@ func (f *File) checkVersion(v *version, nameLen int) (err error) {
 		return f.checkBlockSlot(v, nameLen)
 	}
 	data := f.data.Bytes()
-	end := v.off + footprint(v.length, nameLen)
-	if v.off < dataHeaderSize || end > int64(len(data)) || end < v.off {
+	end := v.off + slot.Footprint(v.length, nameLen)
+	if v.off < slot.HeaderSize || end > int64(len(data)) || end < v.off {
 		return errf(ErrCorrupt, "version %d lies beyond the end of the data file", v.num)
 	}
-	t, ok := readTrailer(data[v.off+pad8(v.length):end], f.seed)
+	t, ok := slot.ReadTrailer(data[v.off+pad8(v.length):end], f.seed)
 	if !ok || t.Length != uint64(v.length) || t.Version != v.num || t.Txn != v.txn || t.Hash != v.hash {
 		return errf(ErrCorrupt, "version %d: trailer does not match the index", v.num)
 	}
@@ -654,7 +655,7 @@ func sessionInfo(s index.Session) *SessionInfo {
 	si := &SessionInfo{PID: int(s.PID), Opened: time.Unix(0, s.Time), Sync: policyFromCode(s.Policy), KeepVersions: int(s.Keep)}
 	if s.Flags&index.SessionDifferential != 0 {
 		si.Differential = true
-		if sh := s.Flags >> 8 & 0xff; sh >= minBlockShift && sh <= maxBlockShift {
+		if sh := s.Flags >> 8 & 0xff; sh >= base.MinBlockShift && sh <= base.MaxBlockShift {
 			si.BlockSize = 1 << sh
 		}
 		si.Tracking = s.Flags&index.SessionTracking != 0

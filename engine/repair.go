@@ -13,6 +13,7 @@ import (
 
 	"github.com/ckp-go/ckp/crc"
 	"github.com/ckp-go/ckp/index"
+	"github.com/ckp-go/ckp/internal/slot"
 	"github.com/ckp-go/ckp/mmapfile"
 )
 
@@ -58,7 +59,7 @@ type found struct {
 	time     int64
 	session  uint64
 	blocks   bool // stored by blocks: lay, and the trailer's offset
-	lay      blockLayout
+	lay      slot.Layout
 	trailer  int64
 }
 
@@ -85,8 +86,8 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 		}
 	}
 	b := data.Bytes()
-	h, err := decodeDataHeader(b)
-	if errors.Is(err, errUnknownFormat) {
+	h, err := slot.DecodeHeader(b)
+	if errors.Is(err, slot.ErrUnknownFormat) {
 		// An intact header of a format this build does not know: never guess.
 		return rep, err
 	}
@@ -99,26 +100,26 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 		}
 		h.FileID = ih.FileID
 	}
-	seed := trailerSeed(h.FileID)
+	seed := slot.Seed(h.FileID)
 	var all []found
-	magic := binary.LittleEndian.Uint64(trailerMagic[:])
-	for off := int64(dataHeaderSize); off+trailerFixed <= int64(len(b)); off += 8 {
+	magic := binary.LittleEndian.Uint64(slot.TrailerMagic[:])
+	for off := int64(slot.HeaderSize); off+slot.Fixed <= int64(len(b)); off += 8 {
 		if binary.LittleEndian.Uint64(b[off:]) != magic {
 			continue
 		}
-		t, ok := readTrailer(b[off:], seed)
+		t, ok := slot.ReadTrailer(b[off:], seed)
 		if !ok {
 			continue
 		}
 		p := off - pad8(int64(t.Length))
-		if p < dataHeaderSize {
+		if p < slot.HeaderSize {
 			continue
 		}
 		rep.Trailers++
 		length := int64(t.Length)
 		fd := found{name: string(t.Name), ver: t.Version, txn: t.Txn, txnCount: t.TxnCount,
 			off: p, length: length, hash: t.Hash, time: t.Time, session: t.Session}
-		if t.Kind != trailerClassic {
+		if t.Kind != slot.KindClassic {
 			fd.blocks, fd.lay, fd.trailer = true, t.Blocks, off
 			fd.length = t.Blocks.RegionLen
 			if !blocksIntact(b[p:p+length], &t) {
@@ -130,7 +131,7 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 			continue
 		}
 		all = append(all, fd)
-		off += t.size() - 8
+		off += t.Size() - 8
 	}
 	rep.Scanned = int64(len(b))
 
@@ -269,14 +270,14 @@ func Repair(path string, opts *RepairOptions) (rep *RepairReport, err error) {
 
 // blocksIntact checks the blocks a blocks slot holds against their hashes, and a full
 // slot's table against its hash.
-func blocksIntact(payload []byte, t *trailer) bool {
-	if t.Kind == trailerFull && xxhash.Sum64(t.Table) != t.Hash {
+func blocksIntact(payload []byte, t *slot.Trailer) bool {
+	if t.Kind == slot.KindFull && xxhash.Sum64(t.Table) != t.Hash {
 		return false
 	}
 	if int64(len(payload)) != t.Blocks.Payload {
 		return false
 	}
-	return walkBlocks(t, func(i, b, off, l int64) error {
+	return t.Walk(func(i, b, off, l int64) error {
 		if xxhash.Sum64(payload[off:off+l]) != binary.LittleEndian.Uint64(t.Table[8*i:]) {
 			return errMismatch
 		}
@@ -289,23 +290,23 @@ func blocksIntact(payload []byte, t *trailer) bool {
 // taken), or whose table with its changes does not match its hash. base is lastVer's
 // table (nil when it was not stored by blocks); it is not modified.
 func blockTable(data []byte, seed uint32, v *found, base []uint64, lastVer uint64) []uint64 {
-	t, ok := readTrailer(data[v.trailer:], seed)
+	t, ok := slot.ReadTrailer(data[v.trailer:], seed)
 	if !ok {
 		return nil
 	}
 	nb := blockCount(v.lay.RegionLen, v.lay.Shift)
 	tb := make([]uint64, nb)
-	if t.Kind == trailerDelta {
+	if t.Kind == slot.KindDelta {
 		if v.lay.Base != lastVer || len(base) != int(nb) {
 			return nil
 		}
 		copy(tb, base)
 	}
-	err := walkBlocks(&t, func(i, b, off, l int64) error {
+	err := t.Walk(func(i, b, off, l int64) error {
 		tb[b] = binary.LittleEndian.Uint64(t.Table[8*i:])
 		return nil
 	})
-	if err != nil || xxhash.Sum64(tableAsBytes(tb)) != v.hash {
+	if err != nil || xxhash.Sum64(slot.TableBytes(tb)) != v.hash {
 		return nil
 	}
 	return tb

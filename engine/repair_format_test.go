@@ -3,6 +3,8 @@ package engine
 import (
 	"os"
 	"testing"
+
+	"github.com/ckp-go/ckp/internal/slot"
 )
 
 // TestRepairRefusesUnknownFormat: FORMAT.md: "A reader that finds a version it does not
@@ -19,11 +21,11 @@ func TestRepairRefusesUnknownFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := decodeDataHeader(b)
+	h, err := slot.DecodeHeader(b)
 	apiNoErr(t, err, "header")
 	h.Version = 3 // a future format
-	encodeDataHeader(b, h)
-	apiPatchFile(t, path, 0, b[:dataHeaderLen])
+	slot.EncodeHeader(b, h)
+	apiPatchFile(t, path, 0, b[:slot.HeaderLen])
 	if _, err := Open(path, &Options{ReadOnly: true}); err == nil {
 		t.Fatal("Open accepted format 3")
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/ckp-go/ckp/crc"
 	"github.com/ckp-go/ckp/internal/base"
+	"github.com/ckp-go/ckp/internal/copier"
+	"github.com/ckp-go/ckp/internal/slot"
 	"github.com/ckp-go/ckp/remote"
 )
 
@@ -57,7 +59,7 @@ func (f *File) restoreVersions(cs []*Checkpoint, vs []version, checked []bool) (
 	f.batchMu.Lock()
 	defer f.batchMu.Unlock()
 	b := &f.batchBuf
-	b.reset(jobVerify)
+	b.Reset(copier.Verify)
 	hashes := make([]uint64, len(cs))
 	for i, c := range cs {
 		ver := &vs[i]
@@ -65,28 +67,28 @@ func (f *File) restoreVersions(cs []*Checkpoint, vs []version, checked []bool) (
 			continue
 		}
 		if p := plans[i]; p != nil {
-			b.addRuns(p.runs, data, nil, p.tb, p.shift)
+			b.AddRuns(p.runs, data, nil, p.tb, p.shift)
 			continue
 		}
 		src := data[ver.off : ver.off+ver.length]
-		j := job{src: src}
+		j := copier.Job{Src: src}
 		if ts := crc.TableSize(ver.length); ts > 0 {
-			t0 := ver.off + pad8(ver.length) + trailerFixed
-			j.table = data[t0 : t0+int64(ts)]
-			if crc.Combine(j.table) != ver.hash {
+			t0 := ver.off + pad8(ver.length) + slot.Fixed
+			j.Table = data[t0 : t0+int64(ts)]
+			if crc.Combine(j.Table) != ver.hash {
 				return errf(ErrCorrupt, "version %d of %q: block table does not match its hash", ver.num, c.name)
 			}
 		} else {
 			hashes[i] = ver.hash
-			j.hash = &hashes[i]
+			j.Hash = &hashes[i]
 		}
-		b.add(j)
+		b.Add(j)
 	}
-	f.pool.run(b)
-	if err := b.err(); err != nil {
+	f.pool.Run(b)
+	if err := b.Err(); err != nil {
 		return err
 	}
-	if b.bad.Load() {
+	if b.Mismatch() {
 		// Say which one.
 		for i, c := range cs {
 			if p := plans[i]; p != nil {
@@ -102,16 +104,16 @@ func (f *File) restoreVersions(cs []*Checkpoint, vs []version, checked []bool) (
 		return errf(ErrCorrupt, "hash mismatch")
 	}
 	releaseTracking(cs)
-	b.reset(jobCopy)
+	b.Reset(copier.Copy)
 	for i, c := range cs {
 		if p := plans[i]; p != nil {
-			b.addRuns(p.runs, data, c.region, p.tb, p.shift)
+			b.AddRuns(p.runs, data, c.region, p.tb, p.shift)
 			continue
 		}
-		b.add(job{src: data[vs[i].off : vs[i].off+vs[i].length], dst: c.region})
+		b.Add(copier.Job{Src: data[vs[i].off : vs[i].off+vs[i].length], Dst: c.region})
 	}
-	f.pool.run(b)
-	return b.err()
+	f.pool.Run(b)
+	return b.Err()
 }
 
 // restoreCopied is the read-only path: a writer may reuse a slot while we read it, so the
@@ -359,8 +361,15 @@ func (f *File) rewind(cs []*Checkpoint, nums []uint64, fetched map[*ckptState]ve
 			return err
 		}
 	}
-	// Even with nothing to change locally, the store may still hold what a killed
+	// Even with nothing to change locally, the next save follows the restored version
+	// (Register numbered after the newest the store holds, which may be of a life the
+	// job abandoned on another node), and the store may still hold what a killed
 	// rewind left.
+	f.mu.Lock()
+	for i, c := range cs {
+		c.st.next = nums[i] + 1
+	}
+	f.mu.Unlock()
 	names := make([]string, len(cs))
 	for i, c := range cs {
 		names[i] = c.name

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ckp-go/ckp/index"
+	"github.com/ckp-go/ckp/internal/slot"
 )
 
 // Tests of retention (Options.KeepVersions): which versions stay visible, that the
@@ -30,7 +31,7 @@ import (
 //     64-byte slot unit, the worst padding to its payload alignment (2 MiB for regions
 //     of 2 MiB and more, 4 KiB from 16 KiB, 64 B below) and the largest hole tail a slot
 //     absorbs as slack (tailAbsorb - 64). The bound asserted is frontier <=
-//     dataHeaderSize + (K+1) * sum of retSlot (retFrontier). (It is not a theorem for
+//     slot.HeaderSize + (K+1) * sum of retSlot (retFrontier). (It is not a theorem for
 //     every workload, a best-fit allocator can fragment, but it is what the allocator
 //     is designed to give a hot loop of fixed-size saves; the 10,000-save test peaks at
 //     40 MiB against 44.1 MiB.) Slots of versions a durable point covered are held
@@ -77,12 +78,12 @@ type retRegion struct {
 // retSlot is the most the allocator's frontier can owe to one version of n bytes
 // called name (see the file comment).
 func retSlot(n int, name string) int64 {
-	return alignUp(footprint(int64(n), len(name)), slotUnit) + (payloadAlign(int64(n)) - slotUnit) + (tailAbsorb - slotUnit)
+	return alignUp(slot.Footprint(int64(n), len(name)), slotUnit) + (slot.PayloadAlign(int64(n)) - slotUnit) + (tailAbsorb - slotUnit)
 }
 
 // retFrontier bounds the allocator's frontier when each region has slots live slots.
 func retFrontier(slots int, regs []*retRegion) int64 {
-	b := int64(dataHeaderSize)
+	b := int64(slot.HeaderSize)
 	for _, rg := range regs {
 		b += int64(slots) * retSlot(len(rg.region), rg.name)
 	}
@@ -594,7 +595,7 @@ func TestRetentionSyncIntervalHoldsSlots(t *testing.T) {
 	reused := false
 	for s := 11; s <= 18; s++ {
 		e := save(s)
-		reused = reused || retOverlap(e, extent{dataHeaderSize, before})
+		reused = reused || retOverlap(e, extent{slot.HeaderSize, before})
 		if retOverlap(e, held) {
 			t.Fatalf("save %d at [%d,%d) reuses the slot of durable version 10 before its drop is durable", s, e.off, e.end)
 		}
@@ -763,7 +764,7 @@ func TestRetentionRegionChangesSize(t *testing.T) {
 	// point (none comes under SyncNone: 3 x 64 KiB is far below heldMin); before the
 	// reopen there were at most K+1 small slots.
 	smallSlot, bigSlot := retSlot(small, "g"), retSlot(big, "g")
-	frontierMax := int64(dataHeaderSize) + (keep+1)*(smallSlot+bigSlot)
+	frontierMax := int64(slot.HeaderSize) + (keep+1)*(smallSlot+bigSlot)
 	var early, late int64
 	const saves = 108
 	for s := 6; s <= saves; s++ {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/ckp-go/ckp/crc"
 	"github.com/ckp-go/ckp/index"
+	"github.com/ckp-go/ckp/internal/copier"
+	"github.com/ckp-go/ckp/internal/slot"
 )
 
 // save writes one new version of each checkpoint in cs as one transaction. The caller
@@ -181,20 +183,20 @@ func (f *File) fill(cs []*Checkpoint, txn uint64) (now int64, err error) {
 	for _, c := range cs {
 		total += len(c.region)
 	}
-	if total >= parallelThreshold && f.pool.n > 0 {
+	if total >= copier.Threshold && f.pool.Helpers() > 0 {
 		f.activeSaves(1)
 		defer f.activeSaves(-1)
 		f.batchMu.Lock()
 		b := &f.batchBuf
-		b.reset(jobSave)
+		b.Reset(copier.Save)
 		for _, c := range cs {
 			if !c.slot.blocks {
-				b.add(saveJob(data, c))
+				b.Add(saveJob(data, c))
 			}
 		}
-		if len(b.jobs) > 0 {
-			f.pool.run(b)
-			err = b.err()
+		if b.Len() > 0 {
+			f.pool.Run(b)
+			err = b.Err()
 		}
 		f.batchMu.Unlock()
 		if err != nil {
@@ -206,14 +208,14 @@ func (f *File) fill(cs []*Checkpoint, txn uint64) (now int64, err error) {
 				continue
 			}
 			j := saveJob(data, c)
-			if j.table == nil {
-				*j.hash = copyHash(j.dst, j.src)
+			if j.Table == nil {
+				*j.Hash = copier.CopyHash(j.Dst, j.Src)
 				continue
 			}
-			for blk := 0; blk < len(j.src); blk += crc.BlockSize {
-				end := min(blk+crc.BlockSize, len(j.src))
-				h := copyHash(j.dst[blk:end], j.src[blk:end])
-				putTable(j.table, blk/crc.BlockSize, h)
+			for blk := 0; blk < len(j.Src); blk += crc.BlockSize {
+				end := min(blk+crc.BlockSize, len(j.Src))
+				h := copier.CopyHash(j.Dst[blk:end], j.Src[blk:end])
+				putTable(j.Table, blk/crc.BlockSize, h)
 			}
 		}
 	}
@@ -228,33 +230,33 @@ func (f *File) fill(cs []*Checkpoint, txn uint64) (now int64, err error) {
 	for _, c := range cs {
 		if c.slot.blocks {
 			lay := &c.slot.lay
-			t := trailer{Hash: c.slot.hash, Length: uint64(lay.Payload), Version: c.slot.ver, Txn: txn, Time: now, TxnCount: uint32(len(cs)), Session: f.session}
+			t := slot.Trailer{Hash: c.slot.hash, Length: uint64(lay.Payload), Version: c.slot.ver, Txn: txn, Time: now, TxnCount: uint32(len(cs)), Session: f.session}
 			t0 := c.slot.off + pad8(lay.Payload)
 			clear(data[c.slot.off+lay.Payload : t0])
-			writeBlockTrailer(data[t0:t0+trailerFixed+lay.extLen(len(c.name))], f.seed, &t, lay, c.name)
+			slot.WriteBlockTrailer(data[t0:t0+slot.Fixed+lay.ExtLen(len(c.name))], f.seed, &t, lay, c.name)
 			continue
 		}
 		n := int64(len(c.region))
 		t0 := c.slot.off + pad8(n)
 		if ts := crc.TableSize(n); ts > 0 {
-			c.slot.hash = crc.Combine(data[t0+trailerFixed : t0+trailerFixed+int64(ts)])
+			c.slot.hash = crc.Combine(data[t0+slot.Fixed : t0+slot.Fixed+int64(ts)])
 		}
 		// The padding between payload and trailer is zeroed so the slot's bytes are
 		// fully determined by the save.
 		clear(data[c.slot.off+n : t0])
-		t := trailer{Hash: c.slot.hash, Length: uint64(n), Version: c.slot.ver, Txn: txn, Time: now, TxnCount: uint32(len(cs)), Session: f.session}
-		writeTrailer(data[t0:t0+trailerLen(n, len(c.name))], f.seed, &t, c.name)
+		t := slot.Trailer{Hash: c.slot.hash, Length: uint64(n), Version: c.slot.ver, Txn: txn, Time: now, TxnCount: uint32(len(cs)), Session: f.session}
+		slot.WriteTrailer(data[t0:t0+slot.TrailerLen(n, len(c.name))], f.seed, &t, c.name)
 	}
 	return now, nil
 }
 
 // saveJob describes the copy of c's region into its slot.
-func saveJob(data []byte, c *Checkpoint) job {
+func saveJob(data []byte, c *Checkpoint) copier.Job {
 	n := int64(len(c.region))
-	j := job{src: c.region, dst: data[c.slot.off : c.slot.off+n], hash: &c.slot.hash}
+	j := copier.Job{Src: c.region, Dst: data[c.slot.off : c.slot.off+n], Hash: &c.slot.hash}
 	if ts := crc.TableSize(n); ts > 0 {
-		t0 := c.slot.off + pad8(n) + trailerFixed
-		j.table = data[t0 : t0+int64(ts)]
+		t0 := c.slot.off + pad8(n) + slot.Fixed
+		j.Table = data[t0 : t0+int64(ts)]
 	}
 	return j
 }
@@ -342,10 +344,10 @@ func (f *File) versionRecords(recs []index.Record, s *ckptState, p *slotPlan, n,
 		recs = append(recs, index.NameRecords(s.id, s.name)...)
 	}
 	p.rec = int64(len(recs))
-	fp := footprint(n, len(s.name))
+	fp := slot.Footprint(n, len(s.name))
 	var flags uint8
 	if p.blocks {
-		fp = p.lay.footprint(len(s.name))
+		fp = p.lay.Footprint(len(s.name))
 		flags = index.FlagBlocks
 	}
 	recs = append(recs, index.Record{
@@ -429,7 +431,7 @@ func recordsOf(blocks bool) int64 {
 }
 
 // blocksRecord is the BLOCKS record of a version stored by blocks.
-func blocksRecord(id uint32, ver, txn uint64, lay *blockLayout) index.Record {
+func blocksRecord(id uint32, ver, txn uint64, lay *slot.Layout) index.Record {
 	return index.Record{Kind: index.KindBlocks, Ckpt: id, Version: ver, Txn: txn, Aux: uint16(lay.Shift),
 		Offset: uint64(lay.Payload), Length: uint64(lay.K), Hash: lay.Base}
 }

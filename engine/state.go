@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/ckp-go/ckp/index"
+	"github.com/ckp-go/ckp/internal/slot"
 )
 
 // version is one kept version of a checkpoint, decoded from its index record.
@@ -17,20 +18,20 @@ type version struct {
 	size   int64  // slot size: footprint plus slack
 	pos    int64  // the number of its VERSION record in the index
 	blocks bool   // stored by blocks (differential): lay describes the slot
-	lay    blockLayout
+	lay    slot.Layout
 }
 
 func (v *version) slot() extent { return extent{v.off, v.off + v.size} }
 
 // delta reports whether the version holds only the blocks changed since its base.
-func (v *version) delta() bool { return v.blocks && v.lay.delta() }
+func (v *version) delta() bool { return v.blocks && v.lay.Delta() }
 
 // footprint is the slot's size without slack: what the version wrote.
 func (v *version) footprint(nameLen int) int64 {
 	if v.blocks {
-		return v.lay.footprint(nameLen)
+		return v.lay.Footprint(nameLen)
 	}
-	return footprint(v.length, nameLen)
+	return slot.Footprint(v.length, nameLen)
 }
 
 // ckptState is everything the File knows about one checkpoint name, registered or not.
@@ -209,19 +210,19 @@ func (f *File) decodeVersion(rec int64, nameLen int) version {
 	}
 	slack := int64(binary.LittleEndian.Uint32(b[56:]))
 	if b[1]&index.FlagBlocks == 0 {
-		v.size = footprint(v.length, nameLen) + slack
+		v.size = slot.Footprint(v.length, nameLen) + slack
 		return v
 	}
 	v.blocks = true
 	v.lay = f.decodeLayout(rec+1, v.length)
-	v.size = v.lay.footprint(nameLen) + slack
+	v.size = v.lay.Footprint(nameLen) + slack
 	return v
 }
 
 // decodeLayout decodes the BLOCKS record number rec.
-func (f *File) decodeLayout(rec int64, regionLen int64) blockLayout {
+func (f *File) decodeLayout(rec int64, regionLen int64) slot.Layout {
 	b := f.idx.Bytes()[index.HeaderSize+rec*index.RecordSize:][:index.RecordSize]
-	return blockLayout{
+	return slot.Layout{
 		RegionLen: regionLen,
 		Shift:     uint8(binary.LittleEndian.Uint16(b[2:])),
 		Base:      binary.LittleEndian.Uint64(b[32:]),

@@ -22,8 +22,9 @@
 //     the cores, and the writer's session id.
 //   - Tier, which the engine calls: Admit (back-pressure before a save), Published
 //     (the versions of a save, pinned; called under the File's lock, so it never calls
-//     back), Rewound, Lookup and NewestCommitted (a restore that falls back to the
-//     store), JobVersion, Flush and Close.
+//     back), Rewound, Lookup, Committed and NewestOf (a restore that falls back to the
+//     store, relative versions on a new node), Join (RestoreJob), JobVersion, Flush
+//     and Close.
 //
 // The tier never allocates, frees or reuses a slot, and this package does not import
 // package engine.
@@ -36,12 +37,26 @@
 //
 // # In the store
 //
-// A version's bytes go to a content-addressed data object (d/<rank>/<hash>-<length>),
-// then a manifest naming them (m/<rank>/<checkpoint>/<version>) is created with a
+// A version's bytes go to a data object (d/<rank>/<life>/<version>-<hash>-<length>), then a
+// manifest naming them (m/<rank>/<life>/<checkpoint>/<version>) is created with a
 // conditional create: the version is committed when its manifest exists. Retention
 // deletes a version manifest first, then the data objects nothing names any more.
-// docs/REMOTE.md describes every key and byte, the commit protocol, the job rules and
-// what each failure leaves behind.
+//
+// # The job protocol
+//
+// The ranks of a job never talk to each other and there is no coordinator: they agree
+// through small records in the store (job/...), each created with a conditional
+// create. A job's history is a chain of lives; each restart of a rank (RestoreJob)
+// joins the current life, or seals it and begins the next at its restart point when
+// the rank was already a member, so that nothing of an abandoned life ever counts
+// again. A version counts for the job when every rank has committed every checkpoint
+// it registered at that number in the life; ranks climb trees of markers (arity 8)
+// so that whoever completes a version or a join learns it from a constant number of
+// requests, whatever the number of ranks. Files: records.go (the records' bytes),
+// restart.go (Join, JobVersion), job.go (lives, logs, trees, completion), retain.go
+// (retention in the store), reconcile.go (what Open reads). docs/REMOTE.md describes
+// every key and byte, the protocol and why it is safe, and what each failure leaves
+// behind.
 //
 // # Errors
 //

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -513,13 +514,66 @@ func (t *Tier) moveOn(ctx context.Context) error {
 		if newer {
 			continue
 		}
+		old := j.life
 		j.life, j.lrec, j.started, j.pending, j.head = n, L, started, nil, h
 		t.mu.Lock()
 		clear(t.dedup)   // data objects are per life,
 		clear(t.lastMan) // and so are the bases of differential uploads
 		t.mu.Unlock()
+		t.requeue(old)
 		return nil
 	}
+}
+
+// requeue queues again, for the life this process moved into, the versions it
+// committed (or was committing) in life old: that life ended where this process began, so nothing it
+// committed there counts, and the new life's base is this process's own history. A
+// version dropped from the local file since is not. Caller holds t.jobMu.
+func (t *Tier) requeue(old uint64) {
+	type ref struct {
+		name string
+		num  uint64
+	}
+	var refs []ref
+	t.mu.Lock()
+	for at, names := range t.commits {
+		if at.life != old {
+			continue
+		}
+		for name := range names {
+			refs = append(refs, ref{name, at.v})
+		}
+		delete(t.commits, at)
+	}
+	for _, it := range t.open {
+		// Uploads under way in life old, and those queued behind them (so that each
+		// checkpoint's versions still commit in order): abandoned, and queued again.
+		if it.kind == itemUpload && (it.life == old || it.life == 0) && !it.abandoned {
+			it.abandoned = true
+			refs = append(refs, ref{it.v.Name, it.num})
+		}
+	}
+	t.mu.Unlock()
+	slices.SortFunc(refs, func(a, b ref) int { return cmp.Or(cmp.Compare(a.num, b.num), cmp.Compare(a.name, b.name)) })
+	refs = slices.Compact(refs)
+	var vs []Sealed
+	for _, r := range refs {
+		if v, err := t.h.Pin(r.name, r.num); err == nil {
+			vs = append(vs, v)
+		}
+	}
+	type txnNum struct{ txn, num uint64 }
+	members := map[txnNum]uint32{}
+	for _, v := range vs {
+		members[txnNum{v.Txn, v.Num}]++
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, v := range vs {
+		t.enqueueUpload(v, members[txnNum{v.Txn, v.Num}])
+	}
+	t.requeues++
+	t.signal()
 }
 
 // enter finishes joining life n once this rank's join record is there: it climbs the

@@ -101,6 +101,7 @@ type Tier struct {
 	// it was saved); data objects of this life by contents (dedup), manifests read.
 	commits  map[point]map[string]commitRef
 	required map[uint64][]string
+	requeues int // moves into the next life that queued versions again (Flush waits for them)
 	dedup    map[dedupKey]string
 	mcache   map[string]*manifest
 	lives    map[uint64]*lifeRec // life records read
@@ -596,12 +597,50 @@ func (t *Tier) uploadLife(ctx context.Context) (uint64, error) {
 	return j.life, nil
 }
 
-// Flush waits until every item queued before the call is finished, then runs a
-// retention pass. It returns a permanent failure not reported yet, or an error wrapping
-// ErrRemote and the context's error if ctx ends first (the uploads go on).
+// Flush waits until every item queued before the call is finished (and those a move
+// into the next life queued again meanwhile), then runs a retention pass. It returns a
+// permanent failure not reported yet, or an error wrapping ErrRemote and the context's
+// error if ctx ends first (the uploads go on).
 func (t *Tier) Flush(ctx context.Context) error {
 	t.mu.Lock()
-	target := t.seq
+	target, moves := t.seq, t.requeues
+	t.mu.Unlock()
+	for {
+		if err := t.await(ctx, target); err != nil {
+			return err
+		}
+		if t.cfg.workers <= 0 {
+			if err := t.drain(ctx); err != nil {
+				return err
+			}
+		}
+		if err := t.recordPending(ctx); err != nil {
+			if errors.Is(err, ErrRestart) {
+				return err
+			}
+			return remoteErr(t.st, err, "the job's state")
+		}
+		if err := t.retain(ctx); err != nil {
+			if errors.Is(err, ErrRestart) {
+				return err
+			}
+			return remoteErr(t.st, err, "retention")
+		}
+		t.mu.Lock()
+		again := t.requeues != moves
+		target, moves = t.seq, t.requeues
+		t.mu.Unlock()
+		if !again {
+			return nil
+		}
+	}
+}
+
+// await waits until every item up to seq target is finished, and returns a permanent
+// failure not reported yet.
+func (t *Tier) await(ctx context.Context, target uint64) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for {
 		busy := false
 		for s := range t.open {
@@ -611,7 +650,7 @@ func (t *Tier) Flush(ctx context.Context) error {
 			}
 		}
 		if !busy {
-			break
+			return t.takeErr()
 		}
 		ch := t.changed
 		t.mu.Unlock()
@@ -625,34 +664,10 @@ func (t *Tier) Flush(ctx context.Context) error {
 					n++
 				}
 			}
-			t.mu.Unlock()
 			return fmt.Errorf("%w: %s: %d upload(s) not finished: %w", base.ErrRemote, t.st, n, context.Cause(ctx))
 		}
 		t.mu.Lock()
 	}
-	err := t.takeErr()
-	t.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if t.cfg.workers <= 0 {
-		if err := t.drain(ctx); err != nil {
-			return err
-		}
-	}
-	if err := t.recordPending(ctx); err != nil {
-		if errors.Is(err, ErrRestart) {
-			return err
-		}
-		return remoteErr(t.st, err, "the job's state")
-	}
-	if err := t.retain(ctx); err != nil {
-		if errors.Is(err, ErrRestart) {
-			return err
-		}
-		return remoteErr(t.st, err, "retention")
-	}
-	return nil
 }
 
 // drain runs every queued upload on the caller's goroutine (no background workers),
