@@ -118,7 +118,7 @@ func (f *File) compact() error {
 // marked closed.
 func (f *File) replaceIndex(recs []index.Record) (h index.Header, old *mmapfile.File, crc uint32, err error) {
 	h = index.Header{FileID: f.fileID, Generation: f.log.gen + 1, Created: time.Now().UnixNano()}
-	if err := f.writeIndexFile(f.idxPath, h, recs, true); err != nil {
+	if err := index.WriteFile(f.idxPath, h, recs, f.opts.Perm, true); err != nil {
 		return h, nil, 0, err
 	}
 	nidx, err := mmapfile.Open(f.idxPath, f.indexOptions())

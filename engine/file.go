@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"math/bits"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"sort"
 	"sync"
@@ -350,7 +349,7 @@ func (f *File) create() error {
 	}
 	f.seed = slot.Seed(f.fileID)
 	now := time.Now().UnixNano()
-	if err := f.writeIndexFile(f.idxPath, index.Header{FileID: f.fileID, Created: now}, nil, true); err != nil {
+	if err := index.WriteFile(f.idxPath, index.Header{FileID: f.fileID, Created: now}, nil, f.opts.Perm, true); err != nil {
 		return err
 	}
 	var err error
@@ -375,7 +374,7 @@ func (f *File) create() error {
 	if err := f.data.Sync(); err != nil {
 		return fmt.Errorf("ckp: sync %s: %w", f.path, err)
 	}
-	if err := syncDir(f.path); err != nil {
+	if err := index.SyncDir(f.path); err != nil {
 		return err
 	}
 	f.log = logState{pos: index.HeaderSize, crc: seed, synced: index.HeaderSize}
@@ -383,53 +382,6 @@ func (f *File) create() error {
 	f.nextTxn = 1
 	f.nextID = 1
 	return f.beginSession()
-}
-
-// writeIndexFile writes a whole index file (header and records, the last one flagged as
-// given by the caller) to path via a temporary file and a rename; with durable it
-// syncs the file and the directory.
-func (f *File) writeIndexFile(path string, h index.Header, recs []index.Record, durable bool) error {
-	buf := make([]byte, index.HeaderSize+len(recs)*index.RecordSize)
-	prev := index.EncodeHeader(buf, h)
-	for i := range recs {
-		prev = index.Encode(buf[index.HeaderSize+i*index.RecordSize:], &recs[i], prev)
-	}
-	tmp := path + ".tmp"
-	t, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, f.opts.Perm)
-	if err != nil {
-		return fmt.Errorf("ckp: %w", err)
-	}
-	_, err = t.Write(buf)
-	if err == nil && durable {
-		err = t.Sync()
-	}
-	if cerr := t.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("ckp: write %s: %w", path, err)
-	}
-	if durable {
-		return syncDir(path)
-	}
-	return nil
-}
-
-// syncDir makes a directory entry change under dir(path) durable.
-func syncDir(path string) error {
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("ckp: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("ckp: sync directory of %s: %w", path, err)
-	}
-	return nil
 }
 
 // beginSession appends the writer's session record.

@@ -213,7 +213,7 @@ func versionRecords(st *ckptState, v version) []index.Record {
 		return []index.Record{r}
 	}
 	r.Flags = index.FlagBlocks
-	b := blocksRecord(st.id, v.num, v.txn, &v.lay)
+	b := v.lay.Record(st.id, v.num, v.txn)
 	b.Flags = index.FlagCommit
 	return []index.Record{r, b}
 }

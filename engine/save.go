@@ -363,7 +363,7 @@ func (f *File) versionRecords(recs []index.Record, s *ckptState, p *slotPlan, n,
 		Slack:   uint32(p.size - fp),
 	})
 	if p.blocks {
-		recs = append(recs, blocksRecord(s.id, p.ver, txn, &p.lay))
+		recs = append(recs, p.lay.Record(s.id, p.ver, txn))
 	}
 	if keep, old := f.opts.KeepVersions, s.n(); keep > 0 && old+1 > keep {
 		// After this version is added, the newest keep remain: the version record
@@ -428,10 +428,4 @@ func recordsOf(blocks bool) int64 {
 		return 2
 	}
 	return 1
-}
-
-// blocksRecord is the BLOCKS record of a version stored by blocks.
-func blocksRecord(id uint32, ver, txn uint64, lay *slot.Layout) index.Record {
-	return index.Record{Kind: index.KindBlocks, Ckpt: id, Version: ver, Txn: txn, Aux: uint16(lay.Shift),
-		Offset: uint64(lay.Payload), Length: uint64(lay.K), Hash: lay.Base}
 }

@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/ckp-go/ckp/crc"
+	"github.com/ckp-go/ckp/index"
 	"github.com/ckp-go/ckp/internal/base"
 )
 
@@ -141,6 +142,13 @@ func (l *Layout) ExtLen(nameLen int) int64 {
 		e += base.Pad8(4 * l.K)
 	}
 	return e
+}
+
+// Record is the index's BLOCKS record of version ver (transaction txn) of checkpoint
+// id, stored by blocks as l says.
+func (l *Layout) Record(id uint32, ver, txn uint64) index.Record {
+	return index.Record{Kind: index.KindBlocks, Ckpt: id, Version: ver, Txn: txn, Aux: uint16(l.Shift),
+		Offset: uint64(l.Payload), Length: uint64(l.K), Hash: l.Base}
 }
 
 // Footprint is the bytes a blocks slot takes from its payload's start.
