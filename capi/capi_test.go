@@ -103,7 +103,7 @@ func TestHeaderMatchesLibrary(t *testing.T) {
 	for _, m := range decl.FindAllStringSubmatch(strings.ReplaceAll(string(h), "\n                ", " "), -1) {
 		params[m[1]] = countParams(m[2])
 	}
-	want := []string{"ckpClose", "ckpFlush", "ckpJobVersion", "ckpLastError", "ckpLocate", "ckpNewest", "ckpOpen",
+	want := []string{"ckpClose", "ckpFlush", "ckpJobLife", "ckpJobVersion", "ckpLastError", "ckpLocate", "ckpNewest", "ckpOpen",
 		"ckpRegister", "ckpRestore", "ckpRestoreAll", "ckpRestoreJob", "ckpSave", "ckpSaveAll", "ckpStrerror",
 		"ckpSync", "ckpUnregister", "ckpVersions"}
 	var declared []string

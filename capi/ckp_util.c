@@ -56,6 +56,10 @@ const char *ckpStrerror(int status) {
 	case EREMOTEIO:
 		return "ckp: remote store failed (unreachable, denied, or an upload failed)";
 #endif
+#ifdef ERESTART
+	case ERESTART:
+		return "ckp: the job went on without this rank (call ckpRestoreJob)";
+#endif
 	}
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
 	{

@@ -10,7 +10,7 @@
  * This header declares the classic ckp_util functions (ckpOpen, ckpClose, ckpLocate,
  * ckpRegister, ckpUnregister, ckpSave, ckpSaveAll, ckpRestore, ckpRestoreAll) and a few
  * additions (ckpSync, ckpNewest, ckpVersions, ckpStrerror, ckpLastError, and for the
- * remote tier ckpFlush, ckpJobVersion, ckpRestoreJob).
+ * remote tier ckpFlush, ckpJobVersion, ckpJobLife, ckpRestoreJob).
  *
  * BUILDING
  *
@@ -86,6 +86,9 @@
  *                  reached within timeout=, it denied access, the bucket is missing,
  *                  or an upload failed; ckpLastError says which. The local file is
  *                  never affected. (EREMOTEIO is Linux's; elsewhere this is EIO.)
+ *     ERESTART     the job went on without this rank (see REMOTE TIER): call
+ *                  ckpRestoreJob. (ERESTART is Linux's; elsewhere this is EIO, and
+ *                  ckpLastError says "call RestoreJob".)
  *     other        an operating-system error, as its errno: ENOSPC, EACCES, EROFS, ...
  *
  * ckpStrerror(status) describes a status in a static string; ckpLastError() returns
@@ -122,12 +125,15 @@
  * Saves stay local and as fast; uploads run behind them. A version is committed in
  * the store once all of its bytes and then its manifest are there. Each rank of a
  * job (rank=, ranks=) opens its own local file with the same remote= and has its own
- * versions in the store; the job version is the newest version every rank committed
- * (ckpJobVersion), and a restart of every rank with ckpRestoreJob puts them all at it,
- * without any communication between the ranks: a job restarts on other nodes, whose
- * local files are missing or behind, from the store alone. docs/REMOTE.md in the
- * source tree describes the protocol, every object in the store, and what each
- * failure leaves behind.
+ * versions in the store. The job's history is a chain of lives: each restart of a
+ * rank ends the life it finds and begins the next (ckpJobLife shows the newest); the
+ * job version is the newest version complete on every rank in the newest life
+ * (ckpJobVersion), and ckpRestoreJob, called by every rank after it registers its
+ * regions and before its first save, joins that life and puts the rank at it, without
+ * any communication between the ranks: a job restarts on other nodes, whose local
+ * files are missing or behind, from the store alone. docs/REMOTE.md in the source
+ * tree describes the protocol, every object in the store, and what each failure
+ * leaves behind.
  *
  *   - ckpFlush waits until everything saved so far is committed in the store;
  *     ckpClose does too (up to timeout=).
@@ -139,9 +145,16 @@
  *     damaged, fetch the store's copy (checked against its hashes first).
  *   - Version numbers mean the same step on every rank only if every rank saves with
  *     ckpSaveAll at the same steps and restarts with ckpRestoreJob. In a job of
- *     several ranks, ckpRestoreAll also rewinds: every version after the one restored
- *     is dropped, from the local file at once and from this rank's store in the
- *     background (ckpFlush waits for it), and the next save follows it.
+ *     several ranks, ckpRestoreAll of the job version (or 0) is ckpRestoreJob.
+ *   - A rank that goes on after its life of the job ended (another rank restarted
+ *     once a version was complete, or this rank saved without ckpRestoreJob) gets
+ *     ERESTART from its next ckpSave, ckpSaveAll, ckpFlush or ckpClose: nothing it
+ *     uploads counts any more, and it calls ckpRestoreJob to rejoin the job. A rank
+ *     with nothing complete since it joined moves into the next life instead.
+ *   - launch= names the launch of the job, so that a process of an earlier launch
+ *     still running (a zombie a scheduler failed to kill) never mixes its versions
+ *     into the new launch's: it gets ERESTART. Without it, every process of the old
+ *     launch must be dead before the new one starts.
  *
  * RUNTIME RULES (the library holds a Go runtime, started when it is loaded)
  *
@@ -222,6 +235,10 @@ typedef struct _Checkpoint *Checkpoint;
  *     region=NAME         the bucket's region (default us-east-1)
  *     rank=R, ranks=N     this process is rank R (0..N-1) of a job of N ranks (default
  *                         rank 0 of 1). Every rank passes the same remote= and ranks=
+ *     launch=ID           names this launch of the job (at most 256 bytes): the same
+ *                         on every rank started together and another one at each
+ *                         restart, e.g. $SLURM_JOB_ID.$SLURM_RESTART_COUNT, or random
+ *                         bytes rank 0 broadcasts (MPI_Bcast) as hex (default: none)
  *     every=N             upload every N-th version: version v when v is a multiple of
  *                         N (default 1, every version). The same on every rank
  *     keep_remote=K       keep the newest K committed versions of each checkpoint in
@@ -232,15 +249,15 @@ typedef struct _Checkpoint *Checkpoint;
  *     timeout=D           how long a call waits for the store: ckpOpen (which asks
  *                         the store what is committed), a save waiting under
  *                         max_pending=, a restore from the store, ckpFlush,
- *                         ckpJobVersion, ckpRestoreJob and ckpClose; a duration such
- *                         as 500ms or 2m (default 1m). Past it the call fails with
- *                         EREMOTEIO
+ *                         ckpJobVersion, ckpJobLife, ckpRestoreJob and ckpClose; a
+ *                         duration such as 500ms or 2m (default 1m). Past it the call
+ *                         fails with EREMOTEIO
  *
- * With a remote tier, ckpOpen asks the store which versions this rank committed:
- * local versions it lacks are queued for upload in a job of one rank; in a job of
- * several they are not (the job restarts from what every rank committed), and a
- * checkpoint whose local versions are older than the store's newest (a restart on
- * another node) gets that version from the store.
+ * With a remote tier, ckpOpen lists the versions this rank committed in the store, so
+ * that a restore can fall back on them and a checkpoint registered on a new node
+ * numbers its saves after them; it decides nothing about the job and copies nothing
+ * into the local file (the first restore, or ckpRestoreJob, fetches from the store).
+ * In a job of one rank, local versions the store lacks are queued for upload.
  *
  * Errors: EINVAL (NULL pathname or file, empty pathname, a bad or unknown option, a
  * key given twice, a remote key without remote=, endpoint=, insecure= or region= with
@@ -261,8 +278,10 @@ int ckpOpen(const char *pathname, const char *options, CheckpointFile *file);
  * timeout=, for the uploads queued so far (as ckpFlush).
  *
  * Errors: EINVAL (NULL file), EBADF (already closed), EREMOTEIO (uploads failed or
- * did not finish within timeout=; the local file holds every version), or the
- * operating system's errno if the final flush failed (EIO, ENOSPC, ...).
+ * did not finish within timeout=; the local file holds every version), ERESTART (the
+ * job went on without this rank: its uploads do not count; the local file holds every
+ * version), or the operating system's errno if the final flush failed (EIO, ENOSPC,
+ * ...).
  */
 int ckpClose(CheckpointFile file);
 
@@ -308,7 +327,8 @@ int ckpUnregister(Checkpoint checkpoint);
  * Errors: EINVAL (NULL checkpoint, a read-only file), ENOENT (unregistered), EBADF
  * (file closed), EFBIG (the data file would pass its maximum size), EREMOTEIO (with a
  * remote tier: an earlier upload failed, reported once, or the save waited for room
- * under max_pending= longer than timeout=), or the operating system's errno (ENOSPC,
+ * under max_pending= longer than timeout=), ERESTART (with a remote tier: the job went
+ * on without this rank: call ckpRestoreJob), or the operating system's errno (ENOSPC,
  * EIO, ...); the newest version is then unchanged.
  */
 int ckpSave(Checkpoint checkpoint);
@@ -346,10 +366,10 @@ int ckpRestore(Checkpoint checkpoint, int version);
  * region is written: on any error no region is modified. A file with nothing
  * registered restores nothing and returns 0.
  *
- * In a job of several ranks (ranks= above 1), ckpRestoreAll also rewinds: every
- * version after the one restored is dropped, locally and from this rank's store, and
- * the next save is numbered one past it, so that ckpRestoreAll of the job version
- * (ckpJobVersion) on every rank keeps their numbers in step, as ckpRestoreJob does.
+ * In a job of several ranks (ranks= above 1) with a remote tier, ckpRestoreAll of the
+ * job version (ckpJobVersion) or of 0 is ckpRestoreJob: it joins the job's current
+ * life, restores the job version and rewinds to it, so that the ranks' numbers stay
+ * in step; another version is ERANGE.
  *
  * Errors: as ckpRestore (EINVAL for a NULL file, EBADF for a closed one).
  */
@@ -397,17 +417,19 @@ int ckpVersions(Checkpoint checkpoint, int *versions, int capacity, int *count);
  *
  * Errors: EINVAL (NULL file), EBADF (closed), EREMOTEIO (an upload failed, or the
  * uploads did not finish within timeout=: they go on in the background, and a later
- * ckpFlush may succeed).
+ * ckpFlush may succeed), ERESTART (the job went on without this rank: call
+ * ckpRestoreJob).
  */
 int ckpFlush(CheckpointFile file);
 
 /*
- * ckpJobVersion stores in *version the job version: the newest version number that
- * every rank 0..ranks-1 of the job has committed in the store, for every checkpoint
- * its ckpSaveAll (or ckpSave) of that number saved; or 0 if there is none yet (as
- * ckpNewest says 0 for no version). It reads the store and changes nothing. Every
- * rank restarting at ckpRestoreAll(file, job version) gives a consistent job; when
- * it is 0, ckpRestoreJob starts the job over.
+ * ckpJobVersion stores in *version the job version, the restart point of the job's
+ * newest life: the newest version complete on every rank 0..ranks-1 in that life (a
+ * version is complete on a rank when every checkpoint registered there has it
+ * committed in the store), or, when none is yet, the version the life began from;
+ * 0 if there is none (as ckpNewest says 0 for no version). It reads a few objects of
+ * the store, whatever the number of ranks, and changes nothing. ckpRestoreJob on
+ * every rank restarts the job there; when it is 0, the job starts over.
  *
  * Errors: EINVAL (NULL file or version, or a file without a remote tier), EBADF
  * (closed), EREMOTEIO (the store could not be read within timeout=).
@@ -415,26 +437,44 @@ int ckpFlush(CheckpointFile file);
 int ckpJobVersion(CheckpointFile file, int *version);
 
 /*
+ * ckpJobLife stores in *life the number of the job's newest life (1, 2, ...: the
+ * ckpRestoreJob of a rank restarted after it joined the newest life begins the next;
+ * 0 when no rank has joined the job yet) and in *version its restart point, the job
+ * version (as ckpJobVersion). It reads the store and changes nothing. The command
+ * `ckp job LOCATION` shows the same from outside the job.
+ *
+ * Errors: EINVAL (NULL file, life or version, or a file without a remote tier), EBADF
+ * (closed), EREMOTEIO (the store could not be read within timeout=). On error *life
+ * and *version are 0 (unless NULL).
+ */
+int ckpJobLife(CheckpointFile file, int *life, int *version);
+
+/*
  * ckpRestoreJob restarts this rank of a job (an extension of the classic interface,
- * as are ckpFlush and ckpJobVersion): it restores every checkpoint registered on file
- * at the job version (see ckpJobVersion) and rewinds to it, so that the next save is
- * numbered one past it; versions after it are dropped, from the local file at once
- * and from this rank's store in the background (ckpFlush waits for it). When the job
- * has no version yet, it starts over: every version of the registered checkpoints is
- * dropped, the regions are left as they are, and the next save is version 1. It
- * stores the version restored in *version (0 when it started over), unless version
- * is NULL.
+ * as are ckpFlush, ckpJobVersion and ckpJobLife): it joins the job's current life
+ * (ending the newest life and beginning the next when this rank was already in it,
+ * or with launch=, when the life is of another launch), restores every checkpoint
+ * registered on file at the life's start, the job version (see ckpJobVersion), and
+ * rewinds to it, so that the next save is numbered one past it; versions after it are
+ * dropped, from the local file at once and from this rank's store in the background
+ * (ckpFlush waits for it). A local copy with the same bytes is used; the others are
+ * fetched from the store. When the job has no version yet, it starts over: every
+ * version of the registered checkpoints is dropped, the regions are left as they are,
+ * and the next save is version 1. It stores the version restored in *version (0 when
+ * it started over), unless version is NULL.
  *
  * Every rank of a job calls it after registering its regions and before its first
- * save; the ranks then agree on the restart step without talking to each other,
+ * save (in a job of several ranks that has a job version, a save without it gets
+ * ERESTART); the ranks then agree on the restart step without talking to each other,
  * provided no rank saves a new version before every rank has called it (as when each
- * step exchanges data with the other ranks: examples/mpi). The version restored may
- * come from the store (a rank restarted on another node).
+ * step exchanges data with the other ranks: examples/mpi). A rank that got ERESTART
+ * calls it again to rejoin the job. The checkpoints registered must be those the rank
+ * saved at the job version.
  *
  * Errors: EINVAL (NULL file, or a file without a remote tier), EBADF (closed),
- * EMSGSIZE (a version's size differs from its region's), EIO (damaged data),
- * EREMOTEIO (the store could not be read within timeout=). On error no region is
- * modified.
+ * EMSGSIZE (a version's size differs from its region's), EIO (damaged data, or a
+ * checkpoint registered that was not saved at the job version), EREMOTEIO (the store
+ * could not be read within timeout=). On error no region is modified.
  */
 int ckpRestoreJob(CheckpointFile file, int *version);
 

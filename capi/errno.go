@@ -12,11 +12,13 @@ import (
 // only, but wrapping is open-ended) gets the first. ErrRemote comes first: a failure
 // of the remote tier wraps its cause, which may be an engine error too (ErrCorrupt
 // for local bytes that failed their check on the way to the store), and the status
-// says where it failed while the message says why.
+// says where it failed while the message says why. ErrRestart, which wraps ErrRemote,
+// comes before it: the rank must restart, which no other failure of the store asks.
 var errnos = []struct {
 	err   error
 	errno syscall.Errno
 }{
+	{engine.ErrRestart, errRestart},
 	{engine.ErrRemote, errRemote},
 	{engine.ErrInvalid, syscall.EINVAL},
 	{engine.ErrNotFound, syscall.ENOENT},

@@ -29,6 +29,10 @@ func TestErrnoOf(t *testing.T) {
 		{engine.ErrCorrupt, syscall.EIO},
 		{engine.ErrFull, syscall.EFBIG},
 		{engine.ErrRemote, errRemote},
+		// A rank whose life of the job is over: ERESTART, not EREMOTEIO, though
+		// ErrRestart wraps ErrRemote.
+		{engine.ErrRestart, errRestart},
+		{fmt.Errorf("flush: %w", engine.ErrRestart), errRestart},
 		// A remote failure is EREMOTEIO whatever its cause: an OS error, a timeout, or
 		// local bytes that failed their check on the way to the store.
 		{fmt.Errorf("%w: dir:/x: %w", engine.ErrRemote, syscall.ENOSPC), errRemote},

@@ -25,7 +25,6 @@ import "C"
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"unsafe"
@@ -301,29 +300,50 @@ func jobVersion(of *openFile, v int) (C.int, error) {
 	return C.int(v), nil
 }
 
+// jobLife reads the job's newest life and its restart point for ckpJobVersion and
+// ckpJobLife (0 for either when there is none), within timeout=.
+func jobLife(file C.uintptr_t) (life, version C.int, err error) {
+	of, err := fileOf(uintptr(file))
+	if err != nil {
+		return 0, 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), of.timeout)
+	defer cancel()
+	l, v, err := of.f.JobLife(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if l > math.MaxInt32 {
+		return 0, 0, fmt.Errorf("%w: %s: life %d of the job does not fit in an int", engine.ErrVersion, of.f.Path(), l)
+	}
+	version, err = jobVersion(of, v)
+	return C.int(l), version, err
+}
+
 //export ckpJobVersion
 func ckpJobVersion(file C.uintptr_t, version *C.int) C.int {
 	if version == nil {
 		return fail(fmt.Errorf("%w: ckpJobVersion: NULL version pointer", engine.ErrInvalid))
 	}
-	of, err := fileOf(uintptr(file))
+	_, v, err := jobLife(file)
 	if err != nil {
 		return fail(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), of.timeout)
-	defer cancel()
-	v, err := of.f.JobVersion(ctx)
-	if errors.Is(err, engine.ErrNotFound) && !errors.Is(err, engine.ErrRemote) {
-		v, err = 0, nil // no version committed by every rank yet: 0, as ckpNewest says
+	*version = v
+	return 0
+}
+
+//export ckpJobLife
+func ckpJobLife(file C.uintptr_t, life, version *C.int) C.int {
+	if life == nil || version == nil {
+		return fail(fmt.Errorf("%w: ckpJobLife: NULL life or version pointer", engine.ErrInvalid))
 	}
+	*life, *version = 0, 0
+	l, v, err := jobLife(file)
 	if err != nil {
 		return fail(err)
 	}
-	cv, err := jobVersion(of, v)
-	if err != nil {
-		return fail(err)
-	}
-	*version = cv
+	*life, *version = l, v
 	return 0
 }
 

@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/ckp-go/ckp/engine"
+	"github.com/ckp-go/ckp/remote"
 	"github.com/ckp-go/ckp/store"
 	"github.com/ckp-go/ckp/store/location"
 )
@@ -114,6 +115,16 @@ var optionKeys = []optionKey{
 			return invalidf("options: ranks=%s: want a whole number of at least 1", v)
 		}
 		r.tier.Ranks = n
+		return nil
+	}),
+	remoteKey("launch", func(r *remoteOptions, v string) error {
+		switch {
+		case v == "":
+			return invalidf("options: launch=: want an id of this launch of the job")
+		case len(v) > remote.MaxLaunch:
+			return invalidf("options: launch= of %d bytes: at most %d", len(v), remote.MaxLaunch)
+		}
+		r.tier.Launch = v
 		return nil
 	}),
 	remoteKey("keep_remote", func(r *remoteOptions, v string) error {

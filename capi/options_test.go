@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/ckp-go/ckp/engine"
+	"github.com/ckp-go/ckp/remote"
+	"github.com/ckp-go/ckp/store"
 	"github.com/ckp-go/ckp/store/location"
 )
 
@@ -68,6 +70,7 @@ func TestParseOptions(t *testing.T) {
 		{in: "keep_remote=1", wantErr: "keep_remote= needs remote="},
 		{in: "max_pending=100", wantErr: "max_pending= needs remote="},
 		{in: "timeout=1s", wantErr: "timeout= needs remote="},
+		{in: "launch=job-7", wantErr: "launch= needs remote="},
 		{in: "remote=", wantErr: "remote=: want a location"},
 		// Bad values.
 		{in: "remote=/srv/ckp every=-1", wantErr: "every=-1"},
@@ -80,6 +83,8 @@ func TestParseOptions(t *testing.T) {
 		{in: "remote=/srv/ckp max_pending=0", wantErr: "max_pending=0"},
 		{in: "remote=/srv/ckp timeout=0", wantErr: "timeout=0: want a positive duration"},
 		{in: "remote=/srv/ckp timeout=10", wantErr: "timeout=10"},
+		{in: "remote=/srv/ckp launch=", wantErr: "launch=: want an id"},
+		{in: "remote=/srv/ckp launch=" + strings.Repeat("x", remote.MaxLaunch+1), wantErr: "launch= of 257 bytes: at most 256"},
 		{in: "remote=s3://b endpoint=", wantErr: "endpoint=: want host:port"},
 		{in: "remote=s3://b region=", wantErr: "region=: want"},
 		{in: "remote=s3://b insecure=2", wantErr: "insecure=2: want 0 or 1"},
@@ -123,6 +128,10 @@ func TestParseRemoteOptions(t *testing.T) {
 			want: remoteOptions{location: "/srv/ckp", tier: engine.Remote{Ranks: 1, Keep: 5, MaxPending: 4096, Timeout: 90 * time.Second}}},
 		{in: "remote=s3://bucket/run/42 endpoint=127.0.0.1:9000 insecure=1 region=eu-west-1",
 			want: remoteOptions{location: "s3://bucket/run/42", reach: location.Options{Endpoint: "127.0.0.1:9000", Insecure: true, Region: "eu-west-1"}}},
+		{in: "launch=4242.1 remote=/srv/ckp ranks=2",
+			want: remoteOptions{location: "/srv/ckp", tier: engine.Remote{Ranks: 2, Launch: "4242.1"}}},
+		{in: "remote=/srv/ckp launch=" + strings.Repeat("x", remote.MaxLaunch),
+			want: remoteOptions{location: "/srv/ckp", tier: engine.Remote{Launch: strings.Repeat("x", remote.MaxLaunch)}}},
 		{in: "insecure=0 endpoint=https://s3.example.com remote=s3://bucket",
 			want: remoteOptions{location: "s3://bucket", reach: location.Options{Endpoint: "https://s3.example.com"}}},
 	}
@@ -224,5 +233,21 @@ func TestOptionKeysUnique(t *testing.T) {
 			t.Errorf("bad or repeated key %q", k.name)
 		}
 		seen[k.name] = true
+	}
+}
+
+// TestLaunchLimit: launch= takes exactly the ids the remote tier takes (Remote.Resolve).
+func TestLaunchLimit(t *testing.T) {
+	st, err := store.Dir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{remote.MaxLaunch, remote.MaxLaunch + 1} {
+		id := strings.Repeat("x", n)
+		_, perr := parseOptions("remote=/srv/ckp launch=" + id)
+		_, rerr := (&engine.Remote{Store: st, Launch: id}).Resolve(0)
+		if (perr == nil) != (rerr == nil) {
+			t.Fatalf("a launch id of %d bytes: launch= says %v, Resolve %v", n, perr, rerr)
+		}
 	}
 }

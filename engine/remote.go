@@ -174,22 +174,27 @@ func (f *File) Flush(ctx context.Context) error {
 // a rank that registers a checkpoint it does not save at every number holds the job
 // back.
 func (f *File) JobVersion(ctx context.Context) (int, error) {
+	_, v, err := f.JobLife(ctx)
+	if err == nil && v == 0 {
+		s := f.tier.Settings()
+		err = errf(ErrNotFound, "no version is complete on every one of the %d rank(s) in %s", s.Ranks(), s.Store())
+	}
+	return v, err
+}
+
+// JobLife returns the job's newest life (docs/REMOTE.md, "The job protocol"; 0 when no
+// rank has joined the job yet) and its restart point: the version JobVersion returns,
+// or 0 when the job starts over. ErrInvalid without a remote tier.
+func (f *File) JobLife(ctx context.Context) (life uint64, version int, err error) {
 	if err := f.begin(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer f.end()
 	if f.tier == nil {
-		return 0, errf(ErrInvalid, "JobVersion: %s has no remote tier", f.path)
+		return 0, 0, errf(ErrInvalid, "%s has no remote tier", f.path)
 	}
-	v, _, err := f.tier.JobVersion(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if v == 0 {
-		s := f.tier.Settings()
-		return 0, errf(ErrNotFound, "no version is complete on every one of the %d rank(s) in %s", s.Ranks(), s.Store())
-	}
-	return int(v), nil
+	v, life, err := f.tier.JobVersion(ctx)
+	return life, int(v), err
 }
 
 // RestoreJob restarts this rank of a job: it joins the job's current life (beginning

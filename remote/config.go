@@ -70,6 +70,8 @@ const (
 	DefaultTimeout = time.Minute
 	// MaxRanks bounds Config.Ranks, and any count of ranks read from a store.
 	MaxRanks = 1 << 20
+	// MaxLaunch bounds the length of Config.Launch, in bytes.
+	MaxLaunch = maxLaunch
 )
 
 // Settings is a Config checked and with its defaults applied (Resolve): what Open,

@@ -35,7 +35,7 @@ module ckp_util
 
   public :: ckpOpen, ckpClose, ckpLocate, ckpRegister, ckpUnregister, ckpSave, ckpSaveAll
   public :: ckpRestore, ckpRestoreAll, ckpSync, ckpNewest, ckpVersions, ckpStrerror, ckpLastError
-  public :: ckpFlush, ckpJobVersion, ckpRestoreJob
+  public :: ckpFlush, ckpJobVersion, ckpJobLife, ckpRestoreJob
 
   ! Status codes (errno values on Linux).
   integer, parameter, public :: CKP_OK = 0
@@ -49,6 +49,7 @@ module ckp_util
   integer, parameter, public :: CKP_EIO = 5          ! corrupt data (or an I/O error)
   integer, parameter, public :: CKP_EFBIG = 27       ! data file at its maximum size
   integer, parameter, public :: CKP_EREMOTEIO = 121  ! the remote tier failed
+  integer, parameter, public :: CKP_ERESTART = 85    ! the job went on without this rank
 
   interface
     function c_ckpOpen(pathname, options, file) bind(c, name='ckpOpen') result(st)
@@ -133,6 +134,12 @@ module ckp_util
       import :: c_ptr, c_int
       type(c_ptr), value :: file
       integer(c_int), intent(out) :: version
+      integer(c_int) :: st
+    end function
+    function c_ckpJobLife(file, life, version) bind(c, name='ckpJobLife') result(st)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: file
+      integer(c_int), intent(out) :: life, version
       integer(c_int) :: st
     end function
     function c_ckpRestoreJob(file, version) bind(c, name='ckpRestoreJob') result(st)
@@ -298,9 +305,21 @@ contains
     version = int(v)
   end function
 
-  ! ckpRestoreJob restores every registered region at the job version and rewinds to
-  ! it (or starts the job over when there is none); version, if present, is set to the
-  ! version restored, 0 when starting over.
+  ! ckpJobLife sets life to the number of the job's newest life (0 if none) and version
+  ! to its restart point, the job version.
+  integer function ckpJobLife(file, life, version) result(st)
+    type(c_ptr), intent(in) :: file
+    integer, intent(out) :: life, version
+    integer(c_int) :: l, v
+    st = c_ckpJobLife(file, l, v)
+    life = int(l)
+    version = int(v)
+  end function
+
+  ! ckpRestoreJob joins the job's current life, restores every registered region at
+  ! the job version and rewinds to it (or starts the job over when there is none);
+  ! version, if present, is set to the version restored, 0 when starting over. Call
+  ! it on every rank before the first save, and again after CKP_ERESTART.
   integer function ckpRestoreJob(file, version) result(st)
     type(c_ptr), intent(in) :: file
     integer, intent(out), optional :: version

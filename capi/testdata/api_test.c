@@ -108,6 +108,8 @@ static const struct {
 	{"keep_remote=2", "keep_remote= needs remote="},
 	{"max_pending=4096", "max_pending= needs remote="},
 	{"timeout=1s", "timeout= needs remote="},
+	{"launch=job-7", "launch= needs remote="},
+	{"remote=/nonexistent/ckp launch=", "launch=: want an id"},
 	{"remote=", "remote=: want a location"},
 	{"remote=ftp://host/x", "only s3:// and directories"},
 	{"remote=s3://", "bucket"},
@@ -196,6 +198,17 @@ static int committed(const char *root, int rank, const char *name, int v) {
 
 static void remote_tests(void);
 
+/* flush_retrying calls ckpFlush until it is not EREMOTEIO, 60 times at most: with a
+ * short timeout=, a flush may give up while the uploads go on. */
+static int flush_retrying(CheckpointFile f) {
+	int st = EREMOTEIO;
+	for (int i = 0; i < 60 && st == EREMOTEIO; i++) {
+		st = ckpFlush(f);
+	}
+	return st;
+}
+static void job_tests(void);
+
 /* The child process of open_in_child: api_test --open DIR OPTIONS opens DIR/child.ckp
  * with OPTIONS, writes ckpLastError() to DIR/child.err and exits with the status. */
 static int child_open(const char *options) {
@@ -274,6 +287,7 @@ int main(int argc, char **argv) {
 	truth(strstr(ckpStrerror(EIO), "corrupt") != NULL);
 	truth(strstr(ckpStrerror(EFBIG), "full") != NULL);
 	truth(strstr(ckpStrerror(EREMOTEIO), "remote store") != NULL);
+	truth(strstr(ckpStrerror(ERESTART), "ckpRestoreJob") != NULL);
 	truth(strlen(ckpStrerror(ENOSPC)) > 0);
 	truth(ckpStrerror(123456) != NULL);
 
@@ -549,6 +563,7 @@ int main(int argc, char **argv) {
 	free(rb);
 	free(want);
 	remote_tests();
+	job_tests();
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures == 0 ? 0 : 1;
 }
@@ -781,7 +796,7 @@ static void remote_tests(void) {
 	expect(ckpRegister(f, "a", ra, N, &a), 0);
 	fill(ra, N, 501);
 	expect(ckpSave(a), 0);
-	expect(ckpFlush(f), 0);
+	expect(flush_retrying(f), 0); /* timeout= is short for a busy machine */
 	truth(rm_rf(store) == 0);
 	fill(ra, N, 502);
 	expect(ckpSave(a), 0);
@@ -790,11 +805,7 @@ static void remote_tests(void) {
 	truth(now() - t0 >= 0.5 && now() - t0 < 20);
 	last_error_has("deadline");
 	truth(mkdir(store, 0755) == 0);
-	int st = EREMOTEIO;
-	for (int i = 0; i < 60 && st == EREMOTEIO; i++) {
-		st = ckpFlush(f);
-	}
-	expect(st, 0);
+	expect(flush_retrying(f), 0);
 	truth(committed(store, 0, "a", 2));
 	expect(ckpJobVersion(f, &v), 0);
 	truth(v == 2);
@@ -835,7 +846,7 @@ static void remote_tests(void) {
 	expect(ckpFlush(f), EREMOTEIO);
 	last_error_has("collides");
 	int saved = 1;
-	st = 0;
+	int st = 0;
 	for (int i = 0; i < 3000 && st == 0; i++) {
 		if ((st = ckpSave(a)) == 0) {
 			saved++;
@@ -851,6 +862,153 @@ static void remote_tests(void) {
 	truth(v == saved); /* the save that reported the failure was not made */
 	st = ckpClose(f);
 	truth(st == 0 || st == EREMOTEIO);
+
+	free(ra);
+	free(rb);
+	free(want);
+}
+
+/* job_life checks that ckpJobLife of file says life and version. */
+#define job_life(file, life, version) job_life_at(__LINE__, (file), (life), (version))
+
+static void job_life_at(int line, CheckpointFile file, int life, int version) {
+	int l = -1, v = -1;
+	int st = ckpJobLife(file, &l, &v);
+	char what[128];
+	snprintf(what, sizeof what, "ckpJobLife = %d: life %d, version %d (want %d, %d)", st, l, v, life, version);
+	truth_at(line, what, st == 0 && l == life && v == version);
+}
+
+/* open_rank opens DIR/name as rank of a job of two ranks on store, with extra options,
+ * registers region "a" (n bytes) and stores its handle in *c. */
+static CheckpointFile open_rank(const char *name, const char *store, int rank, const char *extra,
+                                unsigned char *region, size_t n, Checkpoint *c) {
+	char opts[8192];
+	CheckpointFile f = NULL;
+	snprintf(opts, sizeof opts, "keep=4 remote=%s rank=%d ranks=2 timeout=30s %s", store, rank, extra);
+	expect(ckpOpen(path(name), opts, &f), 0);
+	expect(ckpRegister(f, "a", region, n, c), 0);
+	return f;
+}
+
+/* job_tests: the lives of a job (ckpJobLife), ERESTART for a rank the job went on
+ * without, and launch=, with two ranks of one process on a directory store. */
+static void job_tests(void) {
+	enum { N = 20000 };
+	unsigned char *ra = malloc(N), *rb = malloc(N), *want = malloc(N);
+	CheckpointFile f = NULL, g = NULL, h = NULL;
+	Checkpoint a = NULL, b = NULL, c = NULL;
+	int v = -1, life = -1;
+	char store[4096], opts[8192];
+
+	/* ckpJobLife's arguments, and a file without a remote tier. */
+	expect(ckpOpen(path("nolife.ckp"), NULL, &f), 0);
+	expect(ckpJobLife(f, &life, &v), EINVAL);
+	last_error_has("no remote tier");
+	truth(life == 0 && v == 0);
+	expect(ckpJobLife(f, NULL, &v), EINVAL);
+	last_error_has("NULL life or version");
+	expect(ckpJobLife(f, &life, NULL), EINVAL);
+	expect(ckpJobLife(NULL, &life, &v), EINVAL);
+	expect(ckpClose(f), 0);
+	expect(ckpJobLife(f, &life, &v), EBADF);
+
+	/* launch=: an id of up to 256 bytes. */
+	snprintf(store, sizeof store, "%s", path("jobstore0"));
+	memset(opts, 0, sizeof opts);
+	snprintf(opts, sizeof opts, "remote=%s launch=", store);
+	memset(opts + strlen(opts), 'x', 257);
+	expect(ckpOpen(path("launch.ckp"), opts, &f), EINVAL);
+	last_error_has("launch= of 257 bytes: at most 256");
+	opts[strlen(opts) - 1] = '\0';
+	expect(ckpOpen(path("launch.ckp"), opts, &f), 0);
+	expect(ckpClose(f), 0);
+
+	/* Two ranks join life 1 and complete versions 1 and 2. */
+	snprintf(store, sizeof store, "%s", path("jobstore1"));
+	f = open_rank("job0.ckp", store, 0, "", ra, N, &a);
+	g = open_rank("job1.ckp", store, 1, "", rb, N, &b);
+	job_life(f, 0, 0); /* no rank joined yet */
+	expect(ckpRestoreJob(f, &v), 0);
+	expect(ckpRestoreJob(g, &v), 0);
+	job_life(f, 1, 0);
+	for (unsigned i = 1; i <= 2; i++) {
+		fill(ra, N, 600 + i);
+		expect(ckpSaveAll(f), 0);
+		fill(rb, N, 610 + i);
+		expect(ckpSaveAll(g), 0);
+	}
+	expect(ckpFlush(f), 0);
+	expect(ckpFlush(g), 0);
+	job_life(f, 1, 2);
+	job_life(g, 1, 2);
+
+	/* Rank 1 dies and restarts on another node: its ckpRestoreJob ends life 1 and
+	 * begins life 2 at version 2. Rank 0 goes on and gets ERESTART; after its own
+	 * ckpRestoreJob (version 2 again) it saves with rank 1 in life 2. */
+	expect(ckpClose(g), 0);
+	memset(rb, 0, N);
+	g = open_rank("job1-elsewhere.ckp", store, 1, "", rb, N, &b);
+	v = -1;
+	expect(ckpRestoreJob(g, &v), 0);
+	truth(v == 2);
+	fill(want, N, 612);
+	truth(memcmp(rb, want, N) == 0);
+	job_life(g, 2, 2);
+	job_life(f, 2, 2); /* rank 0, still in life 1, reads the newest */
+	fill(ra, N, 603);
+	expect(ckpSaveAll(f), 0);
+	expect(ckpFlush(f), ERESTART);
+	last_error_has("RestoreJob");
+	v = -1;
+	expect(ckpRestoreJob(f, &v), 0);
+	truth(v == 2);
+	fill(want, N, 602);
+	truth(memcmp(ra, want, N) == 0);
+	expect(ckpNewest(a, &v), 0);
+	truth(v == 2);
+	fill(ra, N, 633);
+	expect(ckpSaveAll(f), 0);
+	fill(rb, N, 633);
+	expect(ckpSaveAll(g), 0);
+	expect(ckpFlush(f), 0);
+	expect(ckpFlush(g), 0);
+	job_life(f, 2, 3);
+	expect(ckpJobVersion(g, &v), 0);
+	truth(v == 3);
+	expect(ckpClose(f), 0);
+	expect(ckpClose(g), 0);
+
+	/* A save without ckpRestoreJob, in a job that has a job version: ERESTART from
+	 * ckpClose too (the file is closed all the same, and keeps the version). */
+	memset(ra, 0, N);
+	f = open_rank("job0-norestore.ckp", store, 0, "", ra, N, &a);
+	expect(ckpSaveAll(f), 0);
+	expect(ckpClose(f), ERESTART);
+	expect(ckpClose(f), EBADF);
+
+	/* launch=: ranks 0 and 1 of launch 1 join life 1, and nothing completes. Launch 2
+	 * begins with a new rank 0 while launch 1's rank 1 (a zombie) still runs: the
+	 * zombie's next save never counts with launch 2, it gets ERESTART. Without
+	 * launch=, the same rank 1 moves on into the new life, as a rank that is alive
+	 * should (the control: it shows launch= reached the job). */
+	for (int with = 1; with >= 0; with--) {
+		snprintf(store, sizeof store, "%s", path(with ? "jobstore2" : "jobstore3"));
+		f = open_rank(with ? "l1r0.ckp" : "n1r0.ckp", store, 0, with ? "launch=4242.0" : "", ra, N, &a);
+		g = open_rank(with ? "l1r1.ckp" : "n1r1.ckp", store, 1, with ? "launch=4242.0" : "", rb, N, &b);
+		expect(ckpRestoreJob(f, &v), 0);
+		expect(ckpRestoreJob(g, &v), 0);
+		expect(ckpClose(f), 0);
+		h = open_rank(with ? "l2r0.ckp" : "n2r0.ckp", store, 0, with ? "launch=4242.1" : "", ra, N, &c);
+		expect(ckpRestoreJob(h, &v), 0);
+		truth(v == 0);
+		job_life(h, 2, 0);
+		fill(rb, N, 700);
+		expect(ckpSaveAll(g), 0);
+		expect(ckpFlush(g), with ? ERESTART : 0);
+		expect(ckpClose(g), with ? ERESTART : 0);
+		expect(ckpClose(h), 0);
+	}
 
 	free(ra);
 	free(rb);

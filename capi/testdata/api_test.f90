@@ -8,7 +8,7 @@ program api_test
   integer(c_int64_t), target :: counter
   type(c_ptr) :: file, ca, cc, other
   character(len=4096) :: dir
-  integer :: failures = 0, newest, nv, vlist(4)
+  integer :: failures = 0, newest, nv, vlist(4), life
 
   call get_command_argument(1, dir)
   allocate (a(30, 40))
@@ -81,6 +81,8 @@ program api_test
   call expect(ckpFlush(file), CKP_OK, 'flush')
   call expect(ckpJobVersion(file, newest), CKP_OK, 'job version')
   call truth(newest == 2, 'job version 2')
+  call expect(ckpJobLife(file, life, newest), CKP_OK, 'job life')
+  call truth(life == 1 .and. newest == 2, 'life 1, job version 2')
   call expect(ckpClose(file), CKP_OK, 'close')
   ! Elsewhere: a new local file, the same store.
   a = 0
@@ -89,10 +91,14 @@ program api_test
   newest = -1
   call expect(ckpRestoreJob(file, newest), CKP_OK, 'restore job')
   call truth(newest == 2 .and. all(abs(a - 6) < 0.5d0), 'restored version 2 from the store')
+  call expect(ckpJobLife(file, life, newest), CKP_OK, 'job life after the restart')
+  call truth(life == 2 .and. newest == 2, 'the restart began life 2 at version 2')
   call expect(ckpRestoreJob(file), CKP_OK, 'restore job, no version wanted')
   call truth(index(ckpStrerror(CKP_EREMOTEIO), 'remote') > 0, 'strerror of EREMOTEIO')
   call expect(ckpClose(file), CKP_OK, 'close')
   call expect(ckpJobVersion(file, newest), CKP_EBADF, 'job version after close')
+  call expect(ckpJobLife(file, life, newest), CKP_EBADF, 'job life after close')
+  call truth(index(ckpStrerror(CKP_ERESTART), 'ckpRestoreJob') > 0, 'strerror of ERESTART')
 
   if (failures /= 0) then
     print '(i0,a)', failures, ' checks failed'

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -261,14 +262,31 @@ func TestMPIAgreement(t *testing.T) {
 // every rank starts at the job version the store held when the job died (read here
 // with engine.InspectJob), or starts over when there was none; and the job ends with
 // the grid of an uninterrupted run and of the serial program, with job version 150
-// (3000 steps, a version every 20) committed by every rank.
+// (3000 steps, a version every 20) committed by every rank. Each run is a launch of
+// its own: the newest life of the store names a launch id of 16 hex digits, and the
+// last run's is not the first's.
 func TestMPIRemoteResumeAfterKill(t *testing.T) {
 	j := newMPIJob(t)
+	refStore, err := store.Dir(filepath.Join(j.dir, "refstore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspect := func(st store.Store) engine.JobStatus {
+		js, err := engine.InspectJob(j.ctx, st, mpiRanks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
 	lines := j.run(t, "ref.ckp", mpiSteps, "ref.bin", "-remote", filepath.Join(j.dir, "refstore"))
 	j.checkAnswer(t, lines, "ref.bin")
 	wantJob := "job version 150"
 	if !slices.Contains(lines, wantJob) {
 		t.Fatalf("no %q in:\n%s", wantJob, strings.Join(lines, "\n"))
+	}
+	launchID := regexp.MustCompile(`^[0-9a-f]{16}$`)
+	if l := inspect(refStore).Launch; !launchID.MatchString(l) {
+		t.Fatalf("the job's launch id is %q, want 16 hex digits", l)
 	}
 
 	seed := uint64(time.Now().UnixNano())
@@ -278,13 +296,8 @@ func TestMPIRemoteResumeAfterKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobVersion := func() int {
-		js, err := engine.InspectJob(j.ctx, st, mpiRanks)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return js.Version
-	}
+	jobVersion := func() int { return inspect(st).Version }
+	var firstLaunch string
 	progress := filepath.Join(j.dir, "progress")
 	// Each run must start where the store says: wantStart is that line.
 	wantStart := "started"
@@ -330,6 +343,9 @@ func TestMPIRemoteResumeAfterKill(t *testing.T) {
 				how = fmt.Sprintf("rank %d, the rest %v later", first, delay.Round(time.Millisecond))
 			}
 			j.killAll(t, cmd)
+			if len(kills) == 0 {
+				firstLaunch = inspect(st).Launch
+			}
 			collect()
 			if r.IntN(3) == 0 {
 				lost := r.IntN(mpiRanks)
@@ -356,6 +372,9 @@ func TestMPIRemoteResumeAfterKill(t *testing.T) {
 	j.checkAnswer(t, o.Lines, "killed.bin")
 	if !slices.Contains(o.Lines, wantJob) {
 		t.Fatalf("no %q in:\n%s", wantJob, strings.Join(o.Lines, "\n"))
+	}
+	if l := inspect(st).Launch; !launchID.MatchString(l) || l == firstLaunch {
+		t.Fatalf("the last run's launch id is %q, the first's %q: want 16 hex digits, another each run", l, firstLaunch)
 	}
 	if len(starts) != o.Runs || !strings.HasSuffix(starts[len(starts)-1], fmt.Sprintf("(%d ranks)", mpiRanks)) {
 		t.Fatalf("%d runs, start lines %q", o.Runs, starts)

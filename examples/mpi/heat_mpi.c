@@ -24,6 +24,12 @@
  * restarts from the store alone. At the end every rank calls ckpFlush, and rank 0
  * reports the job version ckpJobVersion reads from the store.
  *
+ * Each start of the program is a launch of the job with an id of its own (launch=):
+ * rank 0 draws 8 random bytes and broadcasts them (MPI_Bcast), so that a rank of an
+ * earlier launch still running (a process the launcher failed to kill) can never
+ * mix its saves into this launch's: it gets ERESTART instead. Under a scheduler, its
+ * ids do as well: $SLURM_JOB_ID.$SLURM_RESTART_COUNT.
+ *
  * Agreeing on a restart with MPI. A kill can land in the middle of a round of ckpSaveAll: some
  * ranks hold the round's version, others do not. The ranks take the newest version
  * every rank holds: MPI_Allreduce(MPI_MIN) over ckpNewest. They restore it and check,
@@ -52,6 +58,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckp_util.h"
@@ -78,6 +85,21 @@ static void usage(void) {
 		fprintf(stderr, "usage: heat_mpi [-ckpt FILE] [-n N] [-steps S] [-every E] [-out FILE] [-remote LOCATION] [-pids DIR] [-progress FILE]\n");
 	}
 	MPI_Abort(MPI_COMM_WORLD, 2);
+}
+
+/* launch_id returns the id of this launch of the job, the same on every rank: 8
+ * random bytes of rank 0's (the clock and its process id if /dev/urandom is missing). */
+static uint64_t launch_id(void) {
+	uint64_t id = 0;
+	if (rank == 0) {
+		FILE *u = fopen("/dev/urandom", "rb");
+		if (u == NULL || fread(&id, sizeof id, 1, u) != 1) {
+			id = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
+		}
+		if (u != NULL) fclose(u);
+	}
+	MPI_Bcast(&id, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+	return id;
 }
 
 /* fnv1a is the FNV-1a hash of n bytes, as in examples/c/heat.c. */
@@ -140,8 +162,9 @@ int main(int argc, char **argv) {
 		/* max_pending= four saves: a save waits while four wait for their upload, so
 		 * the store is never more than about four saves behind (what a restart loses). */
 		size_t save = (size_t)rows * rowbytes + sizeof p;
-		snprintf(options, sizeof options, "keep=8 workers=1 remote=%s rank=%d ranks=%d max_pending=%zu", remote,
-		         rank, ranks, 4 * save);
+		snprintf(options, sizeof options,
+		         "keep=8 workers=1 remote=%s rank=%d ranks=%d max_pending=%zu launch=%016" PRIx64, remote, rank,
+		         ranks, 4 * save, launch_id());
 	} else {
 		snprintf(options, sizeof options, "keep=8 workers=1");
 	}

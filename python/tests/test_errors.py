@@ -25,6 +25,7 @@ import ckp
         (errno.EIO, ckp.CorruptError),
         (errno.EFBIG, ckp.FullError),
         (ckp.EREMOTEIO, ckp.RemoteError),
+        (ckp.ERESTART, ckp.RestartError),
         (errno.ENOSPC, ckp.Error),
     ],
 )
@@ -172,6 +173,11 @@ def test_eremoteio(path: Path, tmp_path: Path) -> None:
     blocker.write_text("a file, not a directory")
     with raises(ckp.RemoteError, ckp.EREMOTEIO, "remote"):
         ckp.open(path, remote=blocker / "store")
+
+
+def test_restart_error_is_a_remote_error() -> None:
+    assert issubclass(ckp.RestartError, ckp.RemoteError)
+    assert ckp.ERESTART == errno.ERESTART  # Linux's, which the library returns here
 
 
 def test_system_errno(path: Path, tmp_path: Path) -> None:

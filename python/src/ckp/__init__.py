@@ -27,10 +27,16 @@ The package is a thin layer over the C library libckp (capi/ckp_util.h in the ck
 source tree), loaded with ctypes; every call of the library releases the GIL. Errors
 raise a subclass of ckp.Error (an OSError) per status code, carrying the library's
 message. `python -m ckp ls FILE` and `python -m ckp verify FILE` run the ckp command.
+
+With a remote tier (remote=, rank=, ranks=, launch=), every rank calls
+File.restore_job after registering and before its first save; File.job_life tells
+the job's newest life and its restart point; a rank the job went on without gets
+RestartError and calls restore_job again.
 """
 
 from ._errors import (
     EREMOTEIO,
+    ERESTART,
     ClosedError,
     CorruptError,
     Error,
@@ -40,23 +46,26 @@ from ._errors import (
     LockedError,
     NotFoundError,
     RemoteError,
+    RestartError,
     SizeError,
     VersionError,
     error_class,
 )
-from ._file import Buffer, Checkpoint, File, PathLike, open, options_string
+from ._file import Buffer, Checkpoint, File, JobLife, PathLike, open, options_string
 from ._lib import library_path
 
 __all__ = [
     "open",
     "File",
     "Checkpoint",
+    "JobLife",
     "Buffer",
     "PathLike",
     "options_string",
     "library_path",
     "error_class",
     "EREMOTEIO",
+    "ERESTART",
     "Error",
     "InvalidArgumentError",
     "NotFoundError",
@@ -68,4 +77,5 @@ __all__ = [
     "CorruptError",
     "FullError",
     "RemoteError",
+    "RestartError",
 ]

@@ -15,6 +15,10 @@ from ._lib import lib
 #: Linux's EREMOTEIO (121); other systems report a remote failure as EIO.
 EREMOTEIO = getattr(_errno, "EREMOTEIO", 121)
 
+#: Linux's ERESTART (85): the job went on without this rank. Other systems report it as
+#: EIO (the message says to call restore_job).
+ERESTART = getattr(_errno, "ERESTART", 85)
+
 
 class Error(OSError):
     """A failure of the ckp library. errno is its status code and str() its message.
@@ -85,6 +89,14 @@ class RemoteError(Error):
     an upload failed). The local file is never affected."""
 
 
+class RestartError(RemoteError):
+    """ERESTART: the job went on without this rank (another rank restarted after
+    versions completed, a process of a newer launch took over, or this rank saved
+    without restore_job). Nothing it uploads counts any more: call File.restore_job
+    to rejoin the job. Raised by save, save_all, flush and close; the local file keeps
+    every version."""
+
+
 _CLASSES: Dict[int, Type[Error]] = {
     _errno.EINVAL: InvalidArgumentError,
     _errno.ENOENT: NotFoundError,
@@ -96,6 +108,7 @@ _CLASSES: Dict[int, Type[Error]] = {
     _errno.EIO: CorruptError,
     _errno.EFBIG: FullError,
     EREMOTEIO: RemoteError,
+    ERESTART: RestartError,
 }
 
 

@@ -6,7 +6,7 @@ import ctypes
 import os
 import threading
 from ctypes import byref, c_int, c_void_p
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Union
 
 from ._errors import ClosedError, NotFoundError, VersionError, check, from_status, invalid
 from ._lib import lib
@@ -23,7 +23,7 @@ _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 # The options ckp.open passes to ckpOpen, by kind of value.
 _INT_KEYS = ("keep", "workers", "max_size", "block_size", "every", "rank", "ranks", "keep_remote", "max_pending")
 _BOOL_KEYS = ("differential", "insecure")
-_STR_KEYS = ("sync", "remote", "endpoint", "region", "timeout")
+_STR_KEYS = ("sync", "remote", "endpoint", "region", "timeout", "launch")
 
 
 def _c_string(what: str, s: Union[str, bytes]) -> bytes:
@@ -108,6 +108,18 @@ def _tensor_view(obj: Any) -> memoryview:
     return memoryview(flat.view(torch.uint8).numpy())
 
 
+class JobLife(NamedTuple):
+    """The job's newest life and its restart point (File.job_life)."""
+
+    #: The number of the job's newest life: 1, 2, ...; each restore_job of a rank
+    #: restarted after it joined the newest life begins the next. 0 when no rank has
+    #: joined the job yet.
+    life: int
+    #: The life's restart point, the job version (File.job_version): the newest
+    #: version complete on every rank in it, else the version it began from; 0 if none.
+    version: int
+
+
 class Checkpoint:
     """A named region registered on a File (File.register returns it).
 
@@ -150,7 +162,8 @@ class Checkpoint:
         When it returns the version survives the death of the process; whether it
         survives a power loss depends on the sync= option. The GIL is released while
         the region is copied: do not write to it from another thread meanwhile.
-        Raises FullError (max_size= reached), RemoteError, ClosedError, NotFoundError
+        Raises FullError (max_size= reached), RemoteError (RestartError: the job
+        went on without this rank, call File.restore_job), ClosedError, NotFoundError
         (unregistered), or Error with the system's errno (ENOSPC, ...); the newest
         version is then unchanged.
         """
@@ -231,8 +244,8 @@ class File:
         """Makes every saved version durable, unregisters every checkpoint (their
         regions are no longer held) and closes the file. With a remote tier it first
         waits, up to timeout=, for the queued uploads. The file is closed even when
-        it raises (RemoteError, or Error for a failed final flush). A second close
-        does nothing."""
+        it raises (RemoteError or RestartError, or Error for a failed final flush).
+        A second close does nothing."""
         with self._lock:
             h = self._handle
             if h is None:
@@ -336,8 +349,8 @@ class File:
         crash at any instant, the newest versions of all regions come from the same
         save_all. With nothing registered it saves nothing.
 
-        Raises FullError, RemoteError, ClosedError, or Error with the system's errno;
-        the newest versions are then unchanged. The GIL is released while it copies:
+        Raises FullError, RemoteError (RestartError: call restore_job), ClosedError,
+        or Error with the system's errno; the newest versions are then unchanged. The GIL is released while it copies:
         do not write to the regions from other threads meanwhile.
         """
         check(lib.ckpSaveAll(self._h()))
@@ -376,24 +389,40 @@ class File:
     def flush(self) -> None:
         """Waits until every version saved so far (that every= uploads) is committed in
         the remote store; returns at once without a remote tier. Raises RemoteError
-        (an upload failed, or timeout= passed)."""
+        (an upload failed, or timeout= passed), RestartError (the job went on without
+        this rank: call restore_job)."""
         check(lib.ckpFlush(self._h()))
 
     def job_version(self) -> int:
-        """The job version: the newest version every rank of the job committed in the
-        store, 0 if none. Raises InvalidArgumentError without a remote tier,
-        RemoteError."""
+        """The job version, the restart point of the job's newest life: the newest
+        version complete on every rank in it (committed in the store for every
+        checkpoint registered there), else the version the life began from; 0 if none.
+        Raises InvalidArgumentError without a remote tier, RemoteError."""
         v = c_int()
         check(lib.ckpJobVersion(self._h(), byref(v)))
         return v.value
 
+    def job_life(self) -> JobLife:
+        """The job's newest life and its restart point, as JobLife(life, version):
+        life 0 when no rank has joined the job yet; version as job_version(). Reads the
+        store and changes nothing. Raises InvalidArgumentError without a remote tier,
+        RemoteError."""
+        life, v = c_int(), c_int()
+        check(lib.ckpJobLife(self._h(), byref(life), byref(v)))
+        return JobLife(life.value, v.value)
+
     def restore_job(self) -> int:
-        """Restarts this rank of a job: restores every registered checkpoint at the job
-        version and rewinds to it, or starts over (dropping every version, leaving the
-        regions as they are) when there is none. Returns the version restored, 0 for a
-        fresh start. Call it on every rank after registering and before the first
-        save. Raises InvalidArgumentError without a remote tier, SizeError,
-        CorruptError, RemoteError; on error no region is modified."""
+        """Restarts this rank of a job: joins the job's current life, restores every
+        registered checkpoint at the job version and rewinds to it, or starts over
+        (dropping every version, leaving the regions as they are) when there is none.
+        Returns the version restored, 0 for a fresh start.
+
+        Call it on every rank after registering and before the first save (in a job
+        of several ranks that has a job version, a save without it raises
+        RestartError), and again after a RestartError. Raises InvalidArgumentError
+        without a remote tier, SizeError, CorruptError (also for a checkpoint
+        registered that was not saved at the job version), RemoteError; on error no
+        region is modified."""
         v = c_int()
         check(lib.ckpRestoreJob(self._h(), byref(v)))
         return v.value
@@ -418,6 +447,7 @@ def open(
     keep_remote: Optional[int] = None,
     max_pending: Optional[int] = None,
     timeout: Optional[Union[str, float]] = None,
+    launch: Optional[str] = None,
     options: Optional[str] = None,
 ) -> File:
     """Opens the checkpoint file at path, creating it (and its index, path + ".idx")
@@ -444,6 +474,11 @@ def open(
     keep_remote   versions kept in the store
     max_pending   bytes that may wait for upload before a save waits
     timeout       how long a call waits for the store: seconds, or "2m"
+    launch        the id of this launch of the job (at most 256 bytes), the same on
+                  every rank started together and another at each restart (e.g.
+                  f"{os.environ['SLURM_JOB_ID']}.{os.environ['SLURM_RESTART_COUNT']}",
+                  or random bytes rank 0 broadcasts, as hex): a process of an earlier
+                  launch still running then gets RestartError instead of mixing in
     options       a raw options string ("sync=always keep=2"), before the above
 
     Raises InvalidArgumentError (a bad option, named in the message), LockedError
@@ -469,5 +504,6 @@ def open(
         keep_remote=keep_remote,
         max_pending=max_pending,
         timeout=timeout,
+        launch=launch,
     )
     return File(path, s)

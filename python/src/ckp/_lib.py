@@ -56,6 +56,7 @@ def _load() -> ctypes.CDLL:
         "ckpVersions": ([handle, POINTER(c_int), c_int, POINTER(c_int)], c_int),
         "ckpFlush": ([handle], c_int),
         "ckpJobVersion": ([handle, POINTER(c_int)], c_int),
+        "ckpJobLife": ([handle, POINTER(c_int), POINTER(c_int)], c_int),
         "ckpRestoreJob": ([handle, POINTER(c_int)], c_int),
         "ckpStrerror": ([c_int], c_char_p),
         "ckpLastError": ([], c_char_p),
