@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                 with open(a.progress, "a") as pf:
                     pf.write(line + "\n")
 
-    f = ckp.open(f"{a.ckpt}.rank{rank}", keep=a.keep, remote=a.remote, rank=rank, ranks=size)
+    # Each start of the job is a launch of its own: random bytes rank 0 sends to every
+    # rank, so that a rank of an earlier start still running can never mix into this one.
+    launch = comm.bcast(os.urandom(8).hex() if rank == 0 else None, root=0)
+    f = ckp.open(f"{a.ckpt}.rank{rank}", keep=a.keep, remote=a.remote, rank=rank, ranks=size, launch=launch)
     with f:
         f.register("strip", local[1:-1])  # the owned rows: a C-contiguous view
         f.register("progress", progress)
