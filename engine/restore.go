@@ -44,6 +44,17 @@ func (f *File) restoreVersions(cs []*Checkpoint, vs []version, checked []bool) (
 	if f.ro {
 		return f.restoreCopied(cs, vs)
 	}
+	var total int64
+	for i := range vs {
+		total += vs[i].length
+	}
+	if total >= copier.Threshold {
+		// A large restore wants both cores, as a large save does: the pre-faulter (which
+		// a restart's Open and Register start) and the uploads wait, and the pre-faulter
+		// goes on once the restore is done.
+		f.activeSaves(1)
+		defer func() { f.activeSaves(-1); f.pf.wake() }()
+	}
 	// Versions stored by blocks: their block maps, from their chains' trailers.
 	plans := make([]*blockPlan, len(cs))
 	for i, c := range cs {
