@@ -545,6 +545,13 @@ func (t *Tier) uploadLife(ctx context.Context) (uint64, error) {
 // retention pass. It returns a permanent failure not reported yet, or an error wrapping
 // ErrRemote and the context's error if ctx ends first (the uploads go on).
 func (t *Tier) Flush(ctx context.Context) error {
+	if t.cfg.workers <= 0 {
+		// No background workers: the queue is worked here, before the wait below
+		// (which nothing else would end).
+		if err := t.drain(ctx); err != nil {
+			return err
+		}
+	}
 	t.mu.Lock()
 	target := t.seq
 	for {
@@ -579,11 +586,6 @@ func (t *Tier) Flush(ctx context.Context) error {
 	t.mu.Unlock()
 	if err != nil {
 		return err
-	}
-	if t.cfg.workers <= 0 {
-		if err := t.drain(ctx); err != nil {
-			return err
-		}
 	}
 	if err := t.recordPending(ctx); err != nil {
 		if errors.Is(err, ErrRestart) {
