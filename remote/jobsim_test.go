@@ -36,6 +36,7 @@ var (
 	simSims     = flag.Int("sims", 0, "TestJobSim: how many seeds to run (from -sims-from); 0: the default")
 	simFrom     = flag.Uint64("sims-from", 1, "TestJobSim: the first seed")
 	simMutation = os.Getenv("CKP_SIM_EXPECT_FAIL") != "" // report failures without failing (mutation checks)
+	simLax      = os.Getenv("CKP_SIM_LAX") != ""         // check only I1-I4 and liveness, not IC and proto
 )
 
 // simDefaultSeeds is how many seeds `go test` runs (fewer under -race and -short).
@@ -204,6 +205,10 @@ func (s *simRun) tracef(format string, a ...any) {
 
 func (s *simRun) violation(inv, format string, a ...any) {
 	msg := inv + ": " + fmt.Sprintf(format, a...)
+	if simLax && (inv == "IC" || inv == "proto") {
+		s.tracef("(lax) %s", msg)
+		return
+	}
 	s.why = append(s.why, msg)
 	s.failed = true
 	s.tracef("VIOLATION %s", msg)

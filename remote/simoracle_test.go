@@ -28,7 +28,12 @@ import (
 //	I4 nothing of an abandoned life counts: no log entry after a seal, a life begins at
 //	   its predecessor's seal, a restored or answered version was logged complete;
 //	IC a version is logged complete only when every rank's member of the life committed
-//	   every checkpoint at it, all of one launch (with the bytes that member saved).
+//	   every checkpoint at it, all of one launch (with the bytes that member saved);
+//	proto the log and the lives are built as REMOTE.md says: no entry after a seal, a
+//	   life begins at its predecessor's seal, restart points grow along a log.
+//
+// IC and proto check the protocol's steps; I1-I4 its promises. With CKP_SIM_LAX=1 a run
+// checks only the promises (to see what a broken step costs a program).
 
 // The bytes a rank saves: a header naming (rank, checkpoint, version, generation),
 // then bytes derived from the header. A generation is one program session of a rank
@@ -278,7 +283,7 @@ func (o *simOracle) onLife(op *simOp) {
 			prevRP = prev.rp
 		}
 		if prev == nil || !prev.sealed || prevRP != base {
-			s.violation("I4", "life %d begins at %v, but life %d is not sealed there (log %+v)", n, base, n-1, prev)
+			s.violation("proto", "life %d begins at %v, but life %d is not sealed there (log %+v)", n, base, n-1, prev)
 		}
 	}
 	o.newest = n
@@ -303,19 +308,19 @@ func (o *simOracle) onEntry(op *simOp) {
 		return // an entry of a dead life's log cleaned, created again late: nothing reads it
 	}
 	if lg.sealed {
-		s.violation("I4", "entry %d (%v) appended to life %d after its seal", seq, rp, n)
+		s.violation("proto", "entry %d (%v) appended to life %d after its seal", seq, rp, n)
 		return
 	}
 	lg.seq = seq
 	if seal {
 		if rp != lg.rp {
-			s.violation("I4", "life %d sealed at %v, its head was %v", n, rp, lg.rp)
+			s.violation("proto", "life %d sealed at %v, its head was %v", n, rp, lg.rp)
 		}
 		lg.sealed = true
 		return
 	}
 	if rp.life != n || rp.v <= lg.rp.v && lg.rp.life == n {
-		s.violation("I3", "life %d logs %v complete after %v", n, rp, lg.rp)
+		s.violation("proto", "life %d logs %v complete after %v", n, rp, lg.rp)
 		return
 	}
 	o.checkComplete(rp)
