@@ -435,11 +435,13 @@ func (s *simRun) nextCall(p *simProc) (string, func(), func()) {
 		maxBefore := s.orc.maxDone
 		if s.R > 1 && rng.IntN(4) == 0 {
 			return fmt.Sprintf("JobVersion+RestoreAll (gen %d)", p.gen), func() {
+					// RestoreAll(0) is RestoreJob, whatever the restart point is by
+					// then: with no version complete yet, RestoreJob tells it.
 					jv, err := p.f.JobVersion(ctx)
-					if errors.Is(err, engine.ErrNotFound) {
-						jv, err = 0, nil
-					}
-					if err == nil {
+					switch {
+					case errors.Is(err, engine.ErrNotFound):
+						jv, err = p.f.RestoreJob(ctx)
+					case err == nil:
 						err = p.f.RestoreAll(jv)
 					}
 					p.v, p.err = uint64(jv), err
