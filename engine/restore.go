@@ -419,7 +419,9 @@ func (f *File) rewind(cs []*Checkpoint, nums []uint64, fetched map[*ckptState]ve
 	need := len(fetched) > 0
 	f.mu.Lock()
 	for i, c := range cs {
-		if nv, ok := c.st.newest(); !ok || nv.num != nums[i] {
+		// The next number too: Register numbers a checkpoint after the store's newest
+		// version, which may lie above the restart point.
+		if nv, ok := c.st.newest(); !ok || nv.num != nums[i] || c.st.next != nums[i]+1 {
 			need = true
 		}
 	}

@@ -99,3 +99,50 @@ func TestRestoreAllOfAMovingJob(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreJobNumbersFromTheRestartPoint: a rank back on a node whose newest local
+// version is the job's restart point, while the store holds newer versions of it (saved
+// on another node, in a life that RestoreJob then ends), numbers its next save after
+// the restart point, not after what Open saw in the store. (TestRemoteRanks saw "step
+// 18 saved as version 21" under load.)
+func TestRestoreJobNumbersFromTheRestartPoint(t *testing.T) {
+	st := mem.New("numbers")
+	nodeA, nodeB := t.TempDir(), t.TempDir()
+	open := func(rank int, dir string) *remoteWriter {
+		return openRemoteWriter(t, filepath.Join(dir, fmt.Sprintf("r%d.ckp", rank)), engine.Options{
+			Remote: &engine.Remote{Store: st, Rank: rank, Ranks: 2, Workers: -1}}, 4096)
+	}
+	restore := func(w *remoteWriter, want int) {
+		t.Helper()
+		if v, err := w.f.RestoreJob(t.Context()); err != nil || v != want {
+			t.Fatalf("RestoreJob = %d, %v; want %d", v, err, want)
+		}
+	}
+	closeAll := func(ws ...*remoteWriter) {
+		t.Helper()
+		for _, w := range ws {
+			if err := w.f.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r0, r1 := open(0, nodeA), open(1, t.TempDir())
+	restore(r0, 0)
+	restore(r1, 0)
+	for _, w := range []*remoteWriter{r0, r1} {
+		w.saveAll(t, 1)
+	}
+	closeAll(r0, r1) // version 1 is complete; node A's newest is 1
+	b := open(0, nodeB)
+	restore(b, 1)
+	b.saveAll(t, 2)
+	b.saveAll(t, 3)
+	closeAll(b) // rank 0 committed 2 and 3 in the new life, which nothing completes
+	a := open(0, nodeA)
+	restore(a, 1) // ends that life: the job restarts at 1
+	a.saveAll(t, 2)
+	if got := versionsOf(t, a.cks[0]); got[len(got)-1] != 2 {
+		t.Fatalf("the save after RestoreJob at 1 is version %d (versions %v), want 2", got[len(got)-1], got)
+	}
+	closeAll(a)
+}
