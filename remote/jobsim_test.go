@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,9 +46,9 @@ func simDefaultSeeds() int {
 	case testing.Short():
 		return 10
 	case raceEnabled:
-		return 25
+		return 60
 	}
-	return 150
+	return 250
 }
 
 func TestJobSim(t *testing.T) {
@@ -138,8 +139,9 @@ type simProc struct {
 }
 
 type simSlot struct {
-	node string // the rank's node: the directory its next process opens on the same node
-	cur  *simProc
+	node  string   // the rank's node: the directory its next process opens on the same node
+	nodes []string // every node it ran on, as its last process there left it
+	cur   *simProc
 }
 
 type simDue struct {
@@ -469,8 +471,8 @@ func (s *simRun) nextCall(p *simProc) (string, func(), func()) {
 			for c := range s.C {
 				s.fill(p, c)
 			}
-			return fmt.Sprintf("SaveAll %d", p.next), func() { p.err = p.f.SaveAll() }, func() {
-				if s.callFailed(p, "SaveAll") {
+			return fmt.Sprintf("SaveAll %d", p.next), func() { p.err = p.f.SaveAll(); p.v = newestOf(p.cks[0]) }, func() {
+				if s.callFailed(p, "SaveAll") || !s.numbered(p, p.next) {
 					return
 				}
 				clear(p.saved)
@@ -485,8 +487,8 @@ func (s *simRun) nextCall(p *simProc) (string, func(), func()) {
 		}
 		c := left[rng.IntN(len(left))]
 		s.fill(p, c)
-		return fmt.Sprintf("Save c%d %d", c, p.next), func() { p.err = p.cks[c].Save() }, func() {
-			if s.callFailed(p, "Save") {
+		return fmt.Sprintf("Save c%d %d", c, p.next), func() { p.err = p.cks[c].Save(); p.v = newestOf(p.cks[c]) }, func() {
+			if s.callFailed(p, "Save") || !s.numbered(p, p.next) {
 				return
 			}
 			p.saved[c] = true
@@ -532,6 +534,25 @@ func (o *simOracle) everComplete(v uint64) bool {
 	return false
 }
 
+// newestOf is the number of c's newest version.
+func newestOf(c *engine.Checkpoint) uint64 {
+	vs := c.Versions()
+	if len(vs) == 0 {
+		return 0
+	}
+	return uint64(vs[len(vs)-1].Version)
+}
+
+// numbered checks that a save took the number the program counts: the one after the
+// version it restored, plus its saves since.
+func (s *simRun) numbered(p *simProc, want uint64) bool {
+	if p.v != want {
+		s.violation("I1", "%s: the save of version %d was numbered %d", p.name, want, p.v)
+		return false
+	}
+	return true
+}
+
 // fill puts the bytes of checkpoint c at p's next version in its region.
 func (s *simRun) fill(p *simProc, c int) {
 	v := p.next
@@ -572,12 +593,16 @@ func (s *simRun) restored(p *simProc, maxBefore uint64) {
 // start begins a process of rank r, on its old node or a new one.
 func (s *simRun) start(r int, fresh bool, launch int) {
 	sl := s.ranks[r]
-	if fresh || sl.node == "" {
+	switch {
+	case fresh || sl.node == "":
 		d, err := os.MkdirTemp(s.dir, "node")
 		if err != nil {
 			panic(err)
 		}
 		sl.node = d
+	case len(sl.nodes) > 1 && s.w.rng.IntN(4) == 0:
+		// Back on a node it left earlier (a scheduler placing the rank again).
+		sl.node = sl.nodes[s.w.rng.IntN(len(sl.nodes)-1)]
 	}
 	p := &simProc{w: s.w, id: len(s.procs), rank: r, launch: launch, dir: sl.node, cmds: make(chan func()), saved: make([]bool, s.C)}
 	p.name = fmt.Sprintf("r%d.%d", r, p.id)
@@ -624,6 +649,11 @@ func (s *simRun) kill(p *simProc, why string, orphans float64) {
 		panic(err)
 	}
 	sl.node, sl.cur = snap, nil
+	if i := slices.Index(sl.nodes, p.dir); i >= 0 {
+		sl.nodes[i] = snap // that node as the kill left it
+	} else {
+		sl.nodes = append(sl.nodes, snap)
+	}
 	s.w.mu.Lock()
 	p.dead = true
 	op := p.op
