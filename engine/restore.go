@@ -223,7 +223,12 @@ func (f *File) restoreAny(cs []*Checkpoint, v int, all bool) error {
 		if v > 0 && uint64(v) != jv || v < 0 {
 			return errf(ErrVersion, "the job restarts at version %d: RestoreAll(%d) or RestoreJob, not RestoreAll(%d)", jv, jv, v)
 		}
-		_, err = f.restoreJob(ctx, cs)
+		got, err := f.restoreJob(ctx, cs)
+		if err == nil && v > 0 && got != v {
+			// The job went on while this rank joined it (a version that a dead
+			// process had recorded completed meanwhile): say what was restored.
+			return errf(ErrVersion, "the job's restart point moved from version %d to %d during RestoreAll(%d): the regions hold version %d (RestoreJob returns the version it restores)", v, got, v, got)
+		}
 		return err
 	}
 	err := f.restore(cs, v)

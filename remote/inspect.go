@@ -403,8 +403,8 @@ func VerifyStore(ctx context.Context, st store.Store, rank int, progress func(do
 // version pulled: ErrNotFound when the rank has no version committed for every
 // checkpoint, ErrVersion when it committed no version v.
 func Pull(ctx context.Context, s Settings, h Host, v int) (int, error) {
-	ctx = toolContext(ctx)
 	t := newTier(s, h)
+	ctx = t.callerCtx(toolContext(ctx))
 	defer t.cancel(errors.New("pull done"))
 	st, rank := s.st, s.rank
 	caps, err := storeLineage(ctx, st)

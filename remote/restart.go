@@ -32,7 +32,7 @@ type Restart struct {
 // checkpoint (the checkpoints registered differ from those saved), and with ErrRemote
 // when the store fails.
 func (t *Tier) Join(ctx context.Context, names []string) (Restart, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.cfg.timeout)
+	ctx, cancel := context.WithTimeout(t.callerCtx(ctx), t.cfg.timeout)
 	defer cancel()
 	if err := t.jobMu.lock(ctx); err != nil {
 		return Restart{}, t.joinErr(err)
@@ -98,6 +98,7 @@ func (t *Tier) joinErr(err error) error {
 // in the job's current life, or, when none is yet, the version the life began from (0:
 // the start). It reads the store (a few requests, whatever the number of ranks).
 func (t *Tier) JobVersion(ctx context.Context) (v, life uint64, err error) {
+	ctx = t.callerCtx(ctx)
 	p, n, err := t.restartPoint(ctx)
 	if err != nil {
 		return 0, 0, t.joinErr(err)
@@ -158,6 +159,7 @@ func (t *Tier) visible(ctx context.Context, name string) ([]storeVer, error) {
 // Committed returns the numbers of the versions of the checkpoint called name that a
 // restore may take from the store (see visible), ascending.
 func (t *Tier) Committed(ctx context.Context, name string) ([]uint64, error) {
+	ctx = t.callerCtx(ctx)
 	vs, err := t.visible(ctx, name)
 	if err != nil {
 		return nil, t.joinErr(err)
@@ -173,6 +175,7 @@ func (t *Tier) Committed(ctx context.Context, name string) ([]uint64, error) {
 // for a restore that falls back to the store: an error wrapping ErrVersion when the
 // store holds no version v a restore may use.
 func (t *Tier) Lookup(ctx context.Context, name string, v uint64) (Incoming, error) {
+	ctx = t.callerCtx(ctx)
 	vs, err := t.visible(ctx, name)
 	if err != nil {
 		return Incoming{}, t.joinErr(err)

@@ -158,7 +158,7 @@ type dedupKey struct {
 // be asked what it holds within the timeout.
 func Open(ctx context.Context, s Settings, h Host) (*Tier, error) {
 	t := newTier(s, h)
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := context.WithTimeout(t.callerCtx(ctx), s.timeout)
 	defer cancel()
 	if err := t.reconcile(ctx); err != nil {
 		t.cancel(err)
@@ -178,6 +178,12 @@ func Open(ctx context.Context, s Settings, h Host) (*Tier, error) {
 
 // Settings returns the tier's settings.
 func (t *Tier) Settings() Settings { return t.cfg }
+
+// callerCtx is the context of a call from the engine (Open, Flush, Join, JobVersion, a
+// restore): its retries wait as Backoff says, like the background's.
+func (t *Tier) callerCtx(ctx context.Context) context.Context {
+	return withBackoff(ctx, t.cfg.backoff)
+}
 
 // signal wakes everyone waiting for a change. Caller holds t.mu.
 func (t *Tier) signal() {
@@ -602,17 +608,20 @@ func (t *Tier) uploadLife(ctx context.Context) (uint64, error) {
 // permanent failure not reported yet, or an error wrapping ErrRemote and the context's
 // error if ctx ends first (the uploads go on).
 func (t *Tier) Flush(ctx context.Context) error {
+	ctx = t.callerCtx(ctx)
 	t.mu.Lock()
 	target, moves := t.seq, t.requeues
 	t.mu.Unlock()
 	for {
-		if err := t.await(ctx, target); err != nil {
-			return err
-		}
 		if t.cfg.workers <= 0 {
+			// No background workers: the queue is worked here, before the wait below
+			// (which nothing else would end).
 			if err := t.drain(ctx); err != nil {
 				return err
 			}
+		}
+		if err := t.await(ctx, target); err != nil {
+			return err
 		}
 		if err := t.recordPending(ctx); err != nil {
 			if errors.Is(err, ErrRestart) {
@@ -802,7 +811,7 @@ func (t *Tier) incoming(m *manifest) Incoming {
 	st, workers := t.st, t.fetchWorkers()
 	return Incoming{Name: m.Name, Num: m.Version, Length: m.Length, Hash: m.Hash, Time: m.Time, Shift: m.Shift, Table: m.Table,
 		Fill: func(ctx context.Context, dst []byte, write func(p []byte, off int64) error) error {
-			return fetchInto(ctx, st, m, dst, write, workers)
+			return fetchInto(t.callerCtx(ctx), st, m, dst, write, workers)
 		}}
 }
 
