@@ -56,6 +56,7 @@ type report struct {
 	Rows       []*row               `json:"rows"`
 	Reopen     *bench.ReopenResult  `json:"reopen,omitempty"`
 	Regions    *bench.RegionsResult `json:"regions,omitempty"`
+	Job        []jobResult          `json:"job,omitempty"`
 	Diff       []*bench.DiffResult  `json:"differential,omitempty"`
 	Allocs     []allocResult        `json:"allocs,omitempty"`
 	Sweep      []*row               `json:"sweep,omitempty"`
@@ -203,6 +204,21 @@ func (rep *report) goals() {
 		v = r.OpenRatio()
 		addGoal(fmt.Sprintf("10. reopen a file of %d SaveAlls of %d regions for writing vs reading its index once", r.SaveAlls, r.Regions), v, "<= 20x", v <= 20,
 			fmt.Sprintf("%v vs %v (%d KiB index)", r.Open.Round(time.Microsecond), r.ReadIndex.Round(time.Microsecond), r.IndexBytes>>10))
+	}
+	if len(rep.Job) > 1 {
+		// Requests per rank must not grow with the job: the largest job against the
+		// smallest, for each operation.
+		small, large := rep.Job[0], rep.Job[len(rep.Job)-1]
+		for _, op := range bench.JobOps {
+			s, l := small.Ops[op].Requests, large.Ops[op].Requests
+			v := ratio(l, s)
+			var per []string
+			for _, j := range rep.Job {
+				per = append(per, fmt.Sprintf("%.2f", j.Ops[op].Requests))
+			}
+			addGoal(fmt.Sprintf("job: store requests per rank, %s, %d ranks vs %d", op, large.Ranks, small.Ranks), v, "<= 2x", v <= 2,
+				fmt.Sprintf("%s requests per rank at %s ranks; %.2f keys listed at %d", strings.Join(per, " / "), jobRanksLabel(rep.Job), large.Ops[op].Listed, large.Ranks))
+		}
 	}
 	rep.diffGoals(addGoal)
 	rep.remoteGoals(addGoal)
@@ -362,6 +378,12 @@ func (rep *report) writeBenchstat(w io.Writer) error {
 	if r := rep.Reopen; r != nil {
 		fmt.Fprintf(w, "BenchmarkCkp/section=reopen/versions=%d-%d\t1\t%d ns/op\t%d read-only-ns\t%d read-index-ns\n", r.Versions, rep.GOMAXPROCS, r.Open.Nanoseconds(), r.OpenRead.Nanoseconds(), r.ReadIndex.Nanoseconds())
 	}
+	for _, j := range rep.Job {
+		for _, op := range bench.JobOps {
+			fmt.Fprintf(w, "BenchmarkCkp/section=job/op=%s/ranks=%d-%d\t1\t%.2f requests/rank\t%.2f listed/rank\n",
+				strings.NewReplacer(" ", "-", ",", "").Replace(op), j.Ranks, rep.GOMAXPROCS, j.Ops[op].Requests, j.Ops[op].Listed)
+		}
+	}
 	if r := rep.Regions; r != nil {
 		fmt.Fprintf(w, "BenchmarkCkp/section=regions/op=register/regions=%d-%d\t1\t%d ns/op\t%d baseline-ns\n", r.Regions, rep.GOMAXPROCS, r.Register.Nanoseconds(), r.RegisterBase.Nanoseconds())
 		fmt.Fprintf(w, "BenchmarkCkp/section=regions/op=reopen/regions=%d-%d\t1\t%d ns/op\t%d read-index-ns\n", r.Regions, rep.GOMAXPROCS, r.Open.Nanoseconds(), r.ReadIndex.Nanoseconds())
@@ -472,4 +494,19 @@ func (rep *report) remoteGoals(addGoal func(string, float64, string, bool, strin
 		addGoal(fmt.Sprintf("13. remote tier, %s: restore on a new node (Open + RestoreAll(0)) of a %s version vs %s", rep.RemoteStore, humanSize(e.Size), get), v, ">= 0.9x", v >= 0.9,
 			fmt.Sprintf("%s vs %s", gbs(e.BytesPerSec), gbs(d.BytesPerSec)))
 	}
+}
+
+// jobResult is what the job section counted for one size of job.
+type jobResult struct {
+	Ranks int                    `json:"ranks"`
+	Ops   map[string]bench.JobOp `json:"ops"`
+}
+
+// jobRanksLabel is "8 / 64 / 1000".
+func jobRanksLabel(js []jobResult) string {
+	var s []string
+	for _, j := range js {
+		s = append(s, fmt.Sprint(j.Ranks))
+	}
+	return strings.Join(s, " / ")
 }

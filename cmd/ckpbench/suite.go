@@ -17,11 +17,14 @@ import (
 	"github.com/ckp-go/ckp/engine"
 )
 
-var allSections = []string{"save", "compute", "small", "parallel", "restore", "keep", "reopen", "regions", "alloc", "remote", "differential"}
+var allSections = []string{"save", "compute", "small", "parallel", "restore", "keep", "reopen", "regions", "alloc", "remote", "job", "differential"}
+
+// jobRanks are the sizes of job the job section counts requests for.
+var jobRanks = []int{8, 64, 1000}
 
 // defaultSections run without -run: keep is left out, the save section already
 // compares retention with keep-all.
-var defaultSections = []string{"save", "compute", "small", "parallel", "restore", "reopen", "regions", "alloc", "remote"}
+var defaultSections = []string{"save", "compute", "small", "parallel", "restore", "reopen", "regions", "alloc", "remote", "job"}
 
 type options struct {
 	dir, sections, size, sync, plot, cpuprofile          string
@@ -227,6 +230,9 @@ func runSuite(o *options) (*report, error) {
 			perSection[s] = 1
 		}
 	}
+	if o.run["job"] {
+		perSection["job"] = len(jobRanks)
+	}
 	if o.plot != "" {
 		perSection["plot"] = len(sweepSizes) * (len(o.policies) + 1)
 	}
@@ -319,6 +325,23 @@ func runSuite(o *options) (*report, error) {
 		rep.Regions = &mr
 		bar.Add(1)
 		pc.step("regions", 1)
+	}
+	if o.run["job"] {
+		for _, n := range jobRanks {
+			bar.Describe(fmt.Sprintf("job      %d ranks", n))
+			d, err := os.MkdirTemp(dir, "job")
+			if err != nil {
+				return nil, err
+			}
+			ops, err := bench.JobRequests(d, n)
+			os.RemoveAll(d)
+			if err != nil {
+				return nil, fmt.Errorf("job %d ranks: %w", n, err)
+			}
+			rep.Job = append(rep.Job, jobResult{Ranks: n, Ops: ops})
+			bar.Add(1)
+			pc.step("job", 1)
+		}
 	}
 	if len(diffs) > 0 {
 		res := make([][]*bench.DiffResult, len(diffs))
