@@ -32,7 +32,7 @@ import (
 // settings, two rounds.
 var sectionSeconds = map[string]float64{
 	"save": 7.0, "compute": 4.3, "small": 3.5, "parallel": 3.0, "restore": 1.6, "keep": 4.0,
-	"reopen": 2.2, "regions": 0.2, "alloc": 0.8, "remote": 5.5, "job": 2.5, "differential": 100,
+	"reopen": 2.2, "regions": 0.2, "alloc": 0.8, "remote": 5.5, "job": 5.0, "differential": 100,
 	"plot": 20,
 }
 
