@@ -368,8 +368,46 @@ func (w *simWorld) trimHist(oldest int64) {
 }
 
 // readOnly is a store for the checks: it reads the world's store as it is, outside
-// the schedule, and drops the hints a reader writes.
-type readOnly struct{ store.Store }
+// the schedule, and drops the hints a reader writes. With deps set, it records what
+// it read: the keys it got and the prefixes it listed.
+type readOnly struct {
+	store.Store
+	deps *simDeps
+}
+
+func (r readOnly) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if r.deps != nil {
+		r.deps.keys[key] = true
+	}
+	return r.Store.Get(ctx, key, off, n)
+}
+
+func (r readOnly) List(ctx context.Context, prefix string) ([]store.Object, error) {
+	if r.deps != nil {
+		r.deps.prefixes = append(r.deps.prefixes, prefix)
+	}
+	return r.Store.List(ctx, prefix)
+}
+
+// simDeps is what a check read from the store: the check's answer is a function of
+// those objects and listings only, so until a write touches one of them it stays the
+// same.
+type simDeps struct {
+	keys     map[string]bool
+	prefixes []string
+}
+
+func (d *simDeps) touches(key string) bool {
+	if d.keys[key] {
+		return true
+	}
+	for _, p := range d.prefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
 
 func (readOnly) Put(context.Context, string, io.Reader, int64) error { return nil }
 func (readOnly) Create(context.Context, string, io.Reader, int64) error {
