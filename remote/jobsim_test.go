@@ -170,6 +170,7 @@ type simRun struct {
 	R, C                   int
 	sizes                  []int
 	constCkpt              int
+	diff                   bool // differential saves and uploads by blocks
 	every, keep, keepLocal int
 	launchIDs              bool
 	faults                 simFaults
@@ -272,8 +273,15 @@ func (s *simRun) configure() {
 	if s.C > 1 && rng.IntN(2) == 0 {
 		s.constCkpt = s.C - 1
 	}
+	// A third of the runs save differentially: regions of 16 to 24 blocks (a version
+	// stored by blocks needs 16), of which each save rewrites a few.
+	s.diff = rng.IntN(3) == 0
 	for range s.C {
-		s.sizes = append(s.sizes, simHdrLen+rng.IntN(4000))
+		if s.diff {
+			s.sizes = append(s.sizes, 16*simBlock+rng.IntN(8*simBlock))
+		} else {
+			s.sizes = append(s.sizes, simHdrLen+rng.IntN(4000))
+		}
 	}
 	s.every = 1 + rng.IntN(3)
 	s.keep = rng.IntN(4)
@@ -296,8 +304,8 @@ func (s *simRun) configure() {
 	for range s.R {
 		s.ranks = append(s.ranks, &simSlot{})
 	}
-	s.tracef("CONFIG seed %d: %d ranks, checkpoints %v (unchanging: %d), Every %d, Keep %d, KeepVersions %d, launch ids %v, faults %+v, %d disturbances (%s), pNew %.2f",
-		s.seed, s.R, s.sizes, s.constCkpt, s.every, s.keep, s.keepLocal, s.launchIDs, s.faults, s.kills, s.mode, s.pNew)
+	s.tracef("CONFIG seed %d: %d ranks, checkpoints %v (unchanging: %d, differential: %v), Every %d, Keep %d, KeepVersions %d, launch ids %v, faults %+v, %d disturbances (%s), pNew %.2f",
+		s.seed, s.R, s.sizes, s.constCkpt, s.diff, s.every, s.keep, s.keepLocal, s.launchIDs, s.faults, s.kills, s.mode, s.pNew)
 }
 
 const (
@@ -400,6 +408,7 @@ func (s *simRun) waitEvent(p *simProc) {
 
 func (s *simRun) opts(p *simProc) *engine.Options {
 	return &engine.Options{KeepVersions: s.keepLocal, Workers: 1, NoPrefault: true, NoHugePages: true, ChunkSize: 1 << 16,
+		Differential: s.diff, NoTracking: true,
 		Remote: &engine.Remote{Store: &simStore{s.w, p}, Rank: p.rank, Ranks: s.R, Every: s.every, Keep: s.keep,
 			Launch: p.launchID, Workers: -1, Backoff: time.Microsecond, Timeout: 10 * time.Minute}}
 }
@@ -559,7 +568,13 @@ func (s *simRun) fill(p *simProc, c int) {
 	if c == s.constCkpt {
 		v = 0
 	}
-	simFill(p.regions[c], simHdr{rank: p.rank, ckpt: c, v: v, gen: p.gen})
+	h := simHdr{rank: p.rank, ckpt: c, v: v, gen: p.gen}
+	if s.diff && c != s.constCkpt {
+		simFillSome(p.regions[c], h)
+	} else {
+		simFill(p.regions[c], h)
+	}
+	s.orc.saved(h, p.regions[c])
 }
 
 // callFailed handles a call's error: ErrRestart sends the program to RestoreJob; any

@@ -1,6 +1,7 @@
 package remote_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -372,5 +373,78 @@ func TestVersionsCompleteBeforeTheLifeStarted(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// TestRestoreJobRewindsDifferentialVersions: a rank whose local file holds versions
+// stored by blocks (deltas) beyond the job's restart point restores that point from its
+// own file on an old node. The rewind drops the newer versions, which moves the index
+// records of the ones it keeps: the restore read the delta's chain by the record it had
+// found before, and failed with "version 2 is not held" (found by TestJobSim once it
+// saved differentially).
+func TestRestoreJobRewindsDifferentialVersions(t *testing.T) {
+	const size = 32 * 4096
+	content := func(v int) []byte { // version v: block 0 and block u rewritten by each u <= v
+		b := make([]byte, size)
+		for u := 1; u <= v; u++ {
+			for _, blk := range []int{0, u} {
+				for i := blk * 4096; i < (blk+1)*4096; i++ {
+					b[i] = byte(u*31 + i)
+				}
+			}
+		}
+		return b
+	}
+	st := dirBackend().new(t)
+	open := func(dir string, rank int) (*engine.File, [][]byte) {
+		f, err := engine.Open(filepath.Join(dir, "r.ckp"), &engine.Options{KeepVersions: 3, Differential: true, NoTracking: true,
+			Remote: &engine.Remote{Store: st, Rank: rank, Ranks: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		regions := [][]byte{make([]byte, size), make([]byte, size)}
+		for i, r := range regions {
+			if _, err := f.Register(fmt.Sprint("grid", i), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := f.RestoreJob(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return f, regions
+	}
+	dirA := t.TempDir()
+	a, ra := open(dirA, 0)
+	b, rb := open(t.TempDir(), 1)
+	for _, x := range []struct {
+		f       *engine.File
+		regions [][]byte
+		upTo    int
+	}{{a, ra, 4}, {b, rb, 2}} {
+		for v := 1; v <= x.upTo; v++ {
+			for _, r := range x.regions {
+				copy(r, content(v))
+			}
+			if err := x.f.SaveAll(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := x.f.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Rank 0 dies (its files as they are while it runs) and restarts on its node; the
+	// job's version is 2.
+	node := t.TempDir()
+	if err := copyFiles(dirA, node); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	_, ra = open(node, 0)
+	for i, r := range ra {
+		if !bytes.Equal(r, content(2)) {
+			t.Fatalf("rank 0 restored other bytes than version 2's in region %d", i)
+		}
 	}
 }

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/ckp-go/ckp/engine"
 	"github.com/ckp-go/ckp/remote"
@@ -39,8 +42,13 @@ import (
 // then bytes derived from the header. A generation is one program session of a rank
 // (a RestoreJob): versions of two sessions never have equal bytes. A checkpoint whose
 // bytes do not change between versions (version 0 in its header) lets versions share
-// data objects.
-const simHdrLen = 32
+// data objects. In a differential run a save rewrites the header and a few blocks
+// (simFillSome), so the bytes also depend on what the region held before: the oracle
+// keeps the hash of what each header was saved with (simOracle.saved).
+const (
+	simHdrLen = 32
+	simBlock  = 4096 // a block of a differential save
+)
 
 var simMagic = []byte("CKPSIMv1")
 
@@ -68,6 +76,30 @@ func simFill(p []byte, h simHdr) {
 	}
 }
 
+// simFillSome writes h's header, the rest of block 0 and about a quarter of the other
+// blocks, chosen and filled from h.
+func simFillSome(p []byte, h simHdr) {
+	seed := uint64(h.rank)<<32 | uint64(h.ckpt)
+	pick := rand.New(rand.NewPCG(seed, h.v<<32^uint64(h.gen)^0x5eed))
+	for b := 0; b*simBlock < len(p); b++ {
+		if b > 0 && pick.IntN(4) != 0 {
+			continue
+		}
+		blk := p[b*simBlock : min((b+1)*simBlock, len(p))]
+		r := rand.New(rand.NewPCG(seed^uint64(b)<<48, h.v<<32^uint64(h.gen)))
+		for i := 0; i < len(blk); i += 8 {
+			var x [8]byte
+			binary.LittleEndian.PutUint64(x[:], r.Uint64())
+			copy(blk[i:], x[:])
+		}
+	}
+	copy(p, simMagic)
+	binary.LittleEndian.PutUint32(p[8:], uint32(h.rank))
+	binary.LittleEndian.PutUint32(p[12:], uint32(h.ckpt))
+	binary.LittleEndian.PutUint64(p[16:], h.v)
+	binary.LittleEndian.PutUint64(p[24:], uint64(h.gen))
+}
+
 func simParseHdr(p []byte) (simHdr, bool) {
 	if len(p) < simHdrLen || !bytes.Equal(p[:8], simMagic) {
 		return simHdr{}, false
@@ -76,16 +108,30 @@ func simParseHdr(p []byte) (simHdr, bool) {
 		v: binary.LittleEndian.Uint64(p[16:]), gen: int(binary.LittleEndian.Uint64(p[24:]))}, true
 }
 
-// simCheck decodes the header of p and checks every byte against it.
-func simCheck(p []byte) (simHdr, error) {
+// saved records the bytes a save of header h hands the engine.
+func (o *simOracle) saved(h simHdr, p []byte) {
+	x := xxhash.Sum64(p)
+	if !slices.Contains(o.content[h], x) {
+		o.content[h] = append(o.content[h], x)
+	}
+}
+
+// simCheck decodes the header of p and checks every byte against it: against what a
+// save of that header held.
+func (o *simOracle) simCheck(p []byte) (simHdr, error) {
 	h, ok := simParseHdr(p)
 	if !ok {
 		return h, fmt.Errorf("no header (%x)", p[:min(len(p), simHdrLen)])
 	}
-	want := make([]byte, len(p))
-	simFill(want, h)
-	if !bytes.Equal(want, p) {
-		return h, fmt.Errorf("bytes after the header (%v) do not match it", h)
+	if !slices.Contains(o.content[h], xxhash.Sum64(p)) {
+		return h, fmt.Errorf("bytes after the header (%v) are not what a save of it held", h)
+	}
+	if !o.s.diff {
+		want := make([]byte, len(p))
+		simFill(want, h)
+		if !bytes.Equal(want, p) {
+			return h, fmt.Errorf("bytes after the header (%v) do not match it", h)
+		}
 	}
 	return h, nil
 }
@@ -128,24 +174,36 @@ func simLogEntry(b []byte) (seq uint64, seal bool, rp simPoint, ok bool) {
 	return seq, seal, rp, true
 }
 
-// simManifestObject returns the first extent's data object key and offset.
-func simManifestObject(b []byte) (string, int64, bool) {
+// simManifestObjects returns the data objects a manifest's extents name, in payload
+// order, and the first extent's offset in its object.
+func simManifestObjects(b []byte) ([]string, int64, bool) {
 	if len(b) < 104 || string(b[:8]) != "CKPMANIF" {
-		return "", 0, false
+		return nil, 0, false
 	}
 	n := int(binary.LittleEndian.Uint16(b[72:]))
 	blocks := int(binary.LittleEndian.Uint32(b[76:]))
 	ext := int(binary.LittleEndian.Uint32(b[80:]))
 	p := 104 + (n+7)/8*8 + 8*blocks
-	if ext == 0 || p+40 > len(b) {
-		return "", 0, false
+	if ext == 0 {
+		return nil, 0, false
 	}
-	off := int64(binary.LittleEndian.Uint64(b[p+16:]))
-	kl := int(binary.LittleEndian.Uint16(b[p+32:]))
-	if p+40+kl > len(b) {
-		return "", 0, false
+	var keys []string
+	var first int64
+	for e := range ext {
+		if p+40 > len(b) {
+			return nil, 0, false
+		}
+		if e == 0 {
+			first = int64(binary.LittleEndian.Uint64(b[p+16:]))
+		}
+		kl := int(binary.LittleEndian.Uint16(b[p+32:]))
+		if p+40+kl > len(b) {
+			return nil, 0, false
+		}
+		keys = append(keys, string(b[p+40:p+40+kl]))
+		p += 40 + (kl+7)/8*8
 	}
-	return string(b[p+40 : p+40+kl]), off, true
+	return keys, first, true
 }
 
 // What the oracle knows.
@@ -159,7 +217,7 @@ type simCommitKey struct {
 
 type simCommit struct {
 	hdr  simHdr
-	data string // the data object's key
+	data []string // the data objects its manifest names
 	proc *simProc
 }
 
@@ -202,13 +260,14 @@ type simOracle struct {
 	// checkedRP; a part is forgotten once a write touches what it read.
 	checked   map[int]*simDeps
 	checkedRP simPoint
+	content   map[simHdr][]uint64 // the hashes of the bytes saves of a header held
 }
 
 func newSimOracle(s *simRun) *simOracle {
 	return &simOracle{s: s, lives: map[uint64]simPoint{}, launches: map[uint64]string{}, logs: map[uint64]*simLog{},
 		member: map[[2]uint64]simMember{}, gens: map[int]*simGenInfo{}, dataHdr: map[string]simHdr{},
 		committed: map[simCommitKey]simCommit{}, complete: map[simPoint]bool{}, protect: map[string]bool{},
-		checked: map[int]*simDeps{}}
+		checked: map[int]*simDeps{}, content: map[simHdr][]uint64{}}
 }
 
 func (o *simOracle) gen(g int) *simGenInfo {
@@ -246,7 +305,11 @@ func (o *simOracle) onApply(op *simOp, existed bool) {
 		life, _ := simNum(parts[2])
 		v, _ := simNum(parts[4])
 		ck, err := strconv.Atoi(strings.TrimPrefix(parts[3], "c"))
-		key, off, ok := simManifestObject(op.body)
+		keys, off, ok := simManifestObjects(op.body)
+		key := ""
+		if ok {
+			key = keys[0]
+		}
 		h, known := o.dataHdr[key]
 		if err != nil || !ok || off != 0 || !known {
 			s.violation("IC", "manifest %s names %q at %d, which the oracle never saw created", op.key, key, off)
@@ -255,7 +318,7 @@ func (o *simOracle) onApply(op *simOp, existed bool) {
 		if h.rank != rank || h.ckpt != ck || h.v != v && h.v != 0 {
 			s.violation("I1", "manifest %s names the bytes of %v", op.key, h)
 		}
-		o.committed[simCommitKey{rank, life, ck, v}] = simCommit{hdr: h, data: key, proc: op.proc}
+		o.committed[simCommitKey{rank, life, ck, v}] = simCommit{hdr: h, data: keys, proc: op.proc}
 	case len(parts) == 3 && parts[0] == "job" && parts[1] == "life" && parts[2] != "hint":
 		o.onLife(op)
 	case len(parts) == 4 && parts[0] == "job" && parts[1] == "log" && parts[3] != "hint":
@@ -392,7 +455,9 @@ func (o *simOracle) setRP(p simPoint) {
 		for c := range s.C {
 			o.protect[fmt.Sprintf("m/%d/%020d/c%d/%020d", r, p.life, c, p.v)] = true
 			if cm, ok := o.committed[simCommitKey{r, p.life, c, p.v}]; ok {
-				o.protect[cm.data] = true
+				for _, k := range cm.data {
+					o.protect[k] = true
+				}
 			}
 		}
 	}
@@ -441,7 +506,7 @@ func (o *simOracle) onRestore(p *simProc, v uint64, maxBefore uint64) {
 	}
 	for c, region := range p.regions {
 		want, ok := o.expect(p.rank, c, base)
-		got, err := simCheck(region)
+		got, err := o.simCheck(region)
 		switch {
 		case !ok:
 			s.violation("I1", "%s restored %v, which it never committed checkpoint %d of", p.name, base, c)
@@ -508,7 +573,7 @@ func (o *simOracle) checkStore() {
 					return false
 				}
 				want, _ := o.expect(r, c, o.rp)
-				if got, err := simCheck(b); err != nil || got != want {
+				if got, err := o.simCheck(b); err != nil || got != want {
 					s.violation("I2", "rank %d's checkpoint %d at the restart point %v reads back %v (%v), committed %v", r, c, o.rp, got, err, want)
 					return false
 				}

@@ -377,22 +377,27 @@ type readOnly struct {
 
 func (r readOnly) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	if r.deps != nil {
+		r.deps.mu.Lock()
 		r.deps.keys[key] = true
+		r.deps.mu.Unlock()
 	}
 	return r.Store.Get(ctx, key, off, n)
 }
 
 func (r readOnly) List(ctx context.Context, prefix string) ([]store.Object, error) {
 	if r.deps != nil {
+		r.deps.mu.Lock()
 		r.deps.prefixes = append(r.deps.prefixes, prefix)
+		r.deps.mu.Unlock()
 	}
 	return r.Store.List(ctx, prefix)
 }
 
 // simDeps is what a check read from the store: the check's answer is a function of
 // those objects and listings only, so until a write touches one of them it stays the
-// same.
+// same. A check's reads may run in parallel (fetches of several objects).
 type simDeps struct {
+	mu       sync.Mutex
 	keys     map[string]bool
 	prefixes []string
 }
