@@ -38,8 +38,13 @@ func (f *File) chainLocked(s *ckptState, v *version) ([]version, error) {
 	if !v.delta() {
 		return []version{*v}, nil
 	}
+	// Found by number and slot, not by its record's place in the index: a rewrite of
+	// the index (compaction, a rewind) moves records while a restore holds v.
 	i := s.held() - 1
-	for i >= 0 && s.recs[s.head+i] != v.pos {
+	for i >= 0 {
+		if h := s.heldAt(i); h.num == v.num && h.off == v.off {
+			break
+		}
 		i--
 	}
 	if i < 0 {

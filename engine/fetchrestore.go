@@ -106,21 +106,6 @@ func (f *File) fetchRestore(ctx context.Context, cs []*Checkpoint, nums []uint64
 	for k := range fs {
 		fs[k].own = false // the index lists them now
 	}
-	// The rewind rewrote the index, which moves records: a local version is found
-	// again, as a version stored by blocks finds its chain through its record.
-	f.mu.Lock()
-	for i, c := range cs {
-		if checked[i] {
-			continue
-		}
-		v, err := c.st.resolve(int(nums[i]))
-		if err != nil || v.off != src[i].off || v.hash != src[i].hash {
-			f.mu.Unlock()
-			return errf(ErrCorrupt, "version %d of %q changed during the rewind", nums[i], c.name)
-		}
-		src[i] = v
-	}
-	f.mu.Unlock()
 	return f.restoreVersions(cs, src, checked)
 }
 
