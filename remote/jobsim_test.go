@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -70,7 +71,7 @@ func TestJobSim(t *testing.T) {
 	var mu sync.Mutex
 	var failed []string
 	var wg sync.WaitGroup
-	var lives, completes, restores, steps atomic.Int64
+	var lives, completes, restores, steps, zombies, zombieCalls atomic.Int64
 	for range 2 * max(1, runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
 			for {
@@ -89,6 +90,8 @@ func TestJobSim(t *testing.T) {
 				completes.Add(int64(res.completes))
 				restores.Add(int64(res.restores))
 				steps.Add(res.steps)
+				zombies.Add(int64(res.zombies))
+				zombieCalls.Add(int64(res.zombieCalls))
 				if res.failed {
 					mu.Lock()
 					failed = append(failed, fmt.Sprintf("seed %d: %s\n(replay: go test ./remote -run 'TestJobSim$' -seed %d -v)\nlast steps:\n%s",
@@ -99,8 +102,8 @@ func TestJobSim(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	t.Logf("seeds %d..%d: %d steps, %d lives, %d versions logged complete, %d RestoreJobs checked",
-		*simFrom, last-1, steps.Load(), lives.Load(), completes.Load(), restores.Load())
+	t.Logf("seeds %d..%d: %d steps, %d lives, %d versions logged complete, %d RestoreJobs checked, %d zombies (%d calls)",
+		*simFrom, last-1, steps.Load(), lives.Load(), completes.Load(), restores.Load(), zombies.Load(), zombieCalls.Load())
 	for _, f := range failed {
 		if simMutation {
 			t.Logf("FAIL %s", f)
@@ -136,6 +139,9 @@ type simProc struct {
 	err         error
 	v           uint64
 	after       func()
+
+	zombie      bool  // outlived its launch: no longer its rank's process
+	zombieUntil int64 // the step it dies at
 }
 
 type simSlot struct {
@@ -148,6 +154,7 @@ type simDue struct {
 	at     int64
 	rank   int
 	kill   bool
+	zombie bool // instead of dying, the process outlives its launch
 	fresh  bool
 	launch int
 }
@@ -158,6 +165,7 @@ type simResult struct {
 	tail                       string
 	summary                    string
 	lives, completes, restores int
+	zombies, zombieCalls       int
 	steps                      int64
 }
 
@@ -180,6 +188,10 @@ type simRun struct {
 	kills                  int
 	mode                   string
 	pKill, pNew, pOutage   float64
+	pZombie                float64    // per relaunch, with launch ids
+	zrng                   *rand.Rand // draws only for zombies: runs without any keep their schedules
+	zombies                []*simProc
+	nZombies, nZombieCalls int
 	window, delay          int
 	due                    []simDue
 	outageUntil            int64
@@ -244,7 +256,7 @@ func runSim(t *testing.T, seed uint64, out io.Writer) simResult {
 	}()
 	s.shutdown()
 	res := simResult{failed: s.failed, why: s.why, tail: s.tail(), lives: int(s.orc.newest),
-		completes: s.orc.nComplete, restores: s.orc.nRestore, steps: w.step}
+		completes: s.orc.nComplete, restores: s.orc.nRestore, steps: w.step, zombies: s.nZombies, zombieCalls: s.nZombieCalls}
 	res.summary = fmt.Sprintf("%d ranks, %d checkpoints, Every %d, Keep %d, KeepVersions %d, launch ids %v: %d steps, %d lives, %d versions complete, %d RestoreJobs, restart point %v",
 		s.R, s.C, s.every, s.keep, s.keepLocal, s.launchIDs, w.step, s.orc.newest, s.orc.nComplete, s.orc.nRestore, s.orc.rp)
 	s.tracef("END %s", res.summary)
@@ -304,8 +316,14 @@ func (s *simRun) configure() {
 	for range s.R {
 		s.ranks = append(s.ranks, &simSlot{})
 	}
-	s.tracef("CONFIG seed %d: %d ranks, checkpoints %v (unchanging: %d, differential: %v), Every %d, Keep %d, KeepVersions %d, launch ids %v, faults %+v, %d disturbances (%s), pNew %.2f",
-		s.seed, s.R, s.sizes, s.constCkpt, s.diff, s.every, s.keep, s.keepLocal, s.launchIDs, s.faults, s.kills, s.mode, s.pNew)
+	// With launch ids, a process of an old launch may outlive the relaunch (a zombie)
+	// and go on with its program, on its node, until it dies.
+	s.zrng = rand.New(rand.NewPCG(s.seed, 0x7a6b1e))
+	if s.launchIDs && s.R > 1 {
+		s.pZombie = s.zrng.Float64()
+	}
+	s.tracef("CONFIG seed %d: %d ranks, checkpoints %v (unchanging: %d, differential: %v), Every %d, Keep %d, KeepVersions %d, launch ids %v, faults %+v, %d disturbances (%s), pNew %.2f, pZombie %.2f",
+		s.seed, s.R, s.sizes, s.constCkpt, s.diff, s.every, s.keep, s.keepLocal, s.launchIDs, s.faults, s.kills, s.mode, s.pNew, s.pZombie)
 }
 
 const (
@@ -345,9 +363,12 @@ func (s *simRun) stepOnce() {
 	for _, sl := range s.ranks {
 		if p := sl.cur; p != nil {
 			live = append(live, p)
-			if p.op != nil {
-				oldest = min(oldest, p.op.issued)
-			}
+		}
+	}
+	live = append(live, s.zombies...)
+	for _, p := range live {
+		if p.op != nil {
+			oldest = min(oldest, p.op.issued)
 		}
 	}
 	for _, o := range s.w.orphans {
@@ -386,6 +407,9 @@ func (s *simRun) settle(p *simProc) {
 func (s *simRun) call(p *simProc) {
 	s.w.step++
 	label, fn, after := s.nextCall(p)
+	if p.zombie {
+		s.nZombieCalls++
+	}
 	p.label, p.after = label, after
 	s.tracef("%-8s CALL %s", p.name, label)
 	p.cmds <- fn
@@ -608,8 +632,9 @@ func (s *simRun) restored(p *simProc, maxBefore uint64) {
 // start begins a process of rank r, on its old node or a new one.
 func (s *simRun) start(r int, fresh bool, launch int) {
 	sl := s.ranks[r]
+	fresh = fresh || sl.node == ""
 	switch {
-	case fresh || sl.node == "":
+	case fresh:
 		d, err := os.MkdirTemp(s.dir, "node")
 		if err != nil {
 			panic(err)
@@ -653,7 +678,13 @@ func (s *simRun) start(r int, fresh bool, launch int) {
 // nothing it does from now on reaches the store.
 func (s *simRun) kill(p *simProc, why string, orphans float64) {
 	sl := s.ranks[p.rank]
-	if sl.cur != p {
+	if p.zombie {
+		i := slices.Index(s.zombies, p)
+		if i < 0 {
+			return
+		}
+		s.zombies = slices.Delete(s.zombies, i, i+1)
+	} else if sl.cur != p {
 		return
 	}
 	snap, err := os.MkdirTemp(s.dir, "node")
@@ -663,7 +694,9 @@ func (s *simRun) kill(p *simProc, why string, orphans float64) {
 	if err := copyFiles(p.dir, snap); err != nil {
 		panic(err)
 	}
-	sl.node, sl.cur = snap, nil
+	if !p.zombie {
+		sl.node, sl.cur = snap, nil
+	}
 	if i := slices.Index(sl.nodes, p.dir); i >= 0 {
 		sl.nodes[i] = snap // that node as the kill left it
 	} else {
@@ -683,6 +716,21 @@ func (s *simRun) kill(p *simProc, why string, orphans float64) {
 		close(op.done)
 	}
 	close(p.cmds)
+}
+
+// zombify lets p outlive its launch: its rank's next process starts on another node
+// (p's node is p's while it lives), and p goes on until zombieUntil.
+func (s *simRun) zombify(p *simProc) {
+	sl := s.ranks[p.rank]
+	sl.cur, sl.node = nil, ""
+	if i := slices.Index(sl.nodes, p.dir); i >= 0 {
+		sl.nodes = slices.Delete(sl.nodes, i, i+1)
+	}
+	p.zombie = true
+	p.zombieUntil = s.w.step + int64(200+s.zrng.IntN(4000))
+	s.zombies = append(s.zombies, p)
+	s.nZombies++
+	s.tracef("ZOMBIE %s (launch %d) lives on until %d", p.name, p.launch, p.zombieUntil)
 }
 
 func copyFiles(from, to string) error {
@@ -744,13 +792,22 @@ func (s *simRun) tick() bool {
 		}
 		if d.kill {
 			if p := s.ranks[d.rank].cur; p != nil {
-				s.kill(p, "its job is going down", s.faults.orphan)
+				if d.zombie {
+					s.zombify(p)
+				} else {
+					s.kill(p, "its job is going down", s.faults.orphan)
+				}
 			}
 		} else if s.ranks[d.rank].cur == nil {
 			s.start(d.rank, d.fresh, d.launch)
 		}
 	}
 	s.due = s.due[:k]
+	for _, p := range slices.Clone(s.zombies) {
+		if s.w.step >= p.zombieUntil {
+			s.kill(p, "the zombie dies", s.faults.orphan)
+		}
+	}
 	switch {
 	case s.outageUntil > 0 && s.w.step > s.outageUntil:
 		s.outageUntil, s.w.delOut = 0, false
@@ -778,11 +835,15 @@ func (s *simRun) tick() bool {
 		// a new launch, in any order.
 		s.kill(s.ranks[first].cur, "the job fails", s.faults.orphan)
 		last := s.w.step
+		zombie := -1
+		if s.zrng.Float64() < s.pZombie {
+			zombie = (first + 1 + s.zrng.IntN(s.R-1)) % s.R
+		}
 		for r := range s.R {
 			if r != first {
 				at := s.w.step + int64(rng.IntN(s.window+1))
 				last = max(last, at)
-				s.due = append(s.due, simDue{at: at, rank: r, kill: true})
+				s.due = append(s.due, simDue{at: at, rank: r, kill: true, zombie: r == zombie})
 			}
 		}
 		s.launch++
@@ -791,7 +852,7 @@ func (s *simRun) tick() bool {
 		}
 		return false
 	}
-	if s.kills > 0 || s.alive() < s.R {
+	if s.kills > 0 || s.alive() < s.R || len(s.zombies) > 0 {
 		return false
 	}
 	// Liveness: with no more faults or kills, a version completes in the newest life.
@@ -820,6 +881,9 @@ func (s *simRun) shutdown() {
 		if p := sl.cur; p != nil {
 			s.kill(p, "end of run", 0)
 		}
+	}
+	for _, p := range slices.Clone(s.zombies) {
+		s.kill(p, "end of run", 0)
 	}
 	s.w.wg.Wait()
 	_ = os.RemoveAll(s.dir)
