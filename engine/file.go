@@ -370,7 +370,14 @@ func (f *File) create() error {
 	if f.opts.Differential {
 		f.format = FormatVersion
 	}
-	slot.EncodeHeader(f.data.Bytes(), slot.Header{FileID: f.fileID, Created: now, Version: f.format})
+	// Written, not stored through the mapping: the first fault on a fresh file reads
+	// ahead (read_ahead_kb, 8 MiB on some disks), which allocates and zeroes the
+	// whole first chunk, a millisecond or two of every Open that creates a file.
+	var hdr [slot.HeaderLen]byte
+	slot.EncodeHeader(hdr[:], slot.Header{FileID: f.fileID, Created: now, Version: f.format})
+	if _, err := f.data.OSFile().WriteAt(hdr[:], 0); err != nil {
+		return fileErr("write", f.path, err)
+	}
 	if err := f.data.Sync(); err != nil {
 		return fmt.Errorf("ckp: sync %s: %w", f.path, err)
 	}
