@@ -18,6 +18,7 @@ import (
 	"github.com/ckp-go/ckp/engine"
 	"github.com/ckp-go/ckp/store"
 	"github.com/ckp-go/ckp/store/location"
+	"github.com/ckp-go/ckp/store/mem"
 	"github.com/ckp-go/ckp/store/s3"
 )
 
@@ -300,6 +301,34 @@ func RestoreDirect(cfg Config, r *Remote) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// DiscardStore returns a store in memory that keeps every object but the bytes of large
+// ones (64 KiB or more: data objects), which it reads and drops: a remote tier over it
+// does all its own work (pins, reads and checks, requests) while the store costs
+// nothing. For measuring the tier's own cost, not for restoring.
+func DiscardStore() store.Store { return discardStore{mem.New("discard")} }
+
+type discardStore struct{ *mem.Store }
+
+func (d discardStore) Create(ctx context.Context, key string, body io.Reader, size int64) error {
+	if size >= 64<<10 {
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			return err
+		}
+		return d.Store.Create(ctx, key, bytes.NewReader(nil), 0)
+	}
+	return d.Store.Create(ctx, key, body, size)
+}
+
+func (d discardStore) Put(ctx context.Context, key string, body io.Reader, size int64) error {
+	if size >= 64<<10 {
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			return err
+		}
+		return d.Store.Put(ctx, key, bytes.NewReader(nil), 0)
+	}
+	return d.Store.Put(ctx, key, body, size)
 }
 
 // RemoteStore returns a remote tier on a fresh store of r, for engine runs of cfg

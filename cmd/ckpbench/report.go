@@ -476,7 +476,7 @@ func (rep *report) remoteGoals(addGoal func(string, float64, string, bool, strin
 	}
 	var on, off *row
 	for _, r := range rep.Rows {
-		if r.Section == "remote-compute" {
+		if r.Section == "remote-compute" && !strings.HasSuffix(r.Variant, discardLabel) {
 			if r.baseline {
 				off = r
 			} else {
@@ -495,6 +495,9 @@ func (rep *report) remoteGoals(addGoal func(string, float64, string, bool, strin
 			fmt.Sprintf("%s vs %s", gbs(e.BytesPerSec), gbs(d.BytesPerSec)))
 	}
 }
+
+// discardLabel ends the label of the remote-compute row whose store keeps no data.
+const discardLabel = "store keeping no data"
 
 // jobResult is what the job section counted for one size of job.
 type jobResult struct {

@@ -674,6 +674,14 @@ func planRemote(o *options, add func(string, bench.Variant, string, bench.Config
 	r := c
 	r.Remote = func() (*engine.Remote, error) { return bench.RemoteStore(t, o.remoteEvery, o.keep) }
 	add("remote-compute", bench.Engine, fmt.Sprintf("engine/keep %d +remote every %d", o.keep, o.remoteEvery), r, "none")
+	// A diagnostic beside goal 12: the same loop over a store that keeps no data, so
+	// that the tier's own cost in Save shows apart from the store's writes on this
+	// machine (a store on the same disk or a server on the same host).
+	d := c
+	d.Remote = func() (*engine.Remote, error) {
+		return &engine.Remote{Store: bench.DiscardStore(), Every: o.remoteEvery, Keep: o.keep}, nil
+	}
+	add("remote-compute", bench.Engine, fmt.Sprintf("engine/keep %d +remote every %d, %s", o.keep, o.remoteEvery, discardLabel), d, "none")
 	c.Warmup = o.keep + 2 // without uploads the rotation is warm after one turn
 	add("remote-compute", bench.Engine, "remote off", c, "none")
 
