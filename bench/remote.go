@@ -312,23 +312,28 @@ func DiscardStore() store.Store { return discardStore{mem.New("discard")} }
 type discardStore struct{ *mem.Store }
 
 func (d discardStore) Create(ctx context.Context, key string, body io.Reader, size int64) error {
-	if size >= 64<<10 {
-		if _, err := io.Copy(io.Discard, body); err != nil {
-			return err
-		}
-		return d.Store.Create(ctx, key, bytes.NewReader(nil), 0)
+	body, size, err := dropLarge(body, size)
+	if err != nil {
+		return err
 	}
 	return d.Store.Create(ctx, key, body, size)
 }
 
 func (d discardStore) Put(ctx context.Context, key string, body io.Reader, size int64) error {
-	if size >= 64<<10 {
-		if _, err := io.Copy(io.Discard, body); err != nil {
-			return err
-		}
-		return d.Store.Put(ctx, key, bytes.NewReader(nil), 0)
+	body, size, err := dropLarge(body, size)
+	if err != nil {
+		return err
 	}
 	return d.Store.Put(ctx, key, body, size)
+}
+
+// dropLarge reads a body of 64 KiB or more to its end and returns an empty one instead.
+func dropLarge(body io.Reader, size int64) (io.Reader, int64, error) {
+	if size < 64<<10 {
+		return body, size, nil
+	}
+	_, err := io.Copy(io.Discard, body)
+	return bytes.NewReader(nil), 0, err
 }
 
 // RemoteStore returns a remote tier on a fresh store of r, for engine runs of cfg
