@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -303,16 +304,16 @@ func RestoreDirect(cfg Config, r *Remote) (*Result, error) {
 	return res, nil
 }
 
-// DiscardStore returns a store in memory that keeps every object but the bytes of large
-// ones (64 KiB or more: data objects), which it reads and drops: a remote tier over it
-// does all its own work (pins, reads and checks, requests) while the store costs
-// nothing. For measuring the tier's own cost, not for restoring.
+// DiscardStore returns a store in memory that keeps every object but the bytes of data
+// objects (keys under "d/", docs/REMOTE.md's layout), which it reads and drops: a
+// remote tier over it does all its own work (pins, reads and checks, requests) while
+// the store costs nothing. For measuring the tier's own cost, not for restoring.
 func DiscardStore() store.Store { return discardStore{mem.New("discard")} }
 
 type discardStore struct{ *mem.Store }
 
 func (d discardStore) Create(ctx context.Context, key string, body io.Reader, size int64) error {
-	body, size, err := dropLarge(body, size)
+	body, size, err := dropData(key, body, size)
 	if err != nil {
 		return err
 	}
@@ -320,16 +321,17 @@ func (d discardStore) Create(ctx context.Context, key string, body io.Reader, si
 }
 
 func (d discardStore) Put(ctx context.Context, key string, body io.Reader, size int64) error {
-	body, size, err := dropLarge(body, size)
+	body, size, err := dropData(key, body, size)
 	if err != nil {
 		return err
 	}
 	return d.Store.Put(ctx, key, body, size)
 }
 
-// dropLarge reads a body of 64 KiB or more to its end and returns an empty one instead.
-func dropLarge(body io.Reader, size int64) (io.Reader, int64, error) {
-	if size < 64<<10 {
+// dropData reads the body of a data object to its end and returns an empty one
+// instead; other bodies it returns as they are.
+func dropData(key string, body io.Reader, size int64) (io.Reader, int64, error) {
+	if !strings.HasPrefix(key, "d/") {
 		return body, size, nil
 	}
 	_, err := io.Copy(io.Discard, body)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -683,57 +682,4 @@ func concReadOnlyWhileWriting(t *testing.T, opts *Options) {
 	stop.Store(true)
 	concWait(t, &wg, 30*time.Second, "writer")
 	t.Logf("%d reader opens during %d saves", opens, saves.Load())
-}
-
-// TestConcRestoreDeltaWhileCompacting: a delta restored, exact, while saves of another
-// checkpoint compact the index under it (compaction moves every version's index
-// record; a delta's chain is found by number and slot).
-func TestConcRestoreDeltaWhileCompacting(t *testing.T) {
-	f, err := Open(filepath.Join(t.TempDir(), "c.ckp"), &Options{KeepVersions: 2, Differential: true, NoTracking: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	small := make([]byte, 64)
-	big := make([]byte, 32*4096)
-	a, err := f.Register("a", small)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := f.Register("b", big)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for v := range 3 { // b's newest is a delta
-		big[v*4096] = byte(v + 1)
-		if err := b.Save(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := bytes.Clone(big)
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 0; !stop.Load(); i++ {
-			small[0] = byte(i)
-			if err := a.Save(); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	})
-	deadline := time.Now().Add(2 * time.Second)
-	for n := 0; n < 20000 && time.Now().Before(deadline); n++ {
-		clear(big)
-		if err := b.Restore(0); err != nil {
-			t.Errorf("restore %d: %v", n, err)
-			break
-		}
-		if !bytes.Equal(big, want) {
-			t.Errorf("restore %d: other bytes", n)
-			break
-		}
-	}
-	stop.Store(true)
-	wg.Wait()
 }

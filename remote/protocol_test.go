@@ -397,7 +397,7 @@ func TestRestoreJobRewindsDifferentialVersions(t *testing.T) {
 	}
 	st := dirBackend().new(t)
 	open := func(dir string, rank int) (*engine.File, [][]byte) {
-		f, err := engine.Open(filepath.Join(dir, "r.ckp"), &engine.Options{KeepVersions: 3, Differential: true, NoTracking: true,
+		f, err := engine.Open(filepath.Join(dir, "r.ckp"), &engine.Options{KeepVersions: 3, Differential: true, NoTracking: true, NoPrefault: true,
 			Remote: &engine.Remote{Store: st, Rank: rank, Ranks: 2}})
 		if err != nil {
 			t.Fatal(err)

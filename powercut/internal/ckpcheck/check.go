@@ -330,7 +330,8 @@ type Expect struct {
 	// Acked: every version up to Acked was acknowledged as durable, so
 	// Acked must be kept, and every kept version up to it must restore.
 	Acked int
-	// Saved: the highest version a SaveAll returned for; at most the next
+	// Saved: the highest version a SaveAll returned for, or one found on disk
+	// after a crash or a kill that the next process built on; at most the next
 	// one can exist.
 	Saved int
 	// Keep is the file's KeepVersions.
