@@ -2,26 +2,16 @@
    "restart" opens, registers and restores it, timing that. */
 #include <ckp_util.h>
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-static double now(void) {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+#include "restart.h"
 
 int main(int argc, char **argv) {
 	if (argc < 4) {
 		fprintf(stderr, "usage: %s save|restart file size\n", argv[0]);
 		return 2;
 	}
-	size_t n = strtoull(argv[3], NULL, 10);
-	unsigned char *buf = malloc(n);
-	memset(buf, 0, n);
-	double t0 = now();
+	size_t n;
+	unsigned char *buf = region(argv[3], &n);
+	double t0 = now_ms();
 	CheckpointFile f;
 	if (ckpOpen(argv[2], "sync=always keep=3", &f) != 0) {
 		fprintf(stderr, "ckpOpen: %s\n", ckpLastError());
@@ -34,8 +24,7 @@ int main(int argc, char **argv) {
 	}
 	if (strcmp(argv[1], "save") == 0) {
 		for (int v = 1; v <= 5; v++) {
-			for (size_t i = 0; i < n; i++)
-				buf[i] = (unsigned char)(i * 131 + v);
+			fill(buf, n, v);
 			if (ckpSaveAll(f) != 0) {
 				fprintf(stderr, "ckpSaveAll: %s\n", ckpLastError());
 				return 1;
@@ -47,12 +36,9 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "ckpRestoreAll: %s\n", ckpLastError());
 		return 1;
 	}
-	double t1 = now();
-	for (size_t i = 0; i < n; i++)
-		if (buf[i] != (unsigned char)(i * 131 + 5)) {
-			fprintf(stderr, "byte %zu differs\n", i);
-			return 1;
-		}
+	double t1 = now_ms();
+	if (check(buf, n, 5) != 0)
+		return 1;
 	printf("ckp restart %.2f ms\n", t1 - t0);
 	ckpClose(f);
 	return 0;

@@ -4,27 +4,17 @@
 #include <mpi.h>
 #include <fti.h>
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-static double now(void) {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+#include "restart.h"
 
 int main(int argc, char **argv) {
 	if (argc < 4) {
 		fprintf(stderr, "usage: %s save|restart config.fti size\n", argv[0]);
 		return 2;
 	}
-	size_t n = strtoull(argv[3], NULL, 10);
-	unsigned char *buf = malloc(n);
-	memset(buf, 0, n);
+	size_t n;
+	unsigned char *buf = region(argv[3], &n);
 	MPI_Init(&argc, &argv);
-	double t0 = now();
+	double t0 = now_ms();
 	if (FTI_Init(argv[2], MPI_COMM_WORLD) != FTI_SCES) {
 		fprintf(stderr, "FTI_Init failed\n");
 		return 1;
@@ -32,8 +22,7 @@ int main(int argc, char **argv) {
 	FTI_Protect(0, buf, n, FTI_CHAR);
 	if (strcmp(argv[1], "save") == 0) {
 		for (int v = 1; v <= 5; v++) {
-			for (size_t i = 0; i < n; i++)
-				buf[i] = (unsigned char)(i * 131 + v);
+			fill(buf, n, v);
 			if (FTI_Checkpoint(v, FTI_L1) != FTI_DONE) {
 				fprintf(stderr, "FTI_Checkpoint failed\n");
 				return 1;
@@ -50,12 +39,9 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "FTI_Recover failed\n");
 		return 1;
 	}
-	double t1 = now();
-	for (size_t i = 0; i < n; i++)
-		if (buf[i] != (unsigned char)(i * 131 + 5)) {
-			fprintf(stderr, "byte %zu differs\n", i);
-			return 1;
-		}
+	double t1 = now_ms();
+	if (check(buf, n, 5) != 0)
+		return 1;
 	printf("fti restart %.2f ms\n", t1 - t0);
 	FTI_Finalize();
 	MPI_Finalize();
