@@ -246,13 +246,15 @@ func (f *File) restoreAny(cs []*Checkpoint, v int, all bool) error {
 // Recovered().StoreSkipped. Fetches end with ctx, or after Remote.Timeout.
 func (f *File) remoteRestore(ctx context.Context, cs []*Checkpoint, v int, localErr error, rewind bool) error {
 	t := f.tier
+	// One reading of the job's lineage judges every checkpoint.
+	rs, err := t.Restorable(ctx)
+	if err != nil {
+		return err
+	}
 	nums := make([]uint64, len(cs))
 	var common []uint64 // the numbers every checkpoint of cs has, locally or in the store
 	for i, c := range cs {
-		committed, err := t.Committed(ctx, c.name)
-		if err != nil {
-			return err
-		}
+		committed := rs.Committed(c.name)
 		f.mu.Lock()
 		lv, lerr := c.st.resolve(v)
 		all := unionVersions(c.st, committed)
@@ -285,7 +287,7 @@ func (f *File) remoteRestore(ctx context.Context, cs []*Checkpoint, v int, local
 		}
 	}
 	lookup := func(ctx context.Context, c *Checkpoint, num uint64) (remote.Incoming, error) {
-		return t.Lookup(ctx, c.name, num)
+		return rs.Lookup(ctx, c.name, num)
 	}
 	for {
 		err := f.fetchRestore(ctx, cs, nums, lookup, false, localErr, rewind)

@@ -22,7 +22,7 @@
 //     the cores, and the writer's session id.
 //   - Tier, which the engine calls: Admit (back-pressure before a save), Published
 //     (the versions of a save, pinned; called under the File's lock, so it never calls
-//     back), Rewound, Lookup, Committed and NewestOf (a restore that falls back to the
+//     back), Rewound, Restorable and NewestOf (a restore that falls back to the
 //     store, relative versions on a new node), Join (RestoreJob), JobVersion, Flush
 //     and Close.
 //

@@ -146,6 +146,12 @@ func newestLife(ctx context.Context, st store.Store) (uint64, *lifeRec, error) {
 	case !errors.Is(err, store.ErrNotExist):
 		return 0, nil, err
 	}
+	return newestFrom(ctx, st, n, rec)
+}
+
+// newestFrom probes the lives after life n (rec: its record; 0, nil: none) until one is
+// absent, and returns the last that exists, repairing the hint when it went past n.
+func newestFrom(ctx context.Context, st store.Store, n uint64, rec *lifeRec) (uint64, *lifeRec, error) {
 	start := n
 	for {
 		b, err := getAll(ctx, st, lifeKey(n+1))
@@ -359,7 +365,7 @@ func (t *Tier) checkLife(L *lifeRec) error {
 // job without lives its first.
 func (t *Tier) current(ctx context.Context) (uint64, *lifeRec, head, error) {
 	for {
-		n, L, err := newestLife(ctx, t.st)
+		n, L, err := t.newestLife(ctx)
 		if err != nil {
 			return 0, nil, head{}, err
 		}
@@ -746,6 +752,43 @@ func storeLineage(ctx context.Context, st store.Store) (lineage, error) {
 		return nil, err
 	}
 	return lineageIn(ctx, n, func(ctx context.Context, n uint64) (*lifeRec, error) { return readLife(ctx, st, n) })
+}
+
+// newestLife is newestLife through t's cache of life records. Once this process has
+// seen a life, the probe starts after the newest it saw, without reading the hint
+// (lives are never deleted, so that one still exists); the record it finds is kept,
+// so that the lineage read next needs no second GET of it.
+func (t *Tier) newestLife(ctx context.Context) (uint64, *lifeRec, error) {
+	t.mu.Lock()
+	seen := t.newestSeen
+	L := t.lives[seen]
+	t.mu.Unlock()
+	var n uint64
+	var err error
+	if L != nil {
+		n, L, err = newestFrom(ctx, t.st, seen, L)
+	} else {
+		n, L, err = newestLife(ctx, t.st)
+	}
+	if err == nil && L != nil {
+		t.mu.Lock()
+		if t.lives[n] == nil {
+			t.lives[n] = L
+		}
+		t.newestSeen = max(t.newestSeen, n)
+		t.mu.Unlock()
+	}
+	return n, L, err
+}
+
+// storeLineage is the lineage of the job's newest life, older life records read
+// through t's cache.
+func (t *Tier) storeLineage(ctx context.Context) (lineage, error) {
+	n, _, err := t.newestLife(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return t.lineageOf(ctx, n)
 }
 
 // life returns life n's record (records never change: cached).

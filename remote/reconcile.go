@@ -46,7 +46,7 @@ func (t *Tier) reconcile(ctx context.Context) error {
 	if err != nil {
 		return remoteErr(st, err, "read a manifest")
 	}
-	n, L, err := newestLife(ctx, st)
+	n, L, err := t.newestLife(ctx)
 	if err != nil {
 		return remoteErr(st, err, "read the job's state")
 	}

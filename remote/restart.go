@@ -128,12 +128,21 @@ func (t *Tier) restartPoint(ctx context.Context) (point, uint64, error) {
 	return restartPoint(ctx, t.st)
 }
 
-// visible returns the versions of the checkpoint called name that a restore may take
-// from the store: those on the lineage of this process's life (of the job's newest life
-// before the process joined one).
-func (t *Tier) visible(ctx context.Context, name string) ([]storeVer, error) {
+// Restorable is what a restore may take from the store, as one reading of the job's
+// lineage judged it: the versions on the lineage of this process's life (of the job's
+// newest life before the process joined one). A restore of several checkpoints asks
+// one Restorable, so that every checkpoint is judged against the same lineage, which
+// is read once (a new node's restart pays for its round trips).
+type Restorable struct {
+	t    *Tier
+	caps lineage
+}
+
+// Restorable reads the lineage a restore judges versions by (see Restorable).
+func (t *Tier) Restorable(ctx context.Context) (*Restorable, error) {
+	ctx = t.callerCtx(ctx)
 	if err := t.jobMu.lock(ctx); err != nil {
-		return nil, err
+		return nil, t.joinErr(err)
 	}
 	life := t.job.life
 	t.jobMu.Unlock()
@@ -142,44 +151,44 @@ func (t *Tier) visible(ctx context.Context, name string) ([]storeVer, error) {
 	if life != 0 {
 		caps, err = t.lineageOf(ctx, life)
 	} else {
-		caps, err = storeLineage(ctx, t.st)
+		caps, err = t.storeLineage(ctx)
 	}
 	if err != nil {
-		return nil, err
+		return nil, t.joinErr(err)
 	}
+	return &Restorable{t, caps}, nil
+}
+
+// visible returns the versions of the checkpoint called name on r's lineage.
+func (r *Restorable) visible(name string) []storeVer {
+	t := r.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := t.ckpts[nameSegment(name)]
 	if c == nil {
-		return nil, nil
+		return nil
 	}
-	return c.visible(caps), nil
+	return c.visible(r.caps)
 }
 
 // Committed returns the numbers of the versions of the checkpoint called name that a
-// restore may take from the store (see visible), ascending.
-func (t *Tier) Committed(ctx context.Context, name string) ([]uint64, error) {
-	ctx = t.callerCtx(ctx)
-	vs, err := t.visible(ctx, name)
-	if err != nil {
-		return nil, t.joinErr(err)
-	}
+// restore may take from the store, ascending.
+func (r *Restorable) Committed(name string) []uint64 {
+	vs := r.visible(name)
 	out := make([]uint64, len(vs))
 	for i, v := range vs {
 		out[i] = v.num
 	}
-	return out, nil
+	return out
 }
 
 // Lookup returns version v of the checkpoint called name as this rank committed it,
 // for a restore that falls back to the store: an error wrapping ErrVersion when the
 // store holds no version v a restore may use.
-func (t *Tier) Lookup(ctx context.Context, name string, v uint64) (Incoming, error) {
+func (r *Restorable) Lookup(ctx context.Context, name string, v uint64) (Incoming, error) {
+	t := r.t
 	ctx = t.callerCtx(ctx)
-	vs, err := t.visible(ctx, name)
-	if err != nil {
-		return Incoming{}, t.joinErr(err)
-	}
+	vs := r.visible(name)
 	i := sort.Search(len(vs), func(i int) bool { return vs[i].num >= v })
 	if i == len(vs) || vs[i].num != v {
 		return Incoming{}, base.Errf(base.ErrVersion, "version %d of %q is not committed in %s", v, name, t.st)

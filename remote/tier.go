@@ -99,13 +99,14 @@ type Tier struct {
 	// The versions this process committed, by point and checkpoint name, and the
 	// checkpoints each version number needs to be complete (the registered ones when
 	// it was saved); data objects of this life by contents (dedup), manifests read.
-	commits  map[point]map[string]commitRef
-	required map[uint64][]string
-	requeues int // moves into the next life that queued versions again (Flush waits for them)
-	dedup    map[dedupKey]string
-	mcache   map[string]*manifest
-	lives    map[uint64]*lifeRec // life records read
-	newest   map[string]uint64   // per name, the newest restorable version Open found
+	commits    map[point]map[string]commitRef
+	required   map[uint64][]string
+	requeues   int // moves into the next life that queued versions again (Flush waits for them)
+	dedup      map[dedupKey]string
+	mcache     map[string]*manifest
+	lives      map[uint64]*lifeRec // life records read
+	newestSeen uint64              // the newest life this process has seen (newestLife)
+	newest     map[string]uint64   // per name, the newest restorable version Open found
 
 	retainMu ctxMutex     // one retention pass at a time
 	lastPass atomic.Int64 // when the last retention pass began, Unix ns
