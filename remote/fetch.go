@@ -26,6 +26,15 @@ const (
 	fetchWorkers = 4       // GETs in flight per version
 )
 
+// streams is the number of ranged GETs of one object to run at once on st: what st
+// says serves it best (store.ReadStreamer: one on a local disk), at most fetchWorkers.
+func streams(st store.Store) int {
+	if r, ok := st.(store.ReadStreamer); ok {
+		return max(1, min(fetchWorkers, r.ReadStreams()))
+	}
+	return fetchWorkers
+}
+
 // fetchInto downloads the payload that m describes (m.Length bytes) into dst and checks
 // it. With write nil, the bytes are read straight into dst. Otherwise each piece is
 // handed to write (bytes p of the payload at off) from a buffer, checked block by block

@@ -116,3 +116,24 @@ func TestFetchWriteFails(t *testing.T) {
 		t.Fatalf("%d Gets for 3 pieces: the failed write was retried", g)
 	}
 }
+
+// TestFetchStreams: a fetch reads a store in as many ranged GETs at once as it says
+// serve it best (one on a local disk), at most fetchWorkers; a store that says nothing
+// (a network store) in fetchWorkers.
+func TestFetchStreams(t *testing.T) {
+	if n := streams(mem.New("m")); n != fetchWorkers {
+		t.Errorf("a store without ReadStreams: %d streams, want %d", n, fetchWorkers)
+	}
+	for _, c := range []struct{ says, want int }{{1, 1}, {0, 1}, {2, 2}, {64, fetchWorkers}} {
+		if n := streams(streamer{mem.New("m"), c.says}); n != c.want {
+			t.Errorf("a store that says %d: %d streams, want %d", c.says, n, c.want)
+		}
+	}
+}
+
+type streamer struct {
+	*mem.Store
+	n int
+}
+
+func (s streamer) ReadStreams() int { return s.n }

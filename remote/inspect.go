@@ -291,7 +291,7 @@ func ReadStoreVersion(ctx context.Context, st store.Store, rank int, name string
 	}
 	sv := storeVersionOf(m, key)
 	buf := make([]byte, m.Length)
-	if err := fetchInto(ctx, st, m, buf, nil, fetchWorkers); err != nil {
+	if err := fetchInto(ctx, st, m, buf, nil, streams(st)); err != nil {
 		if errors.Is(err, base.ErrCorrupt) {
 			return nil, sv, err
 		}
@@ -376,7 +376,7 @@ func VerifyStore(ctx context.Context, st store.Store, rank int, progress func(do
 			if int64(cap(buf)) < m.Length {
 				buf = make([]byte, m.Length)
 			}
-			if err := fetchInto(ctx, st, m, buf[:m.Length], nil, fetchWorkers); err != nil {
+			if err := fetchInto(ctx, st, m, buf[:m.Length], nil, streams(st)); err != nil {
 				if ctx.Err() != nil {
 					return rep, err
 				}

@@ -62,6 +62,10 @@ func (t *Tier) reconcile(ctx context.Context) error {
 	if t.cfg.ranks > 1 {
 		return nil
 	}
+	vs := t.h.Versions()
+	if len(vs) == 0 {
+		return nil // a new node: nothing to catch up with, no need to read the log
+	}
 	// This process's first upload will begin a new life at the newest life's restart
 	// point (the rank was a member of it, in an earlier process): what the earlier
 	// process committed above that point is abandoned then, and the local copies are
@@ -75,7 +79,7 @@ func (t *Tier) reconcile(ctx context.Context) error {
 			return remoteErr(st, err, "read the job's state")
 		}
 	}
-	return t.catchUp(ctx, caps)
+	return t.catchUp(caps, vs)
 }
 
 // lineageAt is the lineage of a life that begins at p: the versions a restart there
@@ -103,9 +107,8 @@ func (t *Tier) NewestOf(name string) uint64 {
 
 // catchUp queues the local versions newer than what this rank committed that a restore
 // may use (under the Every rule; with retention in the store, only the newest Keep of
-// them). Caller is reconcile.
-func (t *Tier) catchUp(ctx context.Context, caps lineage) error {
-	vs := t.h.Versions()
+// them), of vs, the kept versions. Caller is reconcile.
+func (t *Tier) catchUp(caps lineage, vs []Sealed) error {
 	// Members: how many kept versions share each version's transaction and number.
 	type txnNum struct{ txn, num uint64 }
 	members := map[txnNum]uint32{}

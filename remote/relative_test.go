@@ -1,8 +1,12 @@
 package remote_test
 
 import (
+	"context"
+	"io"
 	"maps"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ckp-go/ckp/engine"
@@ -37,9 +41,11 @@ func TestRelativeVersionsOnANewNode(t *testing.T) {
 }
 
 // TestNewNodeRestoreRequests: a restart on a new node pays for round trips to the
-// store, so RestoreAll(0) of four checkpoints reads the job's lineage once for all of
-// them, and no life record the process has read (Open read the newest): one probe for
-// a newer life, then a manifest and a data object per checkpoint.
+// store. Open lists the rank's manifests and finds the newest life (its hint, a probe
+// for a newer one); with no local version to catch up with, it reads no log. Then
+// RestoreAll(0) of four checkpoints reads the job's lineage once for all of them, and
+// no life record the process has read: one probe for a newer life, then a manifest
+// and a data object per checkpoint.
 func TestNewNodeRestoreRequests(t *testing.T) {
 	dir, err := store.Dir(t.TempDir())
 	if err != nil {
@@ -54,13 +60,89 @@ func TestNewNodeRestoreRequests(t *testing.T) {
 	if err := w.f.Close(); err != nil {
 		t.Fatal(err)
 	}
+	st.SetLabel("open")
 	n := openRemoteWriter(t, filepath.Join(t.TempDir(), "new.ckp"), opts, 4096, 4096, 4096, 4096)
 	defer n.f.Close()
 	st.SetLabel("restore")
 	n.check(t, 0, 3)
 	st.SetLabel("")
-	c := st.Counts()["restore"]
-	if want := map[string]int{"get": 1 + 4 + 4}; !maps.Equal(c.Requests, want) {
-		t.Fatalf("RestoreAll(0) of 4 checkpoints on a new node made requests %v, want %v", c.Requests, want)
+	c := st.Counts()
+	if want := map[string]int{"list": 1, "get": 2}; !maps.Equal(c["open"].Requests, want) {
+		t.Errorf("Open on a new node made requests %v, want %v", c["open"].Requests, want)
 	}
+	if want := map[string]int{"get": 1 + 4 + 4}; !maps.Equal(c["restore"].Requests, want) {
+		t.Errorf("RestoreAll(0) of 4 checkpoints on a new node made requests %v, want %v", c["restore"].Requests, want)
+	}
+}
+
+// TestNewNodeFetchStreams: a new node fetches a version in as many ranged GETs at once
+// as the store says serve it best: one, for a store that says one (a directory store
+// on a local disk), though the version is four pieces.
+func TestNewNodeFetchStreams(t *testing.T) {
+	dir, err := store.Dir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &oneStream{Store: dir}
+	opts := engine.Options{Remote: &engine.Remote{Store: st}}
+	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "old.ckp"), opts, 32<<20, 1<<20)
+	w.saveAll(t, 1)
+	if err := w.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := openRemoteWriter(t, filepath.Join(t.TempDir(), "new.ckp"), opts, 32<<20, 1<<20)
+	defer n.f.Close()
+	st.mu.Lock()
+	st.gets, st.most = 0, 0
+	st.mu.Unlock()
+	n.check(t, 0, 1)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.gets < 5 || st.most != 1 {
+		t.Fatalf("%d data GETs, at most %d at once; want at least 5 (4 pieces and a version), one at a time", st.gets, st.most)
+	}
+}
+
+// oneStream is a store that says it serves one ranged read at a time, and counts how
+// many reads of data objects it serves at once.
+type oneStream struct {
+	store.Store
+	mu               sync.Mutex
+	open, most, gets int
+}
+
+func (s *oneStream) ReadStreams() int { return 1 }
+
+func (s *oneStream) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if !strings.HasPrefix(key, "d/") {
+		return s.Store.Get(ctx, key, off, n)
+	}
+	s.mu.Lock()
+	s.open++
+	s.gets++
+	s.most = max(s.most, s.open)
+	s.mu.Unlock()
+	rc, err := s.Store.Get(ctx, key, off, n)
+	if err != nil {
+		s.done()
+		return nil, err
+	}
+	return &countedBody{rc, s}, nil
+}
+
+func (s *oneStream) done() {
+	s.mu.Lock()
+	s.open--
+	s.mu.Unlock()
+}
+
+type countedBody struct {
+	io.ReadCloser
+	s *oneStream
+}
+
+func (b *countedBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.s.done()
+	return err
 }

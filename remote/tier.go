@@ -817,14 +817,14 @@ func (t *Tier) incoming(m *manifest) Incoming {
 }
 
 // Fetch runs fill(0..n-1), the fetches of n versions, several at once (each with its
-// own parallel GETs; one at a time on a tier without background workers); the first
-// error cancels the rest and is returned. t may be nil: a File without a remote tier
-// (Pull).
+// own parallel GETs), as many as the store serves best (streams; one at a time on a
+// tier without background workers); the first error cancels the rest and is returned.
+// t may be nil: a File without a remote tier (Pull).
 func (t *Tier) Fetch(ctx context.Context, n int, fill func(ctx context.Context, i int) error) error {
 	if t == nil {
 		return parallel(ctx, n, fetchWorkers, fill)
 	}
-	return t.parallel(ctx, n, fetchWorkers, fill)
+	return t.parallel(ctx, n, streams(t.st), fill)
 }
 
 // fetchWorkers is the number of ranged GETs a fetch runs at once.
@@ -832,7 +832,7 @@ func (t *Tier) fetchWorkers() int {
 	if t.cfg.workers <= 0 {
 		return 1
 	}
-	return fetchWorkers
+	return streams(t.st)
 }
 
 // parallel runs fn(0..n-1) on up to k goroutines (one, on the caller's, without

@@ -43,12 +43,21 @@ func Dir(path string) (Store, error) {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, d.fail("open", "", err)
 	}
+	d.streams = readStreams(abs)
 	return d, nil
 }
 
 type dirStore struct {
-	root string
+	root    string
+	streams int // ReadStreams
 }
+
+// ReadStreams is 1 on a local file system: the kernel's readahead keeps a sequential
+// read ahead of its reader, and ranges read at once compete for the disk (a cold 32
+// MiB object on the disk of the machine that measured it: 12.5 ms in one stream, 16.4
+// ms in four). It is 4 on a network or parallel file system (NFS, Lustre, GPFS,
+// CephFS, BeeGFS, SMB, FUSE, ...), where each read waits for a round trip.
+func (d *dirStore) ReadStreams() int { return d.streams }
 
 func (d *dirStore) String() string { return "dir:" + d.root }
 

@@ -31,3 +31,11 @@ func VerifiedContent(ctx context.Context) bool {
 type Preparer interface {
 	Prepare(ctx context.Context) error
 }
+
+// ReadStreamer is a Store that knows how many ranged reads of one object serve it best
+// at once. A reader that splits an object into ranges (the remote tier's fetch) asks
+// it; a Store without the method is read in several at once (a network store, where
+// each request waits for its round trip).
+type ReadStreamer interface {
+	ReadStreams() int
+}
