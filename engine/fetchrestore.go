@@ -25,13 +25,17 @@ type fetched struct {
 	append bool            // kept by an append to the index (publishFetched)
 }
 
+// lookupFunc finds version nums[i] of the checkpoint called names[i] in the store, for
+// every i: ins[i] and errs[i] as remote.Restorable.Lookup's.
+type lookupFunc func(ctx context.Context, names []string, nums []uint64) (ins []remote.Incoming, errs []error)
+
 // fetchRestore restores version nums[i] of each cs[i]: the local copy when it checks
 // out (and, with sameBytes, holds the bytes of the store's copy: a local version of
-// that number may be of an abandoned life), else the store's, found through lookup and
-// fetched (fetchAll). With rewind the restored versions become each checkpoint's newest
-// (see rewind) before any region is written.
+// that number may be of an abandoned life), else the store's, found through lookup
+// (every checkpoint's at once) and fetched (fetchAll). With rewind the restored
+// versions become each checkpoint's newest (see rewind) before any region is written.
 func (f *File) fetchRestore(ctx context.Context, cs []*Checkpoint, nums []uint64,
-	lookup func(ctx context.Context, c *Checkpoint, num uint64) (remote.Incoming, error), sameBytes bool, localErr error, rewind bool) error {
+	lookup lookupFunc, sameBytes bool, localErr error, rewind bool) error {
 	t := f.tier
 	ctx, cancel := context.WithTimeout(ctx, t.Settings().Timeout())
 	defer cancel()
@@ -47,16 +51,33 @@ func (f *File) fetchRestore(ctx context.Context, cs []*Checkpoint, nums []uint64
 	checked := make([]bool, len(cs))
 	var fs []fetched
 	defer func() { f.giveBack(fs) }()
+	type localCopy struct {
+		v     version
+		err   error // resolving it
+		valid bool  // it checks out and fits the region
+	}
+	locals := make([]localCopy, len(cs))
+	var need []int // the checkpoints to look up in the store
+	var names []string
+	var needNums []uint64
 	for i, c := range cs {
 		f.mu.Lock()
 		lv, lerr := c.st.resolve(int(nums[i]))
 		f.mu.Unlock()
 		local := lerr == nil && lv.length == int64(len(c.region)) && f.checkReadable(c.st, &lv, len(c.name)) == nil
+		locals[i] = localCopy{lv, lerr, local}
 		if local && !sameBytes {
 			src[i] = lv
 			continue
 		}
-		in, err := lookup(ctx, c, nums[i])
+		need = append(need, i)
+		names = append(names, c.name)
+		needNums = append(needNums, nums[i])
+	}
+	ins, errs := lookup(ctx, names, needNums)
+	for k, i := range need {
+		c, lv, lerr, local := cs[i], locals[i].v, locals[i].err, locals[i].valid
+		in, err := ins[k], errs[k]
 		switch {
 		case err == nil && in.Fill == nil:
 			err = errf(ErrVersion, "version %d of %q is not in %s", nums[i], c.name, t.Settings().Store())

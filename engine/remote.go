@@ -248,7 +248,13 @@ func (f *File) restoreJob(ctx context.Context, cs []*Checkpoint) (int, error) {
 	for i := range cs {
 		nums[i] = r.Version
 	}
-	lookup := func(_ context.Context, c *Checkpoint, _ uint64) (remote.Incoming, error) { return in[c.name], nil }
+	lookup := func(_ context.Context, names []string, _ []uint64) ([]remote.Incoming, []error) {
+		ins := make([]remote.Incoming, len(names))
+		for i, name := range names {
+			ins[i] = in[name]
+		}
+		return ins, make([]error, len(names))
+	}
 	return int(r.Version), f.fetchRestore(ctx, cs, nums, lookup, true, nil, true)
 }
 

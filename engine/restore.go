@@ -11,7 +11,6 @@ import (
 	"github.com/ckp-go/ckp/internal/base"
 	"github.com/ckp-go/ckp/internal/copier"
 	"github.com/ckp-go/ckp/internal/slot"
-	"github.com/ckp-go/ckp/remote"
 )
 
 // restore copies version v of each checkpoint in cs into its region. The caller holds
@@ -286,11 +285,8 @@ func (f *File) remoteRestore(ctx context.Context, cs []*Checkpoint, v int, local
 			nums[i] = common[k]
 		}
 	}
-	lookup := func(ctx context.Context, c *Checkpoint, num uint64) (remote.Incoming, error) {
-		return rs.Lookup(ctx, c.name, num)
-	}
 	for {
-		err := f.fetchRestore(ctx, cs, nums, lookup, false, localErr, rewind)
+		err := f.fetchRestore(ctx, cs, nums, rs.LookupAll, false, localErr, rewind)
 		var d *damaged
 		if v != 0 || !errors.As(err, &d) {
 			return err

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ckp-go/ckp/engine"
 	"github.com/ckp-go/ckp/store"
@@ -145,4 +147,56 @@ func (b *countedBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.s.done()
 	return err
+}
+
+// TestNewNodeLookupsAtOnce: RestoreAll on a new node reads the manifests of its
+// checkpoints at once, not one round trip after another: the store holds each
+// manifest GET until a second one is in flight (for at most 10 s, which fails).
+func TestNewNodeLookupsAtOnce(t *testing.T) {
+	dir, err := store.Dir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &pairedGets{Store: dir, arrived: make(chan struct{}, 16)}
+	opts := engine.Options{Remote: &engine.Remote{Store: st}}
+	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "old.ckp"), opts, 4096, 4096, 4096, 4096)
+	w.saveAll(t, 1)
+	if err := w.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := openRemoteWriter(t, filepath.Join(t.TempDir(), "new.ckp"), opts, 4096, 4096, 4096, 4096)
+	defer n.f.Close()
+	st.on.Store(true)
+	n.check(t, 0, 1)
+	st.on.Store(false)
+	if alone := st.alone.Load(); alone > 0 {
+		t.Fatalf("%d manifest GETs waited 10 s for another in flight: the lookups ran one after another", alone)
+	}
+}
+
+// pairedGets holds each GET of a manifest, while on, until another one has arrived.
+type pairedGets struct {
+	store.Store
+	on      atomic.Bool
+	arrived chan struct{}
+	alone   atomic.Int32
+}
+
+func (p *pairedGets) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if p.on.Load() && strings.HasPrefix(key, "m/") {
+		select {
+		case p.arrived <- struct{}{}:
+		default:
+		}
+		deadline := time.After(10 * time.Second)
+		for len(p.arrived) < 2 {
+			select {
+			case <-deadline:
+				p.alone.Add(1)
+				return p.Store.Get(ctx, key, off, n)
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	return p.Store.Get(ctx, key, off, n)
 }

@@ -182,6 +182,28 @@ func (r *Restorable) Committed(name string) []uint64 {
 	return out
 }
 
+// LookupAll looks up version nums[i] of the checkpoint called names[i] for every i,
+// several at once (a new node's restart waits for each round trip): ins[i] and errs[i]
+// are Lookup's.
+func (r *Restorable) LookupAll(ctx context.Context, names []string, nums []uint64) (ins []Incoming, errs []error) {
+	ins, errs = make([]Incoming, len(names)), make([]error, len(names))
+	ran := make([]bool, len(names))
+	_ = r.t.parallel(ctx, len(names), lookupWorkers, func(ctx context.Context, i int) error {
+		ins[i], errs[i] = r.Lookup(ctx, names[i], nums[i])
+		ran[i] = true
+		return nil
+	})
+	for i := range names {
+		if !ran[i] { // ctx ended first: Lookup says how
+			ins[i], errs[i] = r.Lookup(ctx, names[i], nums[i])
+		}
+	}
+	return ins, errs
+}
+
+// lookupWorkers is the number of manifests LookupAll reads at once.
+const lookupWorkers = 8
+
 // Lookup returns version v of the checkpoint called name as this rank committed it,
 // for a restore that falls back to the store: an error wrapping ErrVersion when the
 // store holds no version v a restore may use.
