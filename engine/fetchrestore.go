@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/ckp-go/ckp/index"
-	"github.com/ckp-go/ckp/internal/copier"
 	"github.com/ckp-go/ckp/remote"
 	"github.com/ckp-go/ckp/store"
 )
@@ -39,14 +38,6 @@ func (f *File) fetchRestore(ctx context.Context, cs []*Checkpoint, nums []uint64
 	t := f.tier
 	ctx, cancel := context.WithTimeout(ctx, t.Settings().Timeout())
 	defer cancel()
-	total := 0
-	for _, c := range cs {
-		total += len(c.region)
-	}
-	if total >= copier.Threshold { // uploads and the prefaulter leave it the cores
-		f.activeSaves(1)
-		defer f.activeSaves(-1)
-	}
 	src := make([]version, len(cs))
 	checked := make([]bool, len(cs))
 	var fs []fetched

@@ -326,16 +326,17 @@ func TestFetchRestoreDurability(t *testing.T) {
 	}
 }
 
-// busyProbe counts the Gets of data objects, and those while the File it watches
-// counted no large save or restore.
+// busyProbe counts the Gets of data objects (with all, of every object), and those
+// while the File it watches counted no large save or restore.
 type busyProbe struct {
 	store.Store
+	all        bool
 	f          atomic.Pointer[File]
 	gets, idle atomic.Int32
 }
 
 func (s *busyProbe) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	if f := s.f.Load(); f != nil && strings.HasPrefix(key, "d/") {
+	if f := s.f.Load(); f != nil && (s.all || strings.HasPrefix(key, "d/")) {
 		s.gets.Add(1)
 		if f.busy.Load() == 0 {
 			s.idle.Add(1)
@@ -364,5 +365,33 @@ func TestFetchRestoreBusy(t *testing.T) {
 	}
 	if g, i := probe.gets.Load(), probe.idle.Load(); g == 0 || i > 0 {
 		t.Fatalf("%d GETs of data, %d of them while the File was not busy", g, i)
+	}
+}
+
+// TestRestoreFromStoreLeavesTheCores: a large restore that goes to the store counts as
+// a large save from its start, so the pre-faulter (started by Register) and the uploads
+// leave it the cores while it waits for the store's answers too, not only while it
+// fetches: every request of the restore finds it marked.
+func TestRestoreFromStoreLeavesTheCores(t *testing.T) {
+	root := t.TempDir()
+	st := &busyProbe{Store: storeWithVersions(t, root, 2), all: true}
+	f, err := Open(filepath.Join(t.TempDir(), "new.ckp"), &Options{Remote: &Remote{Store: st}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	regions := newNode(t, f, 0)
+	st.f.Store(f)
+	if err := f.RestoreAll(0); err != nil {
+		t.Fatal(err)
+	}
+	st.f.Store(nil)
+	for i, r := range regions {
+		if err := pattern.Check(r, i, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, idle := st.gets.Load(), st.idle.Load(); n < 3 || idle > 0 {
+		t.Fatalf("%d of the restore's %d requests found it not marked as a large save", idle, n)
 	}
 }

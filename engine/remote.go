@@ -225,6 +225,7 @@ func (f *File) RestoreJob(ctx context.Context) (int, error) {
 
 // restoreJob is RestoreJob with every registered checkpoint locked (cs).
 func (f *File) restoreJob(ctx context.Context, cs []*Checkpoint) (int, error) {
+	defer f.largeRestore(cs)()
 	names := make([]string, len(cs))
 	for i, c := range cs {
 		names[i] = c.name
