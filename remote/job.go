@@ -146,12 +146,13 @@ func newestLife(ctx context.Context, st store.Store) (uint64, *lifeRec, error) {
 	case !errors.Is(err, store.ErrNotExist):
 		return 0, nil, err
 	}
-	return newestFrom(ctx, st, n, rec)
+	return newestFrom(ctx, st, n, rec, true)
 }
 
 // newestFrom probes the lives after life n (rec: its record; 0, nil: none) until one is
-// absent, and returns the last that exists, repairing the hint when it went past n.
-func newestFrom(ctx context.Context, st store.Store, n uint64, rec *lifeRec) (uint64, *lifeRec, error) {
+// absent, and returns the last that exists; with repair (n came from the hint), it
+// repairs the hint when it went past n.
+func newestFrom(ctx context.Context, st store.Store, n uint64, rec *lifeRec, repair bool) (uint64, *lifeRec, error) {
 	start := n
 	for {
 		b, err := getAll(ctx, st, lifeKey(n+1))
@@ -170,7 +171,7 @@ func newestFrom(ctx context.Context, st store.Store, n uint64, rec *lifeRec) (ui
 		}
 		n, rec = n+1, r
 	}
-	if n > start {
+	if repair && n > start {
 		b := rec.encode()
 		_ = st.Put(ctx, lifeHintKey, bytes.NewReader(b), int64(len(b)))
 	}
@@ -754,37 +755,50 @@ func storeLineage(ctx context.Context, st store.Store) (lineage, error) {
 	return lineageIn(ctx, n, func(ctx context.Context, n uint64) (*lifeRec, error) { return readLife(ctx, st, n) })
 }
 
-// newestLife is newestLife through t's cache of life records. Once this process has
-// seen a life, the probe starts after the newest it saw, without reading the hint
-// (lives are never deleted, so that one still exists); the record it finds is kept,
-// so that the lineage read next needs no second GET of it.
+// newestLife is newestLife, keeping the record it finds in t's cache of life records,
+// so that the lineage read next needs no second GET of it. It reads the hint, as
+// every rank's first look at the job does: a join (current) and Open use it.
 func (t *Tier) newestLife(ctx context.Context) (uint64, *lifeRec, error) {
+	n, L, err := newestLife(ctx, t.st)
+	t.sawLife(n, L, err)
+	return n, L, err
+}
+
+// newestSince is newestLife for a restore's lineage, once this process has seen a
+// life: it probes after the newest one it saw, without reading the hint (lives are
+// never deleted, so that one still exists), and leaves the hint alone (another rank's
+// join may have moved it past that life already: a write here would be one more per
+// rank, or move it back).
+func (t *Tier) newestSince(ctx context.Context) (uint64, *lifeRec, error) {
 	t.mu.Lock()
 	seen := t.newestSeen
 	L := t.lives[seen]
 	t.mu.Unlock()
-	var n uint64
-	var err error
-	if L != nil {
-		n, L, err = newestFrom(ctx, t.st, seen, L)
-	} else {
-		n, L, err = newestLife(ctx, t.st)
+	if L == nil {
+		return t.newestLife(ctx)
 	}
-	if err == nil && L != nil {
-		t.mu.Lock()
-		if t.lives[n] == nil {
-			t.lives[n] = L
-		}
-		t.newestSeen = max(t.newestSeen, n)
-		t.mu.Unlock()
-	}
+	n, L, err := newestFrom(ctx, t.st, seen, L, false)
+	t.sawLife(n, L, err)
 	return n, L, err
 }
 
-// storeLineage is the lineage of the job's newest life, older life records read
-// through t's cache.
+// sawLife keeps life n's record L, found as the newest.
+func (t *Tier) sawLife(n uint64, L *lifeRec, err error) {
+	if err != nil || L == nil {
+		return
+	}
+	t.mu.Lock()
+	if t.lives[n] == nil {
+		t.lives[n] = L
+	}
+	t.newestSeen = max(t.newestSeen, n)
+	t.mu.Unlock()
+}
+
+// storeLineage is the lineage of the job's newest life (for a restore, newestSince),
+// older life records read through t's cache.
 func (t *Tier) storeLineage(ctx context.Context) (lineage, error) {
-	n, _, err := t.newestLife(ctx)
+	n, _, err := t.newestSince(ctx)
 	if err != nil {
 		return nil, err
 	}

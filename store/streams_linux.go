@@ -31,8 +31,10 @@ func networkFS(magic uint32) bool {
 		0x01161970, // GFS2
 		0x7461636f, // OCFS2
 		0x5346414f, // AFS
+		0x6b414653, // kAFS
+		0x73757245, // Coda
 		0x01021997, // 9P
-		0x19920217, // OrangeFS
+		0x20030528, // OrangeFS
 		0xfe534d42, // SMB2
 		0xff534d42, // CIFS
 		0x0000517b, // SMB

@@ -20,7 +20,7 @@ func TestReadStreams(t *testing.T) {
 		{"tmpfs", 0x01021994, false}, {"overlayfs", 0x794c7630, false},
 		{"nfs", 0x6969, true}, {"lustre", 0x0bd00bd0, true}, {"gpfs", 0x47504653, true},
 		{"cephfs", 0x00c36400, true}, {"beegfs", 0x19830326, true}, {"fuse", 0x65735546, true},
-		{"smb2", 0xfe534d42, true},
+		{"smb2", 0xfe534d42, true}, {"orangefs", 0x20030528, true}, {"kafs", 0x6b414653, true},
 	} {
 		if got := networkFS(c.magic); got != c.network {
 			t.Errorf("%s (%#x): networkFS %v, want %v", c.name, c.magic, got, c.network)
