@@ -349,7 +349,27 @@ func (s *busyProbe) Get(ctx context.Context, key string, off, n int64) (io.ReadC
 // it fetches (docs/REMOTE.md, "Fetching"): every GET of its data runs while uploads
 // and the pre-faulter leave the cores to it.
 func TestFetchRestoreBusy(t *testing.T) {
-	probe := &busyProbe{Store: storeWithVersions(t, t.TempDir(), 2)}
+	if g, i := restoreProbed(t, false); g == 0 || i > 0 {
+		t.Fatalf("%d GETs of data, %d of them while the File was not busy", g, i)
+	}
+}
+
+// TestRestoreFromStoreLeavesTheCores: a large restore that goes to the store counts as
+// a large save from its start, so the pre-faulter (started by Register) and the uploads
+// leave it the cores while it waits for the store's answers too, not only while it
+// fetches: every request of the restore finds it marked.
+func TestRestoreFromStoreLeavesTheCores(t *testing.T) {
+	if n, idle := restoreProbed(t, true); n < 3 || idle > 0 {
+		t.Fatalf("%d of the restore's %d requests found it not marked as a large save", idle, n)
+	}
+}
+
+// restoreProbed restores, on a new node, the newest of two versions that only the
+// store holds, through a busyProbe (with all: counting every GET, not only those of
+// data), checks the regions, and returns what the probe counted.
+func restoreProbed(t *testing.T, all bool) (gets, idle int32) {
+	t.Helper()
+	probe := &busyProbe{Store: storeWithVersions(t, t.TempDir(), 2), all: all}
 	f, err := Open(filepath.Join(t.TempDir(), "new.ckp"), &Options{Remote: &Remote{Store: probe}})
 	if err != nil {
 		t.Fatal(err)
@@ -360,38 +380,11 @@ func TestFetchRestoreBusy(t *testing.T) {
 	if err := f.RestoreAll(0); err != nil {
 		t.Fatal(err)
 	}
-	if err := pattern.Check(regions[0], 0, 2); err != nil {
-		t.Fatal(err)
-	}
-	if g, i := probe.gets.Load(), probe.idle.Load(); g == 0 || i > 0 {
-		t.Fatalf("%d GETs of data, %d of them while the File was not busy", g, i)
-	}
-}
-
-// TestRestoreFromStoreLeavesTheCores: a large restore that goes to the store counts as
-// a large save from its start, so the pre-faulter (started by Register) and the uploads
-// leave it the cores while it waits for the store's answers too, not only while it
-// fetches: every request of the restore finds it marked.
-func TestRestoreFromStoreLeavesTheCores(t *testing.T) {
-	root := t.TempDir()
-	st := &busyProbe{Store: storeWithVersions(t, root, 2), all: true}
-	f, err := Open(filepath.Join(t.TempDir(), "new.ckp"), &Options{Remote: &Remote{Store: st}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	regions := newNode(t, f, 0)
-	st.f.Store(f)
-	if err := f.RestoreAll(0); err != nil {
-		t.Fatal(err)
-	}
-	st.f.Store(nil)
+	probe.f.Store(nil)
 	for i, r := range regions {
 		if err := pattern.Check(r, i, 2); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n, idle := st.gets.Load(), st.idle.Load(); n < 3 || idle > 0 {
-		t.Fatalf("%d of the restore's %d requests found it not marked as a large save", idle, n)
-	}
+	return probe.gets.Load(), probe.idle.Load()
 }

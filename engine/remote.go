@@ -220,12 +220,12 @@ func (f *File) RestoreJob(ctx context.Context) (int, error) {
 	}
 	cs := f.lockRegistered()
 	defer unlockAll(cs)
+	defer f.largeRestore(cs)() // (restoreAny marks its own call)
 	return f.restoreJob(ctx, cs)
 }
 
 // restoreJob is RestoreJob with every registered checkpoint locked (cs).
 func (f *File) restoreJob(ctx context.Context, cs []*Checkpoint) (int, error) {
-	defer f.largeRestore(cs)()
 	names := make([]string, len(cs))
 	for i, c := range cs {
 		names[i] = c.name

@@ -43,17 +43,7 @@ func (f *File) restoreVersions(cs []*Checkpoint, vs []version, checked []bool) (
 	if f.ro {
 		return f.restoreCopied(cs, vs)
 	}
-	var total int64
-	for i := range vs {
-		total += vs[i].length
-	}
-	if total >= copier.Threshold {
-		// A large restore wants both cores, as a large save does: the pre-faulter (which
-		// a restart's Open and Register start) and the uploads wait, and the pre-faulter
-		// goes on once the restore is done.
-		f.activeSaves(1)
-		defer func() { f.activeSaves(-1); f.pf.wake() }()
-	}
+	defer f.largeRestore(cs)() // (each version holds its region's length)
 	// Versions stored by blocks: their block maps, from their chains' trailers.
 	plans := make([]*blockPlan, len(cs))
 	for i, c := range cs {
@@ -238,13 +228,14 @@ func (f *File) restoreAny(cs []*Checkpoint, v int, all bool) error {
 	return f.remoteRestore(ctx, cs, v, err, false)
 }
 
-// largeRestore marks a restore of cs that may go to the store as a large save for its
-// whole length, when it is one (copier.Threshold bytes or more): the pre-faulter (which
-// a restart's Open and Register start) and the uploads leave it the cores while it
-// waits for the store's answers too (on a new node over S3 the pre-faulter's zeroing
-// of the next saves' slots took the cores the store's server and the fetch wanted:
-// Open + RestoreAll of 32 MiB, 28-34 ms with it, 23-27 ms without, here). It returns
-// what ends the mark; the pre-faulter goes on then.
+// largeRestore marks a restore of cs as a large save when it is one (copier.Threshold
+// bytes or more): it wants both cores, as a large save does, so the pre-faulter (which
+// a restart's Open and Register start) and the uploads wait, and the pre-faulter goes
+// on once the restore is done. A restore that may go to the store is marked from its
+// start, its requests for the job's state included (on a new node over S3 the
+// pre-faulter's zeroing of the next saves' slots took the cores the store's server and
+// the fetch wanted: Open + RestoreAll of 32 MiB, 28-34 ms with it, 23-27 ms without,
+// here). It returns what ends the mark.
 func (f *File) largeRestore(cs []*Checkpoint) func() {
 	total := 0
 	for _, c := range cs {
