@@ -259,3 +259,28 @@ func TestScanAheadAgrees(t *testing.T) {
 }
 
 var errStopTest = errors.New("stop")
+
+// TestScanFindsAnyByteInTheTail: one non-zero byte anywhere in a long zero tail (the
+// start, inside a page, across page boundaries, the last byte of an odd length) makes
+// it torn; a tail of zeros of any length does not.
+func TestScanFindsAnyByteInTheTail(t *testing.T) {
+	recs := build(5, []Record{v(1, 1)})
+	for _, size := range []int{0, 1, 4095, 4096, 4097, 3*4096 + 17} {
+		tail := make([]byte, size)
+		res, _ := Scan(append(bytes.Clone(recs), tail...), 5, nil)
+		if res.Torn || res.Txns != 1 {
+			t.Fatalf("%d zero bytes: %+v", size, res)
+		}
+		for _, at := range []int{0, 1, 4095, 4096, size / 2, size - 1} {
+			if at < 0 || at >= size {
+				continue
+			}
+			tail[at] = 0x40
+			res, _ = Scan(append(bytes.Clone(recs), tail...), 5, nil)
+			tail[at] = 0
+			if !res.Torn || res.Txns != 1 {
+				t.Fatalf("byte %d of %d: %+v", at, size, res)
+			}
+		}
+	}
+}

@@ -1,5 +1,7 @@
 package index
 
+import "bytes"
+
 // Result describes a scan of an index's records.
 type Result struct {
 	// End is the offset (from the start of the records, i.e. after the header) just
@@ -95,13 +97,25 @@ func scan(recs []byte, seed uint32, fn func(txn []Record) error, ahead bool) (Re
 		}
 	}
 	res.Uncommitted = len(txn)
-	for _, b := range recs[res.End:] {
-		if b != 0 {
-			res.Torn = true
-			break
-		}
-	}
+	res.Torn = !allZero(recs[res.End:])
 	return res, nil
+}
+
+// zeros is what allZero compares the tail with, a page at a time.
+var zeros [4096]byte
+
+// allZero reports whether b holds only zero bytes. The tail after the records is most
+// of a grown index file (a chunk of zeros): comparing it a page at a time with
+// bytes.Equal (vectorised) costs a tenth of a loop over its bytes, on every Open.
+func allZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
 
 // verifyAhead verifies the records of recs in order and sends on progress the number
