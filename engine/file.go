@@ -161,7 +161,7 @@ func Open(path string, opts *Options) (*File, error) {
 		ro:      o.ReadOnly,
 		ckpts:   make(map[string]*ckptState),
 		byID:    make(map[uint32]*ckptState),
-		bootID:  readBootID(),
+		bootID:  bootID(),
 		clock:   newClock(),
 	}
 	if o.bootID != nil {
@@ -518,6 +518,10 @@ func (f *File) begin() error {
 }
 
 func (f *File) end() { f.opMu.RUnlock() }
+
+// bootID is the running kernel's boot id, read once per process: it cannot change
+// while the process runs, and reading /proc cost 0.1 ms of every Open.
+var bootID = sync.OnceValue(readBootID)
 
 // readBootID returns the running kernel's boot id (zero where there is none): a
 // changed boot id tells recovery that the page cache may have lost writes.

@@ -160,11 +160,7 @@ func (f *File) rebuildFreeSpace() {
 // droppedRecords counts the record slots after the valid prefix that hold anything:
 // torn or unverifiable records and unfinished transactions.
 func droppedRecords(tail []byte) int64 {
-	last := len(tail) - 1
-	for last >= 0 && tail[last] == 0 {
-		last--
-	}
-	return int64(last+index.RecordSize) / index.RecordSize
+	return int64(index.LastNonZero(tail)+index.RecordSize) / index.RecordSize
 }
 
 // replay applies the committed transactions of recs. limit, when not negative, is the

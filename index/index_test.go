@@ -284,3 +284,22 @@ func TestScanFindsAnyByteInTheTail(t *testing.T) {
 		}
 	}
 }
+
+func TestLastNonZero(t *testing.T) {
+	for _, size := range []int{0, 1, 4095, 4096, 4097, 3*4096 + 17} {
+		b := make([]byte, size)
+		if got := LastNonZero(b); got != -1 {
+			t.Fatalf("%d zeros: %d", size, got)
+		}
+		for _, at := range []int{0, 1, 4095, 4096, size / 2, size - 1} {
+			if at < 0 || at >= size {
+				continue
+			}
+			b[at] = 1
+			if got := LastNonZero(b); got != at {
+				t.Fatalf("byte %d of %d: got %d", at, size, got)
+			}
+			b[at] = 0
+		}
+	}
+}
