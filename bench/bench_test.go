@@ -2,7 +2,10 @@ package bench
 
 import (
 	"fmt"
+	"sync"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/ckp-go/ckp/engine"
 )
@@ -102,5 +105,51 @@ func TestVariants(t *testing.T) {
 	ro, err := Reopen(t.TempDir(), 1000, 2)
 	if err != nil || ro.Versions != 1000 || ro.Open <= 0 || ro.ReadIndex <= 0 {
 		t.Fatalf("reopen: %+v %v", ro, err)
+	}
+}
+
+// BenchmarkRestoreFloor shows what bounds a restore of 64 MiB held in the page cache, in
+// one process: "copy" is one thread copying it (what np.load's read does in the kernel),
+// "hash2" and "copy2" each pass alone on two threads in 2 MiB pieces, and
+// "hash2+copy2" both passes one after the other, as a restore must (every byte checked
+// before the first reaches the region). Compare "hash2+copy2" with "copy" and with
+// BenchmarkRestore/size=64MiB:
+//
+//	go test ./bench -run '^$' -bench 'RestoreFloor|Restore/size=64MiB' -count 5
+func BenchmarkRestoreFloor(b *testing.B) {
+	const n, piece = 64 << 20, 2 << 20
+	src, dst := make([]byte, n), make([]byte, n)
+	for i := range src {
+		src[i] = byte(i * 7)
+	}
+	copy(dst, src)
+	twice := func(fn func(p []byte, i int)) {
+		var wg sync.WaitGroup
+		for w := range 2 {
+			wg.Go(func() {
+				for i := w * piece; i < n; i += 2 * piece {
+					fn(src[i:i+piece], i)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	hash2 := func() { twice(func(p []byte, _ int) { xxhash.Sum64(p) }) }
+	copy2 := func() { twice(func(p []byte, i int) { copy(dst[i:], p) }) }
+	for _, c := range []struct {
+		name string
+		fn   func()
+	}{
+		{"copy", func() { copy(dst, src) }},
+		{"hash2", hash2},
+		{"copy2", copy2},
+		{"hash2+copy2", func() { hash2(); copy2() }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(n)
+			for b.Loop() {
+				c.fn()
+			}
+		})
 	}
 }
