@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"sync"
 )
 
 // reconcile reads, when a writer opens its file with a remote tier, what this rank has
@@ -13,42 +14,37 @@ import (
 //
 // Caller is Open, alone with the tier.
 func (t *Tier) reconcile(ctx context.Context) error {
-	st, rank := t.st, t.cfg.rank
-	keys, err := rankKeys(ctx, st, rank)
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		r, _ := parseManifestKey(k)
-		c := t.ckpt(r.seg, "")
-		c.vers = append(c.vers, storeVer{life: r.life, num: r.ver})
-	}
-	var hashed []*storeCkpt
-	for seg, c := range t.ckpts {
-		sortVers(c.vers)
-		if name, ok := segmentName(seg); ok {
-			c.name = name
-		} else {
-			hashed = append(hashed, c)
+	st := t.st
+	// What this rank committed, and the job's newest life, are read at once: a new
+	// node's restart waits for each round trip. The error of the read that failed first
+	// is Open's. A tier without background workers reads them one after the other, the
+	// rank's versions first, and stops at the first error.
+	var (
+		n     uint64
+		L     *lifeRec
+		mu    sync.Mutex
+		errs  [2]error
+		first = -1 // the read that failed first
+	)
+	_ = t.parallel(ctx, 2, 2, func(ctx context.Context, i int) error {
+		var err error
+		if i == 0 {
+			err = t.readRank(ctx)
+		} else if n, L, err = t.newestLife(ctx); err != nil {
+			err = remoteErr(st, err, "read the job's state")
 		}
-	}
-	// Names hidden behind hashed segments are in their manifests.
-	err = t.parallel(ctx, len(hashed), 8, func(ctx context.Context, i int) error {
-		c := hashed[i]
-		v := c.vers[len(c.vers)-1]
-		m, err := readManifest(ctx, st, manifestKey(rank, v.life, c.seg, v.num))
 		if err != nil {
-			return err
+			mu.Lock()
+			errs[i] = err
+			if first < 0 {
+				first = i
+			}
+			mu.Unlock()
 		}
-		c.name = m.Name
-		return nil
+		return err
 	})
-	if err != nil {
-		return remoteErr(st, err, "read a manifest")
-	}
-	n, L, err := t.newestLife(ctx)
-	if err != nil {
-		return remoteErr(st, err, "read the job's state")
+	if first >= 0 {
+		return errs[first]
 	}
 	caps, err := lineageIn(ctx, n, t.life)
 	if err != nil {
@@ -171,4 +167,44 @@ func sortedCopy(s []string) []string {
 		}
 	}
 	return out
+}
+
+// readRank reads the versions this rank committed in the store (every life), and the
+// names behind hashed segments from their newest manifests. It touches only t.ckpts,
+// which nothing else reads while Open runs.
+func (t *Tier) readRank(ctx context.Context) error {
+	st, rank := t.st, t.cfg.rank
+	keys, err := rankKeys(ctx, st, rank)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		r, _ := parseManifestKey(k)
+		c := t.ckpt(r.seg, "")
+		c.vers = append(c.vers, storeVer{life: r.life, num: r.ver})
+	}
+	var hashed []*storeCkpt
+	for seg, c := range t.ckpts {
+		sortVers(c.vers)
+		if name, ok := segmentName(seg); ok {
+			c.name = name
+		} else {
+			hashed = append(hashed, c)
+		}
+	}
+	// Names hidden behind hashed segments are in their manifests.
+	err = t.parallel(ctx, len(hashed), 8, func(ctx context.Context, i int) error {
+		c := hashed[i]
+		v := c.vers[len(c.vers)-1]
+		m, err := readManifest(ctx, st, manifestKey(rank, v.life, c.seg, v.num))
+		if err != nil {
+			return err
+		}
+		c.name = m.Name
+		return nil
+	})
+	if err != nil {
+		return remoteErr(st, err, "read a manifest")
+	}
+	return nil
 }

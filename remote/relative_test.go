@@ -200,3 +200,55 @@ func (p *pairedGets) Get(ctx context.Context, key string, off, n int64) (io.Read
 	}
 	return p.Store.Get(ctx, key, off, n)
 }
+
+// TestOpenReadsAtOnce: a new node's Open reads the rank's versions and the job's newest
+// life at once, not one after the other (each waits for a round trip). The store holds
+// the listing back until the life is read: read in turn, Open would wait for it
+// forever (here, until the test gives up).
+func TestOpenReadsAtOnce(t *testing.T) {
+	dir, err := store.Dir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &listAfterLife{Store: dir, lifeRead: make(chan struct{})}
+	opts := engine.Options{Remote: &engine.Remote{Store: st}}
+	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "old.ckp"), opts, 4096)
+	w.saveAll(t, 1)
+	if err := w.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st.armed.Store(true)
+	n := openRemoteWriter(t, filepath.Join(t.TempDir(), "new.ckp"), opts, 4096)
+	defer n.f.Close()
+	if st.gaveUp.Load() {
+		t.Fatal("Open listed the rank's versions only after reading the job's newest life")
+	}
+	n.check(t, 0, 1)
+}
+
+// listAfterLife is a store that, once armed, answers a listing of manifests only after
+// a life record or the life hint was read (or after 10 s, which it reports).
+type listAfterLife struct {
+	store.Store
+	armed, gaveUp atomic.Bool
+	once          sync.Once
+	lifeRead      chan struct{}
+}
+
+func (s *listAfterLife) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if s.armed.Load() && strings.HasPrefix(key, "job/life/") {
+		s.once.Do(func() { close(s.lifeRead) })
+	}
+	return s.Store.Get(ctx, key, off, n)
+}
+
+func (s *listAfterLife) List(ctx context.Context, prefix string) ([]store.Object, error) {
+	if s.armed.Load() && strings.HasPrefix(prefix, "m/") {
+		select {
+		case <-s.lifeRead:
+		case <-time.After(10 * time.Second):
+			s.gaveUp.Store(true)
+		}
+	}
+	return s.Store.List(ctx, prefix)
+}
