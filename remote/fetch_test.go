@@ -137,3 +137,42 @@ type streamer struct {
 }
 
 func (s streamer) ReadStreams() int { return s.n }
+
+// TestParallelEndedContext: calls that parallel left out because ctx ended are not a
+// success. It returns ctx's cause (a fetch, a listing of manifests or Open's reads
+// would otherwise take what was never read as done), and a call's own error still
+// comes first.
+func TestParallelEndedContext(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := errors.New("stopped")
+	cancel(stop)
+	var ran atomic.Int32
+	for _, k := range []int{1, 4} {
+		err := parallel(ctx, 8, k, func(context.Context, int) error { ran.Add(1); return nil })
+		if !errors.Is(err, stop) || ran.Load() != 0 {
+			t.Fatalf("k=%d: %v after %d calls, want %v after none", k, err, ran.Load(), stop)
+		}
+	}
+	// Ended halfway: the calls after it are left out.
+	ctx, cancel = context.WithCancelCause(context.Background())
+	err := parallel(ctx, 8, 1, func(_ context.Context, i int) error {
+		if i == 3 {
+			cancel(stop)
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("ended halfway: %v, want %v", err, stop)
+	}
+	// A call's error is returned, not the cancellation it causes.
+	boom := errors.New("boom")
+	err = parallel(context.Background(), 8, 1, func(_ context.Context, i int) error {
+		if i == 2 {
+			return boom
+		}
+		return nil
+	})
+	if err != boom {
+		t.Fatalf("%v, want %v", err, boom)
+	}
+}

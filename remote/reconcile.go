@@ -2,7 +2,9 @@ package remote
 
 import (
 	"context"
-	"sync"
+	"errors"
+
+	"github.com/ckp-go/ckp/internal/base"
 )
 
 // reconcile reads, when a writer opens its file with a remote tier, what this rank has
@@ -20,31 +22,24 @@ func (t *Tier) reconcile(ctx context.Context) error {
 	// is Open's. A tier without background workers reads them one after the other, the
 	// rank's versions first, and stops at the first error.
 	var (
-		n     uint64
-		L     *lifeRec
-		mu    sync.Mutex
-		errs  [2]error
-		first = -1 // the read that failed first
+		n uint64
+		L *lifeRec
 	)
-	_ = t.parallel(ctx, 2, 2, func(ctx context.Context, i int) error {
-		var err error
+	err := t.parallel(ctx, 2, 2, func(ctx context.Context, i int) error {
 		if i == 0 {
-			err = t.readRank(ctx)
-		} else if n, L, err = t.newestLife(ctx); err != nil {
-			err = remoteErr(st, err, "read the job's state")
+			return t.readRank(ctx)
 		}
-		if err != nil {
-			mu.Lock()
-			errs[i] = err
-			if first < 0 {
-				first = i
-			}
-			mu.Unlock()
+		var err error
+		if n, L, err = t.newestLife(ctx); err != nil {
+			return remoteErr(st, err, "read the job's state")
 		}
-		return err
+		return nil
 	})
-	if first >= 0 {
-		return errs[first]
+	if err != nil && !errors.Is(err, base.ErrRemote) {
+		err = remoteErr(st, err, "read the job's state") // ctx ended before a read began
+	}
+	if err != nil {
+		return err
 	}
 	caps, err := lineageIn(ctx, n, t.life)
 	if err != nil {

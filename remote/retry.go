@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ckp-go/ckp/internal/base"
@@ -129,7 +130,9 @@ func remoteErr(st store.Store, err error, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s: %w", base.ErrRemote, st, fmt.Sprintf(format, args...), err)
 }
 
-// parallel runs fn(0..n-1) on up to k goroutines; the first error cancels the rest.
+// parallel runs fn(0..n-1) on up to k goroutines; the first error cancels the rest
+// and is returned. When ctx ends before every call ran, it returns ctx's cause: calls
+// left out are not a success.
 func parallel(ctx context.Context, n, k int, fn func(ctx context.Context, i int) error) error {
 	if n == 0 {
 		return nil
@@ -137,11 +140,12 @@ func parallel(ctx context.Context, n, k int, fn func(ctx context.Context, i int)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
-		mu   sync.Mutex
-		next int
-		wg   sync.WaitGroup
-		once sync.Once
-		ferr error
+		mu      sync.Mutex
+		next    int
+		wg      sync.WaitGroup
+		once    sync.Once
+		ferr    error
+		skipped atomic.Bool // a call was left out because ctx ended
 	)
 	for range min(n, k) {
 		wg.Go(func() {
@@ -150,7 +154,11 @@ func parallel(ctx context.Context, n, k int, fn func(ctx context.Context, i int)
 				i := next
 				next++
 				mu.Unlock()
-				if i >= n || ctx.Err() != nil {
+				if i >= n {
+					return
+				}
+				if ctx.Err() != nil {
+					skipped.Store(true)
 					return
 				}
 				if err := fn(ctx, i); err != nil {
@@ -161,5 +169,9 @@ func parallel(ctx context.Context, n, k int, fn func(ctx context.Context, i int)
 		})
 	}
 	wg.Wait()
+	if ferr == nil && skipped.Load() {
+		// The caller's ctx ended before every call ran: not a success.
+		return context.Cause(ctx)
+	}
 	return ferr
 }
