@@ -51,11 +51,10 @@ type item struct {
 	life    uint64 // the life it is committed in, decided when its upload starts
 
 	// What the upload sends and its manifest names, decided at upload time.
-	key      string        // a version stored whole: its data object
-	table    []byte        // the manifest's block table
-	extents  []extentRef   // the manifest's extents (a version stored by blocks)
-	keys     []string      // the data objects they name (in use until it is finished)
-	verified []atomic.Bool // segments checked against their hashes (shared by retries)
+	key     string      // a version stored whole: its data object
+	table   []byte      // the manifest's block table
+	extents []extentRef // the manifest's extents (a version stored by blocks)
+	keys    []string    // the data objects they name (in use until it is finished)
 
 	// Under t.mu.
 	abandoned bool

@@ -7,7 +7,6 @@ import (
 	"io"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -85,10 +84,10 @@ func tableBytes(table []uint64) []byte {
 // hashes its manifest holds, so the store may send them without a checksum of its own
 // (store.WithVerifiedContent; S3 then skips the SHA-256 of every byte on both ends).
 func (t *Tier) send(it *item, key string, segs []segment, size int64) error {
-	it.verified = make([]atomic.Bool, len(segs))
 	return retry(store.WithVerifiedContent(t.ctx), size, func(ctx context.Context) error {
 		r := &reader{t: t, it: it, segs: segs, size: size}
 		err := t.st.Create(ctx, key, r, size)
+		r.release()
 		if rerr := r.failure(); rerr != nil {
 			return rerr // the local copy is damaged (or the upload was abandoned)
 		}
@@ -101,9 +100,10 @@ func (t *Tier) send(it *item, key string, segs []segment, size int64) error {
 
 // reader reads an upload's object out of the data file for the store (Read, ReadAt
 // and Seek, so that an S3 store can send parts in parallel and again on a retry),
-// checking each segment against its hash the first time it is read: a segment that
-// does not match fails the read, and so the upload, before the object can exist. While
-// a large save runs a read waits, so that the save has the cores.
+// checking the bytes of each segment against its hash as it reads them (a retry, or a
+// segment read in pieces, is checked again): a segment that does not match fails the
+// read, and so the upload, before the object can exist, and the bytes sent are the
+// bytes checked. While a large save runs a read waits, so that the save has the cores.
 type reader struct {
 	t    *Tier
 	it   *item
@@ -113,6 +113,72 @@ type reader struct {
 
 	mu  sync.Mutex
 	err error
+
+	// Segments checked whole in a buffer by a read that cut them, kept for the next
+	// pieces: a streaming body reads a segment in pieces (64 KiB for S3, 32 KiB for a
+	// directory), which are copied from the bytes checked rather than read from the
+	// data file again (it may have changed since). An S3 store reads up to
+	// heldSegments parts at once, each a stream of its own.
+	heldMu sync.Mutex
+	held   [heldSegments]heldSegment
+}
+
+// heldSegments is the number of streams of one body whose current segment a reader
+// keeps (an S3 store's parts read at once).
+const heldSegments = 4
+
+// heldSegment is a segment a reader keeps: segment i, checked, in buf.
+type heldSegment struct {
+	i   int
+	buf *[]byte
+}
+
+// copyHeld copies bytes [lo, lo+len(dst)) of segment i into dst if r keeps it.
+func (r *reader) copyHeld(i int, lo int64, dst []byte) bool {
+	r.heldMu.Lock()
+	defer r.heldMu.Unlock()
+	for _, h := range r.held {
+		if h.buf != nil && h.i == i {
+			copy(dst, (*h.buf)[lo:])
+			return true
+		}
+	}
+	return false
+}
+
+// hold keeps buf, holding checked segment i: in place of segment i-1 (the same
+// stream's previous segment), else of none, else of the first kept.
+func (r *reader) hold(i int, buf *[]byte) {
+	r.heldMu.Lock()
+	k := 0
+	for j, h := range r.held {
+		if h.buf != nil && h.i == i-1 {
+			k = j
+			break
+		}
+		if h.buf == nil && r.held[k].buf != nil {
+			k = j
+		}
+	}
+	old := r.held[k].buf
+	r.held[k] = heldSegment{i, buf}
+	r.heldMu.Unlock()
+	if old != nil {
+		segBufs.Put(old)
+	}
+}
+
+// release gives back the buffers r keeps, once the store is done with r.
+func (r *reader) release() {
+	r.heldMu.Lock()
+	held := r.held
+	r.held = [heldSegments]heldSegment{}
+	r.heldMu.Unlock()
+	for _, h := range held {
+		if h.buf != nil {
+			segBufs.Put(h.buf)
+		}
+	}
 }
 
 // failure returns the error that failed a read, if any.
@@ -182,39 +248,48 @@ func (r *reader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// readSegment copies bytes [lo, lo+len(dst)) of segment i into dst, checking the whole
-// segment against its hash if no read has yet.
+// readSegment copies bytes [lo, lo+len(dst)) of segment i into dst, checking the
+// whole segment against its hash: the bytes a read returns are bytes it checked.
 func (r *reader) readSegment(i int, lo int64, dst []byte) error {
 	sg := &r.segs[i]
-	ok := &r.it.verified[i]
-	if ok.Load() {
-		return r.read(dst, sg.src+lo)
-	}
-	whole := dst
-	if lo != 0 || int64(len(dst)) != sg.n {
-		// A read that cuts a segment (a streaming body reads 64 KiB at a time): the
-		// whole segment is checked in a buffer, once.
-		buf := segBufs.Get().(*[]byte)
-		defer segBufs.Put(buf)
-		if int64(cap(*buf)) < sg.n {
-			*buf = make([]byte, sg.n)
+	if lo == 0 && int64(len(dst)) == sg.n {
+		if err := r.read(dst, sg.src); err != nil {
+			return err
 		}
-		whole = (*buf)[:sg.n]
+		return r.check(sg, dst)
 	}
-	if err := r.read(whole, sg.src); err != nil {
+	if r.copyHeld(i, lo, dst) {
+		return nil
+	}
+	// A read that cuts the segment: the whole segment is read and checked in a buffer,
+	// kept for the next pieces.
+	buf := segBufs.Get().(*[]byte)
+	if int64(cap(*buf)) < sg.n {
+		*buf = make([]byte, sg.n)
+	}
+	whole := (*buf)[:sg.n]
+	err := r.read(whole, sg.src)
+	if err == nil {
+		err = r.check(sg, whole)
+	}
+	if err != nil {
+		segBufs.Put(buf)
 		return err
 	}
-	if xxhash.Sum64(whole) != sg.hash {
-		if r.t.isAbandoned(r.it) {
-			return r.fail(errAbandoned)
-		}
-		return r.fail(base.Errf(base.ErrCorrupt, "version %d of %q: block %d does not match its hash in the local file; not uploaded", r.it.v.Num, r.it.v.Name, sg.b))
-	}
-	ok.Store(true)
-	if &whole[0] != &dst[0] {
-		copy(dst, whole[lo:])
-	}
+	copy(dst, whole[lo:])
+	r.hold(i, buf)
 	return nil
+}
+
+// check checks the bytes b of segment sg against its hash.
+func (r *reader) check(sg *segment, b []byte) error {
+	if xxhash.Sum64(b) == sg.hash {
+		return nil
+	}
+	if r.t.isAbandoned(r.it) {
+		return r.fail(errAbandoned)
+	}
+	return r.fail(base.Errf(base.ErrCorrupt, "version %d of %q: block %d does not match its hash in the local file; not uploaded", r.it.v.Num, r.it.v.Name, sg.b))
 }
 
 // segBufs holds buffers for checking whole segments (blocks of at most 1 MiB, or of a
