@@ -11,6 +11,7 @@ import (
 	"github.com/ckp-go/ckp/internal/base"
 	"github.com/ckp-go/ckp/internal/copier"
 	"github.com/ckp-go/ckp/internal/slot"
+	"github.com/ckp-go/ckp/remote"
 )
 
 // restore copies version v of each checkpoint in cs into its region. The caller holds
@@ -256,45 +257,36 @@ func (f *File) largeRestore(cs []*Checkpoint) func() {
 // Recovered().StoreSkipped. Fetches end with ctx, or after Remote.Timeout.
 func (f *File) remoteRestore(ctx context.Context, cs []*Checkpoint, v int, localErr error, rewind bool) error {
 	t := f.tier
+	// On a new node, one reading of the lineage needs a request (a probe for a newer
+	// life): the manifests of the versions the lineage seen at Open names are read
+	// beside it, for the checkpoints with no local version of that number.
+	ctx, cancel := context.WithCancel(ctx)
+	var ahead *remote.Ahead
+	defer func() { cancel(); ahead.Wait() }()
+	if seen := t.Seen(ctx); seen != nil {
+		if nums, _, err := f.storeNums(cs, v, seen, localErr); err == nil {
+			var names []string
+			var want []uint64
+			for i, c := range cs {
+				f.mu.Lock()
+				_, lerr := c.st.resolve(int(nums[i]))
+				f.mu.Unlock()
+				if lerr != nil {
+					names, want = append(names, c.name), append(want, nums[i])
+				}
+			}
+			ahead = seen.Ahead(ctx, names, want)
+		}
+	}
 	// One reading of the job's lineage judges every checkpoint.
 	rs, err := t.Restorable(ctx)
 	if err != nil {
 		return err
 	}
-	nums := make([]uint64, len(cs))
-	var common []uint64 // the numbers every checkpoint of cs has, locally or in the store
-	for i, c := range cs {
-		committed := rs.Committed(c.name)
-		f.mu.Lock()
-		lv, lerr := c.st.resolve(v)
-		all := unionVersions(c.st, committed)
-		f.mu.Unlock()
-		if i == 0 {
-			common = all
-		} else {
-			common = base.Intersect(common, all)
-		}
-		switch {
-		case lerr == nil:
-			nums[i] = lv.num
-		case v > 0:
-			nums[i] = uint64(v)
-		}
-	}
-	if v <= 0 {
-		// A relative version counts the versions every checkpoint has, kept here or
-		// committed in the store (a new node keeps none), so that RestoreAll restores
-		// one SaveAll.
-		k := len(common) - 1 + v
-		if k < 0 {
-			if localErr != nil && len(common) == 0 {
-				return localErr
-			}
-			return errf(ErrVersion, "version %d: only %d kept here and in %s for every checkpoint", v, len(common), t.Settings().Store())
-		}
-		for i := range nums {
-			nums[i] = common[k]
-		}
+	rs.Use(ahead)
+	nums, common, err := f.storeNums(cs, v, rs, localErr)
+	if err != nil {
+		return err
 	}
 	for {
 		err := f.fetchRestore(ctx, cs, nums, rs.LookupAll, false, localErr, rewind)
@@ -314,6 +306,45 @@ func (f *File) remoteRestore(ctx context.Context, cs []*Checkpoint, v int, local
 			nums[i] = common[k-1]
 		}
 	}
+}
+
+// storeNums returns the version of each of cs that restoring v takes, the store's
+// versions judged by rs, and the numbers every checkpoint of cs has, kept here or
+// committed in the store, ascending. A relative version counts those (a new node keeps
+// none), so that RestoreAll restores one SaveAll.
+func (f *File) storeNums(cs []*Checkpoint, v int, rs *remote.Restorable, localErr error) (nums, common []uint64, err error) {
+	nums = make([]uint64, len(cs))
+	for i, c := range cs {
+		committed := rs.Committed(c.name)
+		f.mu.Lock()
+		lv, lerr := c.st.resolve(v)
+		all := unionVersions(c.st, committed)
+		f.mu.Unlock()
+		if i == 0 {
+			common = all
+		} else {
+			common = base.Intersect(common, all)
+		}
+		switch {
+		case lerr == nil:
+			nums[i] = lv.num
+		case v > 0:
+			nums[i] = uint64(v)
+		}
+	}
+	if v <= 0 {
+		k := len(common) - 1 + v
+		if k < 0 {
+			if localErr != nil && len(common) == 0 {
+				return nil, nil, localErr
+			}
+			return nil, nil, errf(ErrVersion, "version %d: only %d kept here and in %s for every checkpoint", v, len(common), f.tier.Settings().Store())
+		}
+		for i := range nums {
+			nums[i] = common[k]
+		}
+	}
+	return nums, common, nil
 }
 
 // damaged is fetchRestore's error for a version of cs[i] that does not check out in

@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"maps"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ckp-go/ckp/engine"
+	"github.com/ckp-go/ckp/internal/pattern"
 	"github.com/ckp-go/ckp/store"
 	"github.com/ckp-go/ckp/store/mem"
 )
@@ -149,29 +151,143 @@ func (b *countedBody) Close() error {
 	return err
 }
 
-// TestNewNodeLookupsAtOnce: RestoreAll on a new node reads the manifests of its
-// checkpoints at once, not one round trip after another: the store holds each
+// TestNewNodeLookupsAtOnce: RestoreAll and RestoreJob on a new node read the manifests
+// of their checkpoints at once, not one round trip after another: the store holds each
 // manifest GET until a second one is in flight (for at most 10 s, which fails).
 func TestNewNodeLookupsAtOnce(t *testing.T) {
+	for _, job := range []bool{false, true} {
+		t.Run(fmt.Sprintf("job=%v", job), func(t *testing.T) {
+			dir, err := store.Dir(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := &pairedGets{Store: dir, arrived: make(chan struct{}, 16)}
+			opts := engine.Options{Remote: &engine.Remote{Store: st}}
+			w := openRemoteWriter(t, filepath.Join(t.TempDir(), "old.ckp"), opts, 4096, 4096, 4096, 4096)
+			w.saveAll(t, 1)
+			w.saveAll(t, 2)
+			if err := w.f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			n := openRemoteWriter(t, filepath.Join(t.TempDir(), "new.ckp"), opts, 4096, 4096, 4096, 4096)
+			defer n.f.Close()
+			st.on.Store(true)
+			if job {
+				if v, err := n.f.RestoreJob(t.Context()); err != nil || v != 2 {
+					t.Fatalf("RestoreJob: %d, %v; want 2", v, err)
+				}
+			} else if err := n.f.RestoreAll(0); err != nil {
+				t.Fatalf("RestoreAll(0): %v", err)
+			}
+			st.on.Store(false)
+			if alone := st.alone.Load(); alone > 0 {
+				t.Fatalf("%d manifest GETs waited 10 s for another in flight: the lookups ran one after another", alone)
+			}
+			for i, r := range n.regions {
+				if err := pattern.Check(r, i, 2); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestNewNodeProbeBesideManifests: RestoreAll on a new node reads the manifests of the
+// versions it restores beside its probe for a newer life, not after it (each waits for
+// a round trip): the store answers the probe only once a manifest GET has begun (or
+// after 10 s, which fails). The request count is that of TestNewNodeRestoreRequests.
+func TestNewNodeProbeBesideManifests(t *testing.T) {
 	dir, err := store.Dir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &pairedGets{Store: dir, arrived: make(chan struct{}, 16)}
-	opts := engine.Options{Remote: &engine.Remote{Store: st}}
-	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "old.ckp"), opts, 4096, 4096, 4096, 4096)
+	st := &probeAfterManifest{Store: dir, manifestRead: make(chan struct{})}
+	cnt := mem.NewCounter(st)
+	opts := engine.Options{Remote: &engine.Remote{Store: cnt}}
+	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "old.ckp"), opts, 4096, 4096)
 	w.saveAll(t, 1)
+	w.saveAll(t, 2)
 	if err := w.f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	n := openRemoteWriter(t, filepath.Join(t.TempDir(), "new.ckp"), opts, 4096, 4096, 4096, 4096)
+	n := openRemoteWriter(t, filepath.Join(t.TempDir(), "new.ckp"), opts, 4096, 4096)
 	defer n.f.Close()
-	st.on.Store(true)
-	n.check(t, 0, 1)
-	st.on.Store(false)
-	if alone := st.alone.Load(); alone > 0 {
-		t.Fatalf("%d manifest GETs waited 10 s for another in flight: the lookups ran one after another", alone)
+	st.armed.Store(true)
+	cnt.SetLabel("restore")
+	n.check(t, 0, 2)
+	cnt.SetLabel("")
+	if st.gaveUp.Load() {
+		t.Fatal("RestoreAll read the manifests only after its probe for a newer life")
 	}
+	if want := map[string]int{"get": 1 + 2 + 2}; !maps.Equal(cnt.Counts()["restore"].Requests, want) {
+		t.Errorf("RestoreAll(0) of 2 checkpoints on a new node made requests %v, want %v", cnt.Counts()["restore"].Requests, want)
+	}
+}
+
+// TestNewNodeAheadFails: a manifest read ahead that fails is read again by the lookup
+// that wants it (whose error, if it fails again, is the restore's). The store answers
+// the first manifest GET of the restore as if the object did not exist.
+func TestNewNodeAheadFails(t *testing.T) {
+	dir, err := store.Dir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &firstManifestMissing{Store: dir}
+	opts := engine.Options{Remote: &engine.Remote{Store: st}}
+	w := openRemoteWriter(t, filepath.Join(t.TempDir(), "old.ckp"), opts, 4096)
+	for v := 1; v <= 3; v++ {
+		w.saveAll(t, v)
+	}
+	if err := w.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := openRemoteWriter(t, filepath.Join(t.TempDir(), "new.ckp"), opts, 4096)
+	defer n.f.Close()
+	st.armed.Store(true)
+	n.check(t, 0, 3)
+	if st.missed.Load() != 1 {
+		t.Fatalf("%d manifest GETs answered as missing, want 1", st.missed.Load())
+	}
+}
+
+// firstManifestMissing is a store that, once armed, answers its first GET of a
+// manifest with ErrNotExist.
+type firstManifestMissing struct {
+	store.Store
+	armed  atomic.Bool
+	missed atomic.Int32
+}
+
+func (s *firstManifestMissing) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if s.armed.Load() && strings.HasPrefix(key, "m/") && s.missed.CompareAndSwap(0, 1) {
+		return nil, fmt.Errorf("%w: %s", store.ErrNotExist, key)
+	}
+	return s.Store.Get(ctx, key, off, n)
+}
+
+// probeAfterManifest is a store that, once armed, answers a GET of a life record only
+// after a GET of a manifest has begun (or after 10 s, which it reports).
+type probeAfterManifest struct {
+	store.Store
+	armed, gaveUp atomic.Bool
+	once          sync.Once
+	manifestRead  chan struct{}
+}
+
+func (s *probeAfterManifest) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if s.armed.Load() {
+		switch {
+		case strings.HasPrefix(key, "m/"):
+			s.once.Do(func() { close(s.manifestRead) })
+		case strings.HasPrefix(key, "job/life/"):
+			select {
+			case <-s.manifestRead:
+			case <-time.After(10 * time.Second):
+				s.gaveUp.Store(true)
+			}
+		}
+	}
+	return s.Store.Get(ctx, key, off, n)
 }
 
 // pairedGets holds each GET of a manifest, while on, until another one has arrived.

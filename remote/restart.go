@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"sync"
 
 	"github.com/ckp-go/ckp/internal/base"
 )
@@ -68,16 +69,26 @@ func (t *Tier) Join(ctx context.Context, names []string) (Restart, error) {
 	if err != nil {
 		return Restart{}, t.joinErr(err)
 	}
-	for _, name := range names {
+	cs := make([]verCkpt, len(names))
+	for i, name := range names {
 		c, ok := rec.lookup(name)
 		if !ok {
 			return Restart{}, base.Errf(base.ErrCorrupt, "%s: rank %d saved no checkpoint %q at the job's restart point (%v): register the checkpoints that were saved",
 				t.st, t.cfg.rank, name, j.base)
 		}
-		m, err := t.cachedManifest(ctx, c.manifest)
-		if err != nil {
-			return Restart{}, t.joinErr(err)
-		}
+		cs[i] = c
+	}
+	// Their manifests, read at once (a new node's restart waits for each round trip).
+	ms := make([]*manifest, len(names))
+	err = t.parallel(ctx, len(names), lookupWorkers, func(ctx context.Context, i int) (err error) {
+		ms[i], err = t.cachedManifest(ctx, cs[i].manifest)
+		return err
+	})
+	if err != nil {
+		return Restart{}, t.joinErr(err)
+	}
+	for i, name := range names {
+		m, c := ms[i], cs[i]
 		if m.Name != name || m.Version != j.base.v || m.Life != j.base.life || m.Hash != c.hash {
 			return Restart{}, base.Errf(base.ErrCorrupt, "%s: manifest %s does not describe version %d of %q of life %d", t.st, c.manifest, j.base.v, name, j.base.life)
 		}
@@ -134,8 +145,9 @@ func (t *Tier) restartPoint(ctx context.Context) (point, uint64, error) {
 // one Restorable, so that every checkpoint is judged against the same lineage, which
 // is read once (a new node's restart pays for its round trips).
 type Restorable struct {
-	t    *Tier
-	caps lineage
+	t     *Tier
+	caps  lineage
+	ahead *Ahead // manifests read ahead (Use)
 }
 
 // Restorable reads the lineage a restore judges versions by (see Restorable).
@@ -156,7 +168,123 @@ func (t *Tier) Restorable(ctx context.Context) (*Restorable, error) {
 	if err != nil {
 		return nil, t.joinErr(err)
 	}
-	return &Restorable{t, caps}, nil
+	return &Restorable{t: t, caps: caps}, nil
+}
+
+// Seen returns a Restorable judged by the lineage of the newest life this process has
+// seen, without a request, for reading manifests ahead (Ahead) while Restorable reads
+// the lineage again: nil when that read needs no request (the process is a member of
+// a life), when no life was seen, or in a tier without background workers.
+func (t *Tier) Seen(ctx context.Context) *Restorable {
+	if t.cfg.workers <= 0 {
+		return nil
+	}
+	if err := t.jobMu.lock(ctx); err != nil {
+		return nil
+	}
+	life := t.job.life
+	t.jobMu.Unlock()
+	if life != 0 {
+		return nil
+	}
+	t.mu.Lock()
+	n := t.newestSeen
+	t.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	caps, err := lineageIn(ctx, n, func(_ context.Context, n uint64) (*lifeRec, error) {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if L := t.lives[n]; L != nil {
+			return L, nil
+		}
+		return nil, errNotSeen
+	})
+	if err != nil {
+		return nil
+	}
+	return &Restorable{t: t, caps: caps}
+}
+
+// errNotSeen is Seen's: a life record this process has not read.
+var errNotSeen = errors.New("remote: life record not read yet")
+
+// Ahead is manifests read ahead of a restore's lookups (Restorable.Ahead).
+type Ahead struct {
+	reads map[aheadKey]*aheadRead
+	wg    sync.WaitGroup
+}
+
+type aheadKey struct {
+	name string
+	at   point
+}
+
+type aheadRead struct {
+	done chan struct{}
+	m    *manifest
+	err  error
+}
+
+// Ahead starts reading the manifests of version nums[i] of the checkpoint called
+// names[i], for every i that r judges restorable, and returns at once. A Restorable
+// read later uses them (Use) where it judges the same version of the same life the one
+// to restore: a manifest never changes, so a new node's restore reads the lineage and
+// the manifests at once, and no manifest twice. The reads end with ctx; Wait waits
+// for them.
+func (r *Restorable) Ahead(ctx context.Context, names []string, nums []uint64) *Ahead {
+	if r == nil {
+		return nil
+	}
+	ctx = r.t.callerCtx(ctx)
+	a := &Ahead{reads: map[aheadKey]*aheadRead{}}
+	for i, name := range names {
+		vs := r.visible(name)
+		k := sort.Search(len(vs), func(k int) bool { return vs[k].num >= nums[i] })
+		if k == len(vs) || vs[k].num != nums[i] {
+			continue
+		}
+		key := aheadKey{name, vs[k].point()}
+		if a.reads[key] != nil {
+			continue
+		}
+		rd := &aheadRead{done: make(chan struct{})}
+		a.reads[key] = rd
+		a.wg.Go(func() {
+			defer close(rd.done)
+			rd.m, rd.err = r.t.storeManifest(ctx, name, key.at)
+		})
+	}
+	return a
+}
+
+// Wait waits for the reads a started.
+func (a *Ahead) Wait() {
+	if a != nil {
+		a.wg.Wait()
+	}
+}
+
+// Use makes r's lookups take the manifests a read ahead.
+func (r *Restorable) Use(a *Ahead) { r.ahead = a }
+
+// read returns the manifest of version at of the checkpoint called name if a read it
+// ahead (successfully), waiting for the read.
+func (a *Ahead) read(ctx context.Context, name string, at point) (*manifest, bool) {
+	if a == nil {
+		return nil, false
+	}
+	rd := a.reads[aheadKey{name, at}]
+	if rd == nil {
+		return nil, false
+	}
+	select {
+	case <-rd.done:
+		return rd.m, rd.err == nil
+	case <-ctx.Done():
+		return nil, false
+	}
 }
 
 // visible returns the versions of the checkpoint called name on r's lineage.
@@ -214,6 +342,9 @@ func (r *Restorable) Lookup(ctx context.Context, name string, v uint64) (Incomin
 	i := sort.Search(len(vs), func(i int) bool { return vs[i].num >= v })
 	if i == len(vs) || vs[i].num != v {
 		return Incoming{}, base.Errf(base.ErrVersion, "version %d of %q is not committed in %s", v, name, t.st)
+	}
+	if m, ok := r.ahead.read(ctx, name, vs[i].point()); ok {
+		return t.incoming(m), nil
 	}
 	m, err := t.storeManifest(ctx, name, vs[i].point())
 	if err != nil {
