@@ -305,15 +305,23 @@ func RestoreDirect(cfg Config, r *Remote) (*Result, error) {
 }
 
 // DiscardStore returns a store in memory that keeps every object but the bytes of data
-// objects (keys under "d/", docs/REMOTE.md's layout), which it reads and drops: a
-// remote tier over it does all its own work (pins, reads and checks, requests) while
-// the store costs nothing. For measuring the tier's own cost, not for restoring.
-func DiscardStore() store.Store { return discardStore{mem.New("discard")} }
+// objects (keys under "d/", docs/REMOTE.md's layout), which it reads in pieces of 64
+// KiB, as an S3 store's streaming body does, and drops: a remote tier over it does all
+// its own work (pins, reads and checks, requests) while the store costs the machine
+// nothing. With hold, it reads a data object of n bytes at a steady pace over hold(n),
+// as a store of that speed on another machine would (the upload holds its version's
+// slot that long). For measuring the tier's own cost, not for restoring.
+func DiscardStore(hold func(n int64) time.Duration) store.Store {
+	return discardStore{mem.New("discard"), hold}
+}
 
-type discardStore struct{ *mem.Store }
+type discardStore struct {
+	*mem.Store
+	hold func(n int64) time.Duration
+}
 
 func (d discardStore) Create(ctx context.Context, key string, body io.Reader, size int64) error {
-	body, size, err := dropData(key, body, size)
+	body, size, err := d.dropData(key, body, size)
 	if err != nil {
 		return err
 	}
@@ -321,7 +329,7 @@ func (d discardStore) Create(ctx context.Context, key string, body io.Reader, si
 }
 
 func (d discardStore) Put(ctx context.Context, key string, body io.Reader, size int64) error {
-	body, size, err := dropData(key, body, size)
+	body, size, err := d.dropData(key, body, size)
 	if err != nil {
 		return err
 	}
@@ -330,12 +338,32 @@ func (d discardStore) Put(ctx context.Context, key string, body io.Reader, size 
 
 // dropData reads the body of a data object to its end and returns an empty one
 // instead; other bodies it returns as they are.
-func dropData(key string, body io.Reader, size int64) (io.Reader, int64, error) {
+func (d discardStore) dropData(key string, body io.Reader, size int64) (io.Reader, int64, error) {
 	if !strings.HasPrefix(key, "d/") {
 		return body, size, nil
 	}
-	_, err := io.Copy(io.Discard, body)
-	return bytes.NewReader(nil), 0, err
+	var hold time.Duration
+	if d.hold != nil && size > 0 {
+		hold = d.hold(size)
+	}
+	start := time.Now()
+	piece := make([]byte, 64<<10)
+	var n int64
+	for {
+		k, err := io.ReadFull(body, piece)
+		n += int64(k)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return bytes.NewReader(nil), 0, nil
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		if hold > 0 {
+			if wait := time.Duration(float64(hold)*float64(n)/float64(size)) - time.Since(start); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
+	}
 }
 
 // RemoteStore returns a remote tier on a fresh store of r, for engine runs of cfg

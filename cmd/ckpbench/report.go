@@ -496,8 +496,9 @@ func (rep *report) remoteGoals(addGoal func(string, float64, string, bool, strin
 	}
 }
 
-// discardLabel ends the label of the remote-compute row whose store keeps no data.
-const discardLabel = "store keeping no data"
+// discardLabel ends the label of the remote-compute row whose store keeps no data (at
+// the direct upload's speed).
+const discardLabel = "store keeping no data at the direct upload's speed"
 
 // jobResult is what the job section counted for one size of job.
 type jobResult struct {

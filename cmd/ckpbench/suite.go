@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -663,7 +665,15 @@ func planRemote(o *options, add func(string, bench.Variant, string, bench.Config
 	add("remote-upload", bench.Engine, "engine save to commit", up, "")
 	(*jobs)[len(*jobs)-1].run = with(bench.Upload)
 	add("remote-upload", bench.Engine, direct, up, "")
-	(*jobs)[len(*jobs)-1].run = with(bench.UploadDirect)
+	// The direct upload's speed, of the latest run, for the diagnostic below.
+	var directNsPerByte atomic.Uint64 // math.Float64bits
+	(*jobs)[len(*jobs)-1].run = func(c bench.Config) (*bench.Result, error) {
+		res, err := bench.UploadDirect(c, t)
+		if err == nil && res.Wall > 0 {
+			directNsPerByte.Store(math.Float64bits(float64(res.Wall) / float64(c.Saves*c.Size)))
+		}
+		return res, err
+	}
 
 	// The warm-up runs the slot rotation through a few upload cycles (a version waiting
 	// for upload holds its slot), so that the measured saves see the steady state.
@@ -675,11 +685,15 @@ func planRemote(o *options, add func(string, bench.Variant, string, bench.Config
 	r.Remote = func() (*engine.Remote, error) { return bench.RemoteStore(t, o.remoteEvery, o.keep) }
 	add("remote-compute", bench.Engine, fmt.Sprintf("engine/keep %d +remote every %d", o.keep, o.remoteEvery), r, "none")
 	// A diagnostic beside goal 12: the same loop over a store that keeps no data, so
-	// that the tier's own cost in Save shows apart from the store's writes on this
-	// machine (a store on the same disk or a server on the same host).
+	// that the tier's own cost in Save shows apart from the store's work on this machine
+	// (a store on the same disk or a server on the same host). It takes each version
+	// at the speed the direct upload had (each upload holds its version's slot as long
+	// as one to the real store would: a store that answers at once hid that cost).
 	d := c
 	d.Remote = func() (*engine.Remote, error) {
-		return &engine.Remote{Store: bench.DiscardStore(), Every: o.remoteEvery, Keep: o.keep}, nil
+		perByte := math.Float64frombits(directNsPerByte.Load())
+		hold := func(n int64) time.Duration { return time.Duration(perByte * float64(n)) }
+		return &engine.Remote{Store: bench.DiscardStore(hold), Every: o.remoteEvery, Keep: o.keep}, nil
 	}
 	add("remote-compute", bench.Engine, fmt.Sprintf("engine/keep %d +remote every %d, %s", o.keep, o.remoteEvery, discardLabel), d, "none")
 	c.Warmup = o.keep + 2 // without uploads the rotation is warm after one turn
