@@ -309,9 +309,7 @@ func (t *Tier) worker() {
 		if it == nil {
 			return
 		}
-		restore := background() // the saves first
 		t.process(it)
-		restore()
 	}
 }
 
@@ -350,14 +348,11 @@ func (t *Tier) process(it *item) {
 	}
 	if t.cfg.workers > 0 && it.prev != nil && !isDone(it.prev) {
 		t.wg.Go(func() {
-			select { // waiting, it holds no thread of its own
+			select {
 			case <-it.prev.done:
 			case <-t.ctx.Done():
 			}
-			restore := background()
-			err := t.afterPrev(it)
-			restore()
-			t.finish(it, err)
+			t.finish(it, t.afterPrev(it))
 		})
 		return
 	}
