@@ -17,8 +17,8 @@ import (
 )
 
 // Sending a version's bytes: a data object is a sequence of segments (blocks of the
-// version, where the data file holds them), each checked against its block hash the
-// first time it is read, so an object whose bytes do not match the version never
+// version, where the data file holds them), each checked against its block hash as it
+// is read and sent as checked, so an object whose bytes do not match the version never
 // exists.
 
 // segment is one block of an upload: block b, at src in the data file, at `at` in the
@@ -121,25 +121,30 @@ type reader struct {
 	// heldSegments parts at once, each a stream of its own.
 	heldMu sync.Mutex
 	held   [heldSegments]heldSegment
+	tick   uint64 // the clock of heldSegment.used
 }
 
 // heldSegments is the number of streams of one body whose current segment a reader
 // keeps (an S3 store's parts read at once).
 const heldSegments = 4
 
-// heldSegment is a segment a reader keeps: segment i, checked, in buf.
+// heldSegment is a segment a reader keeps: segment i, checked, in buf, last read at
+// tick used of the reader's clock.
 type heldSegment struct {
-	i   int
-	buf *[]byte
+	i    int
+	buf  *[]byte
+	used uint64
 }
 
 // copyHeld copies bytes [lo, lo+len(dst)) of segment i into dst if r keeps it.
 func (r *reader) copyHeld(i int, lo int64, dst []byte) bool {
 	r.heldMu.Lock()
 	defer r.heldMu.Unlock()
-	for _, h := range r.held {
-		if h.buf != nil && h.i == i {
+	for k := range r.held {
+		if h := &r.held[k]; h.buf != nil && h.i == i {
 			copy(dst, (*h.buf)[lo:])
+			r.tick++
+			h.used = r.tick
 			return true
 		}
 	}
@@ -147,21 +152,32 @@ func (r *reader) copyHeld(i int, lo int64, dst []byte) bool {
 }
 
 // hold keeps buf, holding checked segment i: in place of segment i-1 (the same
-// stream's previous segment), else of none, else of the first kept.
+// stream's previous segment), else of none, else of the segment read least recently
+// (a stream that finished its part leaves its last one behind).
 func (r *reader) hold(i int, buf *[]byte) {
 	r.heldMu.Lock()
-	k := 0
+	k := -1
 	for j, h := range r.held {
 		if h.buf != nil && h.i == i-1 {
 			k = j
 			break
 		}
-		if h.buf == nil && r.held[k].buf != nil {
-			k = j
+	}
+	if k < 0 {
+		k = 0
+		for j, h := range r.held {
+			if h.buf == nil {
+				k = j
+				break
+			}
+			if h.used < r.held[k].used {
+				k = j
+			}
 		}
 	}
 	old := r.held[k].buf
-	r.held[k] = heldSegment{i, buf}
+	r.tick++
+	r.held[k] = heldSegment{i, buf, r.tick}
 	r.heldMu.Unlock()
 	if old != nil {
 		segBufs.Put(old)
