@@ -69,29 +69,30 @@ func (t *Tier) Join(ctx context.Context, names []string) (Restart, error) {
 	if err != nil {
 		return Restart{}, t.joinErr(err)
 	}
-	cs := make([]verCkpt, len(names))
-	for i, name := range names {
+	// Each name's manifest, read and checked several at once (a new node's restart
+	// waits for each round trip; without background workers, one after another).
+	ms := make([]*manifest, len(names))
+	err = t.parallel(ctx, len(names), lookupWorkers, func(ctx context.Context, i int) error {
+		name := names[i]
 		c, ok := rec.lookup(name)
 		if !ok {
-			return Restart{}, base.Errf(base.ErrCorrupt, "%s: rank %d saved no checkpoint %q at the job's restart point (%v): register the checkpoints that were saved",
+			return base.Errf(base.ErrCorrupt, "%s: rank %d saved no checkpoint %q at the job's restart point (%v): register the checkpoints that were saved",
 				t.st, t.cfg.rank, name, j.base)
 		}
-		cs[i] = c
-	}
-	// Their manifests, read at once (a new node's restart waits for each round trip).
-	ms := make([]*manifest, len(names))
-	err = t.parallel(ctx, len(names), lookupWorkers, func(ctx context.Context, i int) (err error) {
-		ms[i], err = t.cachedManifest(ctx, cs[i].manifest)
-		return err
+		m, err := t.cachedManifest(ctx, c.manifest)
+		if err != nil {
+			return t.joinErr(err)
+		}
+		if m.Name != name || m.Version != j.base.v || m.Life != j.base.life || m.Hash != c.hash {
+			return base.Errf(base.ErrCorrupt, "%s: manifest %s does not describe version %d of %q of life %d", t.st, c.manifest, j.base.v, name, j.base.life)
+		}
+		ms[i] = m
+		return nil
 	})
 	if err != nil {
 		return Restart{}, t.joinErr(err)
 	}
-	for i, name := range names {
-		m, c := ms[i], cs[i]
-		if m.Name != name || m.Version != j.base.v || m.Life != j.base.life || m.Hash != c.hash {
-			return Restart{}, base.Errf(base.ErrCorrupt, "%s: manifest %s does not describe version %d of %q of life %d", t.st, c.manifest, j.base.v, name, j.base.life)
-		}
+	for _, m := range ms {
 		r.In = append(r.In, t.incoming(m))
 	}
 	return r, nil
