@@ -321,7 +321,7 @@ type discardStore struct {
 }
 
 func (d discardStore) Create(ctx context.Context, key string, body io.Reader, size int64) error {
-	body, size, err := d.dropData(key, body, size)
+	body, size, err := d.dropData(ctx, key, body, size)
 	if err != nil {
 		return err
 	}
@@ -329,7 +329,7 @@ func (d discardStore) Create(ctx context.Context, key string, body io.Reader, si
 }
 
 func (d discardStore) Put(ctx context.Context, key string, body io.Reader, size int64) error {
-	body, size, err := d.dropData(key, body, size)
+	body, size, err := d.dropData(ctx, key, body, size)
 	if err != nil {
 		return err
 	}
@@ -338,7 +338,7 @@ func (d discardStore) Put(ctx context.Context, key string, body io.Reader, size 
 
 // dropData reads the body of a data object to its end and returns an empty one
 // instead; other bodies it returns as they are.
-func (d discardStore) dropData(key string, body io.Reader, size int64) (io.Reader, int64, error) {
+func (d discardStore) dropData(ctx context.Context, key string, body io.Reader, size int64) (io.Reader, int64, error) {
 	if !strings.HasPrefix(key, "d/") {
 		return body, size, nil
 	}
@@ -360,7 +360,11 @@ func (d discardStore) dropData(key string, body io.Reader, size int64) (io.Reade
 		}
 		if hold > 0 {
 			if wait := time.Duration(float64(hold)*float64(n)/float64(size)) - time.Since(start); wait > 0 {
-				time.Sleep(wait)
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return nil, 0, context.Cause(ctx)
+				}
 			}
 		}
 	}

@@ -665,7 +665,8 @@ func planRemote(o *options, add func(string, bench.Variant, string, bench.Config
 	add("remote-upload", bench.Engine, "engine save to commit", up, "")
 	(*jobs)[len(*jobs)-1].run = with(bench.Upload)
 	add("remote-upload", bench.Engine, direct, up, "")
-	// The direct upload's speed, of the latest run, for the diagnostic below.
+	// The direct upload's speed, of the latest run, for the diagnostic below (which runs
+	// after it in every round).
 	var directNsPerByte atomic.Uint64 // math.Float64bits
 	(*jobs)[len(*jobs)-1].run = func(c bench.Config) (*bench.Result, error) {
 		res, err := bench.UploadDirect(c, t)

@@ -168,8 +168,8 @@ func ckpWorkload(mode string) error {
 		if n == 1 && opts.Remote != nil {
 			// The first version of each run is committed before the loop goes on, so
 			// that a cut finds the store holding something to check even when the
-			// uploads, at the lowest priority, get no CPU beside the loop (a loaded
-			// host starves the guest's vCPUs).
+			// uploads get no CPU beside the loop (a loaded host starves the guest's
+			// vCPUs).
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			err := s.F.Flush(ctx)
 			cancel()
