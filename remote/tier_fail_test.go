@@ -296,15 +296,9 @@ func TestRemoteDamagedLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, c := range w.cks {
-		vs := c.Versions()
-		d, err := os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
+		if err := damage(path, c.Versions()[2].Offset+int64(i)*100); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.WriteAt([]byte("garbage"), vs[2].Offset+int64(i)*100); err != nil {
-			t.Fatal(err)
-		}
-		d.Close()
 	}
 	r, err := engine.Open(path, &engine.Options{ReadOnly: true})
 	if err != nil {
